@@ -1,0 +1,1 @@
+"""Access control: signed logons, address allow-lists, KYC-gated logons, lockouts."""
