@@ -1,0 +1,342 @@
+"""Order entry at the FIX edge: FIX messages -> venue commands, venue events -> FIX messages.
+
+Pure functions with no session or I/O in them, so the order-entry application and the
+drop-copy application produce byte-identical execution reports from the same event.
+Decimal strings exist only here; the core sees integer ticks and lots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from fix.message import Message
+from sessions.errors import EdgeError, EdgeReject
+from venue.core import commands as cmd
+from venue.core import events as ev
+from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce
+
+Fields = list[tuple[int, str]]
+
+# RejectCode -> OrdRejReason (103)
+ORD_REJ_REASON = {
+    RejectCode.UNKNOWN_INSTRUMENT: 1,
+    RejectCode.INSTRUMENT_HALTED: 2,
+    RejectCode.INSTRUMENT_CLOSED: 2,
+    RejectCode.QTY_TOO_LARGE: 3,
+    RejectCode.RISK_LIMIT: 3,
+    RejectCode.INSUFFICIENT_BALANCE: 3,
+    RejectCode.DUPLICATE_CL_ORD_ID: 6,
+    RejectCode.BAD_LOT: 13,
+    RejectCode.QTY_TOO_SMALL: 13,
+    RejectCode.NOT_ENTITLED: 15,
+    RejectCode.UNKNOWN_ORDER: 5,
+}
+# RejectCode -> CxlRejReason (102)
+CXL_REJ_REASON = {
+    RejectCode.UNKNOWN_ORDER: 1,
+    RejectCode.TOO_LATE_TO_CANCEL: 0,
+    RejectCode.DUPLICATE_CL_ORD_ID: 6,
+}
+
+
+def fix_time(ts_ns: int, precision: int = 3) -> str:
+    """UTCTimestamp of integer nanoseconds, with 0, 3, 6 or 9 fractional digits."""
+    secs, frac = divmod(ts_ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y%m%d-%H:%M:%S")
+    if precision <= 0:
+        return base
+    return f"{base}.{frac:09d}"[: len(base) + 1 + precision]
+
+
+def parse_fix_time(value: str) -> int:
+    """UTCTimestamp -> integer nanoseconds."""
+    main, _, frac = value.partition(".")
+    dt = datetime.strptime(main, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+class InstrumentView:
+    """What the edge needs of an instrument: exact Decimal <-> integer conversions."""
+
+    __slots__ = ("symbol", "tick", "lot")
+
+    def __init__(self, symbol: str, tick: Decimal, lot: Decimal) -> None:
+        self.symbol, self.tick, self.lot = symbol, tick, lot
+
+    def ticks(self, price: Decimal, tag: int = 44) -> int:
+        n = price / self.tick
+        if n != n.to_integral_value():
+            raise EdgeReject(RejectCode.BAD_TICK, f"price {price} is not a multiple of the tick {self.tick} (tag {tag})", 99)
+        return int(n)
+
+    def lots(self, qty: Decimal, tag: int = 38) -> int:
+        n = qty / self.lot
+        if n != n.to_integral_value():
+            raise EdgeReject(RejectCode.BAD_LOT, f"quantity {qty} is not a multiple of the lot {self.lot} (tag {tag})", 13)
+        return int(n)
+
+    def px(self, ticks: int) -> str:
+        return _plain(ticks * self.tick)
+
+    def qty(self, lots: int) -> str:
+        return _plain(lots * self.lot)
+
+    def avg_px(self, cum_notional: int, cum_qty: int) -> str:
+        if cum_qty == 0:
+            return "0"
+        return _plain((Decimal(cum_notional) * self.tick / cum_qty).quantize(self.tick / 10**6).normalize())
+
+
+def _plain(d: Decimal) -> str:
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _required(msg: Message, tag: int, name: str) -> str:
+    value = msg.get_str(tag)
+    if value is None or value == "":
+        raise EdgeReject(EdgeError.MISSING_FIELD, f"{name} ({tag}) is required")
+    return value
+
+
+def _decimal(msg: Message, tag: int, name: str) -> Decimal | None:
+    value = msg.get_str(tag)
+    if value is None:
+        return None
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise EdgeReject(EdgeError.BAD_VALUE, f"{name} ({tag}) is not a number: {value!r}") from None
+    if not d.is_finite() or d <= 0:
+        raise EdgeReject(EdgeError.BAD_VALUE, f"{name} ({tag}) must be positive: {value!r}")
+    return d
+
+
+_ORD_TYPES = {t.value: t for t in OrdType}
+_TIFS = {t.value: t for t in TimeInForce}
+_STP = {m.value: m for m in StpMode}
+
+
+@dataclass(slots=True)
+class EdgeContext:
+    """Who is sending: the session id, its entitled accounts, and an instrument lookup."""
+
+    session: str
+    accounts: tuple[str, ...]
+    instrument: Callable[[str], InstrumentView | None]
+
+    def account(self, msg: Message) -> str:
+        account = msg.get_str(1)
+        if account is None:
+            if len(self.accounts) == 1:
+                return self.accounts[0]
+            raise EdgeReject(EdgeError.MISSING_FIELD, "Account (1) is required: this session trades several accounts")
+        if account not in self.accounts:
+            raise EdgeReject(RejectCode.NOT_ENTITLED, f"session is not entitled to account {account}", 15)
+        return account
+
+    def inst(self, msg: Message) -> InstrumentView:
+        symbol = _required(msg, 55, "Symbol")
+        inst = self.instrument(symbol)
+        if inst is None:
+            raise EdgeReject(RejectCode.UNKNOWN_INSTRUMENT, f"unknown instrument {symbol}", 1)
+        return inst
+
+
+def _side(msg: Message) -> Side:
+    value = _required(msg, 54, "Side")
+    if value not in ("1", "2"):
+        raise EdgeReject(EdgeError.BAD_VALUE, f"Side (54) must be 1 (buy) or 2 (sell), got {value}")
+    return Side(value)
+
+
+def new_order(msg: Message, ctx: EdgeContext, ts: int) -> cmd.NewOrder:
+    """NewOrderSingle (D) -> NewOrder. Raises EdgeReject with a reason."""
+    cl = _required(msg, 11, "ClOrdID")
+    account = ctx.account(msg)
+    inst = ctx.inst(msg)
+    side = _side(msg)
+    ord_type = _ORD_TYPES.get(msg.get_str(40, "2"))
+    if ord_type is None:
+        raise EdgeReject(EdgeError.UNSUPPORTED_ORDER_TYPE, f"OrdType (40) {msg.get_str(40)} is not supported", 11)
+    tif = _TIFS.get(msg.get_str(59, "1" if ord_type != OrdType.MARKET else "3"))
+    if tif is None:
+        raise EdgeReject(EdgeError.UNSUPPORTED_TIME_IN_FORCE, f"TimeInForce (59) {msg.get_str(59)} is not supported", 11)
+    qty = _decimal(msg, 38, "OrderQty")
+    if qty is None:
+        raise EdgeReject(EdgeError.MISSING_FIELD, "OrderQty (38) is required")
+    price = _decimal(msg, 44, "Price")
+    if ord_type in (OrdType.LIMIT, OrdType.STOP_LIMIT) and price is None:
+        raise EdgeReject(EdgeError.MISSING_FIELD, "Price (44) is required for a limit order")
+    if ord_type in (OrdType.MARKET, OrdType.STOP) and price is not None:
+        raise EdgeReject(EdgeError.BAD_VALUE, "Price (44) is not allowed on a market or stop order")
+    stop = _decimal(msg, 99, "StopPx")
+    if ord_type in (OrdType.STOP, OrdType.STOP_LIMIT) and stop is None:
+        raise EdgeReject(EdgeError.MISSING_FIELD, "StopPx (99) is required for a stop order")
+    display = _decimal(msg, 1138, "DisplayQty")
+    expire_at = None
+    if tif == TimeInForce.GTD:
+        text = msg.get_str(126)
+        if not text:
+            raise EdgeReject(EdgeError.MISSING_FIELD, "ExpireTime (126) is required for GTD")
+        try:
+            expire_at = parse_fix_time(text)
+        except ValueError:
+            raise EdgeReject(EdgeError.BAD_VALUE, f"ExpireTime (126) is not a UTCTimestamp: {text}") from None
+    post_only = msg.get_str(7003) == "Y" or "6" in (msg.get_str(18) or "").split()
+    stp = None
+    if (raw := msg.get_str(7002)) is not None:
+        stp = _STP.get(raw)
+        if stp is None:
+            raise EdgeReject(EdgeError.BAD_VALUE, f"SelfTradePreventionMode (7002) {raw} is not one of N T M B D")
+    return cmd.NewOrder(
+        ts=ts, account=account, instrument=inst.symbol, cl_ord_id=cl, side=side,
+        qty=inst.lots(qty), ord_type=ord_type,
+        price=inst.ticks(price) if price is not None else None, tif=tif,
+        stop_price=inst.ticks(stop, 99) if stop is not None else None,
+        display_qty=inst.lots(display, 1138) if display is not None else None,
+        post_only=post_only, stp=stp, expire_at=expire_at, session=ctx.session,
+    )
+
+
+def _orig(msg: Message) -> tuple[int | None, str | None]:
+    order_id = msg.get_str(37)
+    orig = msg.get_str(41)
+    oid = None
+    if order_id:
+        try:
+            oid = int(order_id)
+        except ValueError:
+            raise EdgeReject(RejectCode.UNKNOWN_ORDER, f"unknown order {order_id}", 1) from None
+    if oid is None and not orig:
+        raise EdgeReject(EdgeError.MISSING_FIELD, "OrigClOrdID (41) or OrderID (37) is required")
+    return oid, orig
+
+
+def cancel_order(msg: Message, ctx: EdgeContext, ts: int) -> cmd.CancelOrder:
+    cl = _required(msg, 11, "ClOrdID")
+    oid, orig = _orig(msg)
+    return cmd.CancelOrder(ts=ts, account=ctx.account(msg), instrument=ctx.inst(msg).symbol, cl_ord_id=cl,
+                           order_id=oid, orig_cl_ord_id=orig, session=ctx.session)
+
+
+def replace_order(msg: Message, ctx: EdgeContext, ts: int) -> cmd.ReplaceOrder:
+    cl = _required(msg, 11, "ClOrdID")
+    oid, orig = _orig(msg)
+    inst = ctx.inst(msg)
+    qty = _decimal(msg, 38, "OrderQty")
+    if qty is None:
+        raise EdgeReject(EdgeError.MISSING_FIELD, "OrderQty (38) is required")
+    price = _decimal(msg, 44, "Price")
+    return cmd.ReplaceOrder(ts=ts, account=ctx.account(msg), instrument=inst.symbol, cl_ord_id=cl,
+                            qty=inst.lots(qty), price=inst.ticks(price) if price is not None else None,
+                            order_id=oid, orig_cl_ord_id=orig, session=ctx.session)
+
+
+# ---- events -> messages ---------------------------------------------------------------------
+
+def _status(leaves: int, cum: int, terminal: str | None = None) -> str:
+    if terminal is not None and leaves == 0 and terminal:
+        return terminal
+    if leaves == 0 and cum > 0:
+        return "2"
+    return "1" if cum > 0 else "0"
+
+
+def _er(
+    e, inst: InstrumentView, exec_type: str, ord_status: str, *, order_id: int | str, cl: str, leaves: int,
+    cum: int, cum_notional: int, qty: int | None = None, price: int | None = None, extra: Fields | None = None,
+    precision: int = 3,
+) -> Fields:
+    f: Fields = [
+        (37, str(order_id)),
+        (11, cl),
+        (17, str(e.seq)),
+        (150, exec_type),
+        (39, ord_status),
+        (1, e.account),
+        (55, e.instrument),
+        (54, e.side.value),
+    ]
+    if qty is not None:
+        f.append((38, inst.qty(qty)))
+    if price is not None:
+        f.append((44, inst.px(price)))
+    f += [
+        (151, inst.qty(leaves)),
+        (14, inst.qty(cum)),
+        (6, inst.avg_px(cum_notional, cum)),
+        (60, fix_time(e.ts, precision)),
+    ]
+    if extra:
+        f += extra
+    return f
+
+
+def report(e, inst: InstrumentView, precision: int = 3) -> tuple[str, Fields] | None:
+    """Translate one order event into (MsgType, body fields), or None for non-order events."""
+    if isinstance(e, ev.OrderAccepted):
+        extra = [(40, e.ord_type.value), (59, e.tif.value)]
+        if e.stop_price is not None:
+            extra.append((99, inst.px(e.stop_price)))
+        return "8", _er(e, inst, "0", "0", order_id=e.order_id, cl=e.cl_ord_id, leaves=e.leaves_qty, cum=0,
+                        cum_notional=0, qty=e.qty, price=e.price, extra=extra, precision=precision)
+    if isinstance(e, ev.OrderFilled):
+        status = "2" if e.leaves_qty == 0 else "1"
+        extra = [(32, inst.qty(e.last_qty)), (31, inst.px(e.last_px)), (880, str(e.trade_id)),
+                 (1057, "Y" if e.aggressor else "N")]
+        return "8", _er(e, inst, "F", status, order_id=e.order_id, cl=e.cl_ord_id, leaves=e.leaves_qty,
+                        cum=e.cum_qty, cum_notional=e.cum_notional, extra=extra, precision=precision)
+    if isinstance(e, ev.OrderCancelled):
+        extra = [(41, e.orig_cl_ord_id), (58, f"cancelled: {e.reason}")]
+        return "8", _er(e, inst, "4", "4", order_id=e.order_id, cl=e.cl_ord_id, leaves=0, cum=e.cum_qty,
+                        cum_notional=e.cum_notional, qty=e.qty, price=e.price, extra=extra, precision=precision)
+    if isinstance(e, ev.OrderExpired):
+        return "8", _er(e, inst, "C", "C", order_id=e.order_id, cl=e.cl_ord_id, leaves=0, cum=e.cum_qty,
+                        cum_notional=e.cum_notional, qty=e.qty, price=e.price,
+                        extra=[(58, f"expired: {e.reason}")], precision=precision)
+    if isinstance(e, ev.OrderReplaced):
+        return "8", _er(e, inst, "5", _status(e.leaves_qty, e.cum_qty), order_id=e.order_id, cl=e.cl_ord_id,
+                        leaves=e.leaves_qty, cum=e.cum_qty, cum_notional=e.cum_notional, qty=e.qty,
+                        price=e.price, extra=[(41, e.orig_cl_ord_id)], precision=precision)
+    if isinstance(e, ev.OrderRestated):
+        return "8", _er(e, inst, "D", _status(e.leaves_qty, e.cum_qty), order_id=e.order_id, cl=e.cl_ord_id,
+                        leaves=e.leaves_qty, cum=e.cum_qty, cum_notional=e.cum_notional, qty=e.qty,
+                        price=e.price, extra=[(378, "8"), (58, f"restated: {e.reason}")], precision=precision)
+    if isinstance(e, ev.OrderTriggered):
+        return "8", _er(e, inst, "L", "0", order_id=e.order_id, cl=e.cl_ord_id, leaves=e.leaves_qty, cum=0,
+                        cum_notional=0, qty=e.qty, price=e.price, precision=precision)
+    if isinstance(e, ev.OrderRejected):
+        return "8", rejected_report(e.seq, e.ts, e.cl_ord_id, e.account, e.instrument, e.side.value,
+                                    int(e.code), e.text, ORD_REJ_REASON.get(RejectCode(e.code), 99)
+                                    if e.code in RejectCode._value2member_map_ else 99, precision)
+    if isinstance(e, ev.CancelRejected):
+        return "9", cancel_reject(e.cl_ord_id, e.orig_cl_ord_id, e.order_id, e.is_replace, int(e.code), e.text,
+                                  CXL_REJ_REASON.get(e.code, 99), e.account)
+    return None
+
+
+def rejected_report(exec_id: object, ts: int, cl: str, account: str, symbol: str, side: str, code: int,
+                    text: str, ord_rej_reason: int, precision: int = 3) -> Fields:
+    """ExecutionReport with ExecType=Rejected (8) for an order that never entered the book."""
+    return [
+        (37, "NONE"), (11, cl), (17, str(exec_id)), (150, "8"), (39, "8"),
+        *([(1, account)] if account else []), (55, symbol or "[N/A]"), (54, side or "1"),
+        (151, "0"), (14, "0"), (6, "0"), (60, fix_time(ts, precision)),
+        (103, str(ord_rej_reason)), (58, text), (7001, str(code)),
+    ]
+
+
+def cancel_reject(cl: str, orig: str | None, order_id: int | None, is_replace: bool, code: int, text: str,
+                  cxl_rej_reason: int, account: str = "") -> Fields:
+    f: Fields = [(37, str(order_id) if order_id is not None else "NONE"), (11, cl), (41, orig or "NONE"),
+                 (39, "8" if order_id is None else "0")]
+    if account:
+        f.append((1, account))
+    f += [(434, "2" if is_replace else "1"), (102, str(cxl_rej_reason)), (58, text), (7001, str(code))]
+    return f
