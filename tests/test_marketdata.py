@@ -1,0 +1,154 @@
+"""MarketDataBook: sequencing, incrementals, depth views and conflation (sans-I/O)."""
+
+from __future__ import annotations
+
+import random
+
+from venue.core.events import BookLevel, Trade, TradingStatusChanged
+from venue.core.types import Side, TradingStatus
+from venue.marketdata import (
+    Action,
+    ClientBook,
+    ConflatingQueue,
+    EntryType,
+    MarketData,
+    MarketDataBook,
+    MDUpdate,
+    StatusUpdate,
+)
+
+
+def _random_events(rng: random.Random, n: int, instrument: str = "BTC-USD") -> list[object]:
+    """Synthetic BookLevel/Trade events: levels appear, change and vanish at random."""
+    levels: dict[tuple[Side, int], int] = {}
+    events: list[object] = []
+    seq = 0
+    for _ in range(n):
+        seq += 1
+        if rng.random() < 0.1:
+            events.append(Trade(seq, seq, seq, instrument, rng.randint(90, 110), rng.randint(1, 5), Side.BUY,
+                                1, 2, "a", "b"))
+            continue
+        side = rng.choice([Side.BUY, Side.SELL])
+        price = rng.randint(80, 100) if side is Side.BUY else rng.randint(100, 120)
+        qty = 0 if rng.random() < 0.35 else rng.randint(1, 50)
+        levels[(side, price)] = qty
+        events.append(BookLevel(seq, seq, instrument, side, price, qty, 1 if qty else 0))
+    return events
+
+
+def test_level_actions_are_new_change_delete_with_gapless_seq() -> None:
+    book = MarketDataBook("X")
+    ups = []
+    for ev in [BookLevel(1, 1, "X", Side.BUY, 100, 5, 1), BookLevel(2, 2, "X", Side.BUY, 100, 7, 2),
+               BookLevel(3, 3, "X", Side.BUY, 100, 0, 0)]:
+        ups += book.apply(ev)
+    assert [(u.action, u.qty, u.seq) for u in ups] == [(Action.NEW, 5, 1), (Action.CHANGE, 7, 2),
+                                                         (Action.DELETE, 0, 3)]
+    assert all(u.entry is EntryType.BID for u in ups)
+
+
+def test_unchanged_or_absent_level_emits_nothing_and_keeps_seq() -> None:
+    book = MarketDataBook("X")
+    book.apply(BookLevel(1, 1, "X", Side.SELL, 100, 5, 1))
+    assert book.apply(BookLevel(2, 2, "X", Side.SELL, 100, 5, 1)) == []
+    assert book.apply(BookLevel(3, 3, "X", Side.SELL, 101, 0, 0)) == []
+    assert book.seq == 1
+
+
+def test_trade_takes_a_sequence_number_and_is_last_trade() -> None:
+    book = MarketDataBook("X")
+    book.apply(BookLevel(1, 1, "X", Side.SELL, 100, 5, 1))
+    (u,) = book.apply(Trade(2, 2, 77, "X", 100, 3, Side.BUY, 1, 2, "a", "b"))
+    assert (u.entry, u.seq, u.trade_id, u.price, u.qty) == (EntryType.TRADE, 2, 77, 100, 3)
+    assert book.snapshot().last_trade is u
+
+
+def test_status_change_is_reported_unsequenced() -> None:
+    md = MarketData(["X"])
+    (u,) = md.apply_events([TradingStatusChanged(1, 1, "X", TradingStatus.HALTED)])
+    assert isinstance(u, StatusUpdate) and u.status is TradingStatus.HALTED
+    assert md.books["X"].seq == 0 and md.books["X"].snapshot().status is TradingStatus.HALTED
+
+
+def test_snapshot_then_incrementals_rebuild_full_book_after_random_run() -> None:
+    rng = random.Random(7)
+    md = MarketData()
+    events = _random_events(rng, 5000)
+    md.apply_events(events[:1500])
+    client = ClientBook(md.books["BTC-USD"].snapshot())
+    for u in md.apply_events(events[1500:]):
+        if isinstance(u, MDUpdate) and u.depth == 0:
+            client.apply(u)
+    book = md.books["BTC-USD"]
+    assert client.seq == book.seq
+    assert client.levels(Side.BUY) == book.levels(Side.BUY)
+    assert client.levels(Side.SELL) == book.levels(Side.SELL)
+    assert book.levels(Side.BUY)  # the run left a non-empty book
+
+
+def test_depth_view_client_tracks_top_n_exactly_after_every_event() -> None:
+    rng = random.Random(11)
+    md = MarketData(["BTC-USD"])
+    book = md.books["BTC-USD"]
+    events = _random_events(rng, 3000)
+    md.apply_events(events[:300])
+    client = ClientBook(book.snapshot(depth=3))
+    for ev in events[300:]:
+        for u in md.apply_events([ev]):
+            if isinstance(u, MDUpdate) and u.depth == 3:
+                client.apply(u)
+        assert client.levels(Side.BUY) == book.levels(Side.BUY, 3)
+        assert client.levels(Side.SELL) == book.levels(Side.SELL, 3)
+        assert len(client.bids) <= 3 and len(client.asks) <= 3
+
+
+def test_client_book_detects_a_gap() -> None:
+    book = MarketDataBook("X")
+    client = ClientBook(book.snapshot())
+    book.apply(BookLevel(1, 1, "X", Side.BUY, 100, 5, 1))
+    (u2,) = book.apply(BookLevel(2, 2, "X", Side.BUY, 101, 5, 1))
+    try:
+        client.apply(u2)
+    except ClientBook.GapError:
+        return
+    raise AssertionError("gap not detected")
+
+
+def test_slow_subscriber_is_conflated_to_a_snapshot_and_ends_exact() -> None:
+    rng = random.Random(3)
+    md = MarketData(["BTC-USD"])
+    book = md.books["BTC-USD"]
+    queue = ConflatingQueue(limit=50)
+    client = ClientBook(book.snapshot())
+    events = _random_events(rng, 4000)
+    snapshots = 0
+    for i in range(0, len(events), 100):
+        queue.push(u for u in md.apply_events(events[i:i + 100]) if not isinstance(u, MDUpdate) or u.depth == 0)
+        if (i // 100) % 5 == 0:  # drains only every fifth batch: falls behind
+            stale, pending = queue.drain()
+            for name in stale:
+                client.reset(md.books[name].snapshot())
+                snapshots += 1
+            for u in pending:
+                if isinstance(u, MDUpdate):
+                    client.apply(u)
+    stale, pending = queue.drain()
+    for name in stale:
+        client.reset(md.books[name].snapshot())
+    for u in pending:
+        if isinstance(u, MDUpdate):
+            client.apply(u)
+    assert queue.conflations > 0 and snapshots > 0
+    assert client.levels(Side.BUY) == book.levels(Side.BUY)
+    assert client.levels(Side.SELL) == book.levels(Side.SELL)
+    assert client.seq == book.seq
+
+
+def test_conflating_queue_keeps_status_updates() -> None:
+    queue = ConflatingQueue(limit=2)
+    status = StatusUpdate("X", TradingStatus.HALTED, 1, 1)
+    ups = [MDUpdate("X", 0, i, Action.NEW, EntryType.BID, 100 + i, 1, i, i) for i in range(1, 5)]
+    queue.push([status, *ups])
+    stale, pending = queue.drain()
+    assert stale == ["X"] and pending == [status]
