@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 
 from sortedcontainers import SortedDict
@@ -381,3 +382,27 @@ class ConflatingQueue:
         self.stale = set()
         self.pending = []
         return stale, pending
+
+
+class Units:
+    """Integer ticks/lots of an instrument -> plain decimal strings (the edges' format)."""
+
+    __slots__ = ("tick", "lot")
+
+    def __init__(self, tick: Decimal | str = "1", lot: Decimal | str = "1") -> None:
+        self.tick = Decimal(tick)
+        self.lot = Decimal(lot)
+
+    def px(self, ticks: int) -> str:
+        return plain(ticks * self.tick)
+
+    def qty(self, lots: int) -> str:
+        return plain(lots * self.lot)
+
+
+def plain(d: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros ("1.50" -> "1.5", "1E+2" -> "100")."""
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
