@@ -230,3 +230,46 @@ Event = (
     | BookLevel
     | TradingStatusChanged
 )
+
+
+# --- Ledger events (venue/core/ledger.py, added by the ledger/risk stage) ---------------------------
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """One balanced double-entry posting set of the ledger.
+
+    ``postings``: (account, asset, delta) on account totals, in the asset's smallest unit; for every
+    asset the deltas sum to zero (deposits and withdrawals post against the ``"@external"`` account).
+    ``reservations``: (account, asset, delta) on the reserved part of the account's balance
+    (available = total - reserved); it moves no value.  ``kind``: deposit, withdraw, reserve,
+    release, replace, trade.  ``ref``: "order:<id>", "trade:<id>" or the deposit/withdraw reference.
+    """
+
+    seq: int
+    ts: int
+    entry_id: int
+    kind: str
+    ref: str
+    postings: tuple[tuple[str, str, int], ...]
+    reservations: tuple[tuple[str, str, int], ...] = ()
+
+
+@dataclass(slots=True)
+class LedgerRejected:
+    """A ledger command (Deposit / Withdraw) that was refused (``code``: RejectCode)."""
+
+    seq: int
+    ts: int
+    kind: str
+    account: str
+    asset: str
+    amount: int
+    ref: str
+    code: int
+    text: str
+
+
+LedgerEvent = LedgerEntry | LedgerRejected
+AnyEvent = Event | LedgerEvent
+"""Every event a core with the ledger stage can emit."""

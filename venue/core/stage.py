@@ -1,0 +1,304 @@
+"""RiskLedgerStage: the core's hooks object combining pre-trade risk and the ledger.
+
+The core calls it (see venue/core/hooks.py):
+
+* ``pre_new(cmd, order_id, inst)`` after its own validation, before matching: risk rules, then the
+  reservation of what the order needs; returns (RejectCode, text) to refuse, None to accept;
+* ``pre_replace(cmd, order, inst)``: the same rules for the replaced order (reservation delta);
+* ``on_events(events)`` after every command: settles trades, releases what cancelled / expired /
+  reduced orders no longer need, and returns the ``LedgerEntry`` events for the core to number;
+* ``apply(cmd)`` for Deposit / Withdraw (and SetKillSwitch, if routed here);
+* ``snapshot()`` / ``restore(d)``.
+
+Rule order in ``pre_new``: no risk profile -> RISK_LIMIT; kill switch -> KILL_SWITCH; quantity and
+notional limits of the account -> RISK_LIMIT; KYC-tier per-order and per-day notional ->
+RISK_LIMIT; available balance -> INSUFFICIENT_BALANCE.  Market orders (and stop orders without a
+limit price) are valued, and buys reserved, at the top of the price band around the reference
+price (around the stop price when it is higher, for a stop); without a band a market buy is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from venue.core.assets import AssetError, Assets, InstrumentUnits, instrument_units
+from venue.core.commands import Deposit, NewOrder, ReplaceOrder, SetKillSwitch, Withdraw
+from venue.core.events import (
+    LedgerEntry,
+    LedgerRejected,
+    OrderCancelled,
+    OrderExpired,
+    OrderReplaced,
+    OrderRestated,
+    Trade,
+)
+from venue.core.fees import FeeSchedule
+from venue.core.ledger import InsufficientBalance, Ledger, LedgerError
+from venue.core.risk import AccountRisk, KycLimits, RiskState, day_of
+from venue.core.types import RejectCode, Side
+
+Reject = tuple[int, str]
+
+
+def reservation_price(cmd_price: int | None, stop_price: int | None, inst: Any) -> int | None:
+    """Price an order is valued and reserved at: its limit price, else the top of the price band
+    (around max(reference, stop price)); None when there is no band to bound it."""
+    if cmd_price is not None:
+        return cmd_price
+    ref = inst.ref_price
+    if stop_price is not None:
+        ref = stop_price if ref is None else max(ref, stop_price)
+    band = inst.band(ref) if ref is not None else None
+    return None if band is None else band[1]
+
+
+class RiskLedgerStage:
+    """Pre-trade risk + double-entry ledger, as the core's hooks."""
+
+    def __init__(self, accounts: Mapping[str, AccountRisk], assets: Assets, fees: FeeSchedule, *,
+                 kyc_tiers: Mapping[int, KycLimits] | Iterable[KycLimits] = (),
+                 default_account: AccountRisk | None = None) -> None:
+        self.accounts: dict[str, AccountRisk] = dict(accounts)
+        self.assets = assets
+        self.fees = fees
+        self.kyc_tiers: dict[int, KycLimits] = (
+            dict(kyc_tiers) if isinstance(kyc_tiers, Mapping) else {k.tier: k for k in kyc_tiers})
+        self.default_account = default_account
+        self.ledger = Ledger(fees.fee_account)
+        self.risk = RiskState()
+        for prof in self.accounts.values():
+            if prof.kill_switch:
+                self.risk.set_kill_switch(prof.account, True)
+        # reservations made by pre_new in the current command: (order_id, amount, ts)
+        self._pending: list[tuple[int, int, int]] = []
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def set_account(self, prof: AccountRisk) -> None:
+        """Add or change an account's risk profile (its kill switch state is kept)."""
+        self.accounts[prof.account] = prof
+        self.risk.invalidate(prof.account)
+
+    def profile(self, account: str) -> AccountRisk | None:
+        prof = self.accounts.get(account)
+        if prof is None and self.default_account is not None:
+            prof = AccountRisk(account, self.default_account.kyc_tier, self.default_account.fee_tier,
+                               self.default_account.max_order_qty, self.default_account.max_order_notional)
+            self.accounts[account] = prof
+        return prof
+
+    def units(self, inst: Any) -> InstrumentUnits:
+        """Exact unit factors of an instrument (cached; raises AssetError if not settleable)."""
+        u = self.ledger.units.get(inst.symbol)
+        if u is None:
+            u = self.ledger.units[inst.symbol] = instrument_units(inst, self.assets)
+        return u
+
+    def validate_instrument(self, inst: Any) -> InstrumentUnits:
+        """Call at instrument set-up: raises AssetError unless ticks*lots settle exactly."""
+        return self.units(inst)
+
+    def _fee_bps(self, account: str, maker: bool) -> int:
+        prof = self.accounts.get(account)
+        tier = self.fees.tier(prof.fee_tier if prof else None)
+        return tier.maker_bps if maker else tier.taker_bps
+
+    def _kyc(self, prof: AccountRisk) -> KycLimits | None | bool:
+        if prof.kyc_tier is None:
+            return None
+        return self.kyc_tiers.get(prof.kyc_tier, False)
+
+    # --- hooks: pre-trade ----------------------------------------------------------------------
+
+    def pre_new(self, cmd: NewOrder, order_id: int, inst: Any) -> Reject | None:
+        prof = self.profile(cmd.account)
+        if prof is None:
+            return (RejectCode.RISK_LIMIT, f"account {cmd.account} has no risk profile")
+        if cmd.account in self.risk.killed:
+            return (RejectCode.KILL_SWITCH, f"kill switch is on for account {cmd.account}")
+        try:
+            units = self.units(inst)
+        except AssetError as exc:
+            return (RejectCode.INVALID_ORDER, f"instrument cannot be settled: {exc}")
+        price = reservation_price(cmd.price, cmd.stop_price, inst)
+        if price is None:
+            return (RejectCode.RISK_LIMIT, "market order on an instrument without a price band or reference price")
+        kyc = self._kyc(prof)
+        if kyc is False:
+            return (RejectCode.RISK_LIMIT, f"account {cmd.account}: unknown KYC tier {prof.kyc_tier}")
+        base, quote = self.assets[units.base], self.assets[units.quote]
+        notional = units.quote_units(price, cmd.qty)
+        day = day_of(cmd.ts)
+        rej = self.risk.check_order(prof, kyc or None, base, quote, units.base_units(cmd.qty), notional, day)
+        if rej is not None:
+            return rej
+        fee_bps = self._fee_bps(cmd.account, maker=False)
+        amount = self.ledger.reserve(order_id, cmd.account, units, Side(cmd.side), price, cmd.qty, fee_bps)
+        if amount is None:
+            asset = units.quote if cmd.side == Side.BUY else units.base
+            need = self.ledger.need(units, Side(cmd.side), price, cmd.qty, fee_bps)
+            a = self.assets[asset]
+            return (RejectCode.INSUFFICIENT_BALANCE,
+                    f"needs {a.to_decimal(need)} {asset}, available "
+                    f"{a.to_decimal(self.ledger.available(cmd.account, asset))}")
+        self.risk.add_usage(order_id, cmd.account, units.quote, day, notional)
+        self._pending.append((order_id, amount, cmd.ts))
+        return None
+
+    def pre_replace(self, cmd: ReplaceOrder, order: Any, inst: Any) -> Reject | None:
+        oid = getattr(order, "order_id", None)
+        r = self.ledger.orders.get(oid) if oid is not None else None
+        if r is None:
+            return None  # not reserved here (nothing to check)
+        prof = self.profile(r.account)
+        if prof is None:
+            return (RejectCode.RISK_LIMIT, f"account {r.account} has no risk profile")
+        if r.account in self.risk.killed:
+            return (RejectCode.KILL_SWITCH, f"kill switch is on for account {r.account}")
+        units = self.ledger.units[r.symbol]
+        limit_order = getattr(order, "price", None) is not None
+        price = cmd.price if cmd.price is not None and limit_order else r.price
+        leaves = cmd.qty - r.filled
+        if leaves <= 0:
+            return None  # the core refuses a replace below the filled quantity
+        kyc = self._kyc(prof)
+        if kyc is False:
+            return (RejectCode.RISK_LIMIT, f"account {r.account}: unknown KYC tier {prof.kyc_tier}")
+        base, quote = self.assets[units.base], self.assets[units.quote]
+        added = units.quote_units(price, leaves) - units.quote_units(r.price, r.leaves)
+        rej = self.risk.check_order(prof, kyc or None, base, quote, units.base_units(cmd.qty),
+                                    units.quote_units(price, cmd.qty), day_of(cmd.ts), added_notional=added)
+        if rej is not None:
+            return rej
+        extra = self.ledger.need(units, r.side, price, leaves, r.fee_bps) - r.amount
+        available = self.ledger.available(r.account, r.asset)
+        if extra > available:
+            a = self.assets[r.asset]
+            return (RejectCode.INSUFFICIENT_BALANCE,
+                    f"replace needs {a.to_decimal(extra)} more {r.asset}, available {a.to_decimal(available)}")
+        return None
+
+    # --- hooks: after every command ----------------------------------------------------------------
+
+    def on_events(self, events: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        if self._pending:
+            mentioned: set[int] = set()
+            for ev in events:
+                oid = getattr(ev, "order_id", None)
+                if oid is not None:
+                    mentioned.add(oid)
+                elif isinstance(ev, Trade):
+                    mentioned.add(ev.maker_order_id)
+                    mentioned.add(ev.taker_order_id)
+            for oid, amount, ts in self._pending:
+                if oid in mentioned:
+                    out.append(self.ledger.reserve_entry(ts, oid, amount))
+                else:  # refused by the core after pre_new (e.g. post-only would take)
+                    r = self.ledger.orders[oid]
+                    self.risk.give_back(oid, r.account, self.ledger.units[r.symbol].quote, day_of(ts),
+                                        self.ledger.units[r.symbol].quote_units(r.price, r.leaves))
+                    self.risk.forget(oid)
+                    self.ledger.unreserve(oid)
+            self._pending.clear()
+        ledger = self.ledger
+        for ev in events:
+            entry: LedgerEntry | None = None
+            if isinstance(ev, Trade):
+                entry = self._settle(ev)
+            elif isinstance(ev, OrderCancelled | OrderExpired):
+                r = ledger.orders.get(ev.order_id)
+                if r is not None:
+                    self._give_back(ev.order_id, ev.ts, r.leaves)
+                    self.risk.forget(ev.order_id)
+                    entry = ledger.release(ev.ts, ev.order_id)
+            elif isinstance(ev, OrderReplaced):
+                r = ledger.orders.get(ev.order_id)
+                if r is not None:
+                    entry = self._replaced(ev)
+            elif isinstance(ev, OrderRestated):
+                r = ledger.orders.get(ev.order_id)
+                if r is not None and ev.leaves_qty != r.leaves:
+                    self._give_back(ev.order_id, ev.ts, r.leaves - ev.leaves_qty)
+                    entry = ledger.resize(ev.ts, ev.order_id, ev.leaves_qty, kind="restate")
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def _give_back(self, oid: int, ts: int, lots: int) -> None:
+        r = self.ledger.orders[oid]
+        u = self.ledger.units[r.symbol]
+        self.risk.give_back(oid, r.account, u.quote, day_of(ts), u.quote_units(r.price, lots))
+
+    def _replaced(self, ev: OrderReplaced) -> LedgerEntry | None:
+        r = self.ledger.orders[ev.order_id]
+        u = self.ledger.units[r.symbol]
+        price = ev.price if ev.price is not None else r.price
+        delta = u.quote_units(price, ev.leaves_qty) - u.quote_units(r.price, r.leaves)
+        day = day_of(ev.ts)
+        if delta > 0:
+            self.risk.add_usage(ev.order_id, r.account, u.quote, day, delta)
+        else:
+            self.risk.give_back(ev.order_id, r.account, u.quote, day, -delta)
+        return self.ledger.resize(ev.ts, ev.order_id, ev.leaves_qty, price, kind="replace")
+
+    def _settle(self, t: Trade) -> LedgerEntry:
+        if t.aggressor_side == Side.BUY:
+            buyer, buy_oid, seller, sell_oid = t.taker_account, t.taker_order_id, t.maker_account, t.maker_order_id
+            buyer_bps, seller_bps = self._fee_bps(buyer, False), self._fee_bps(seller, True)
+        else:
+            buyer, buy_oid, seller, sell_oid = t.maker_account, t.maker_order_id, t.taker_account, t.taker_order_id
+            buyer_bps, seller_bps = self._fee_bps(buyer, True), self._fee_bps(seller, False)
+        entry = self.ledger.settle_trade(t.ts, t.trade_id, t.instrument, t.price, t.qty,
+                                         buyer, buy_oid, buyer_bps, seller, sell_oid, seller_bps)
+        for oid in (buy_oid, sell_oid):
+            if oid not in self.ledger.orders:
+                self.risk.forget(oid)
+        return entry
+
+    # --- hooks: commands the core does not own -----------------------------------------------------
+
+    def apply(self, cmd: Any) -> list[Any] | None:
+        if isinstance(cmd, Deposit | Withdraw):
+            kind = "deposit" if isinstance(cmd, Deposit) else "withdraw"
+            try:
+                if cmd.asset not in self.assets:
+                    raise LedgerError(f"unknown asset {cmd.asset!r}")
+                if isinstance(cmd, Deposit):
+                    return [self.ledger.deposit(cmd.ts, cmd.account, cmd.asset, cmd.amount, cmd.ref)]
+                return [self.ledger.withdraw(cmd.ts, cmd.account, cmd.asset, cmd.amount, cmd.ref)]
+            except InsufficientBalance as exc:
+                code, text = RejectCode.INSUFFICIENT_BALANCE, str(exc)
+            except LedgerError as exc:
+                code, text = RejectCode.INVALID_ORDER, str(exc)
+            return [LedgerRejected(0, cmd.ts, kind, cmd.account, cmd.asset, cmd.amount, cmd.ref, int(code), text)]
+        if isinstance(cmd, SetKillSwitch):
+            self.set_kill_switch(cmd.account, cmd.on)
+            return []
+        return None
+
+    def set_kill_switch(self, account: str, on: bool) -> None:
+        """Refuse (on) or allow again (off) the account's new orders; the core cancels its orders."""
+        self.risk.set_kill_switch(account, on)
+
+    # --- queries (for sessions, drop copy, CLI) ----------------------------------------------------
+
+    def balance(self, account: str, asset: str) -> tuple[int, int]:
+        return self.ledger.balance(account, asset)
+
+    def balances(self, account: str) -> dict[str, tuple[int, int]]:
+        return self.ledger.balances(account)
+
+    def check_invariants(self, open_orders: Iterable[Any] = ()) -> None:
+        self.ledger.check_invariants(open_orders)
+
+    # --- snapshot ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"ledger": self.ledger.snapshot(), "risk": self.risk.snapshot()}
+
+    def restore(self, d: Mapping[str, Any]) -> None:
+        self.ledger.restore(d["ledger"])
+        self.risk.restore(d["risk"])
+        self._pending.clear()
