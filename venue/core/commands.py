@@ -135,3 +135,34 @@ Command = (
     NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetTradingStatus | EndOfSession | Tick
     | SetAccountStp | SetKillSwitch | Deposit | Withdraw
 )
+
+
+# --- Custody holds (venue/custody): a withdrawal reserves funds at request time and the hold is
+# released or consumed exactly once (the ledger refuses a second release/consume of the same ref).
+
+
+@dataclass(slots=True)
+class HoldFunds:
+    """Reserve ``amount`` of the account's available balance under hold id ``ref`` (refused if short)."""
+
+    ts: int
+    account: str
+    asset: str
+    amount: int
+    ref: str
+
+
+@dataclass(slots=True)
+class ReleaseHold:
+    """Give a hold back to the account's available balance."""
+
+    ts: int
+    ref: str
+
+
+@dataclass(slots=True)
+class ConsumeHold:
+    """The withdrawal left the venue: debit the held amount from the account to "@external"."""
+
+    ts: int
+    ref: str

@@ -86,6 +86,7 @@ class Ledger:
         self._bal: dict[tuple[str, str], list[int]] = {}  # (account, asset) -> [total, reserved]
         self.orders: dict[int, Reservation] = {}
         self.units: dict[str, InstrumentUnits] = {}
+        self.holds: dict[str, tuple[str, str, int]] = {}  # custody hold ref -> (account, asset, amount)
         self.next_entry_id = 1
 
     # --- queries --------------------------------------------------------------------------------
@@ -254,6 +255,39 @@ class Ledger:
                 del self.orders[oid]
         return self._entry(ts, "trade", f"trade:{trade_id}", postings, reservations)
 
+    # --- custody holds (withdrawals, venue/custody) --------------------------------------------------
+
+    def hold(self, ts: int, account: str, asset: str, amount: int, ref: str) -> LedgerEntry:
+        """Reserve ``amount`` of the available balance under ``ref`` (a withdrawal in progress)."""
+        if amount <= 0:
+            raise LedgerError(f"hold amount must be positive: {amount}")
+        if account.startswith("@"):
+            raise LedgerError(f"cannot hold funds of venue account {account}")
+        if not ref or ref in self.holds:
+            raise LedgerError(f"hold {ref!r} already exists" if ref else "a hold needs a ref")
+        available = self.available(account, asset)
+        if amount > available:
+            raise InsufficientBalance(f"hold {amount} {asset}: available {available}")
+        self.holds[ref] = (account, asset, amount)
+        return self._entry(ts, "hold", f"hold:{ref}", (), ((account, asset, amount),))
+
+    def release_hold(self, ts: int, ref: str) -> LedgerEntry:
+        """Give a hold back (once); LedgerError if it is not open."""
+        h = self.holds.pop(ref, None)
+        if h is None:
+            raise LedgerError(f"no open hold {ref!r}")
+        account, asset, amount = h
+        return self._entry(ts, "hold_release", f"hold:{ref}", (), ((account, asset, -amount),))
+
+    def consume_hold(self, ts: int, ref: str) -> LedgerEntry:
+        """The held amount left the venue (once): debit the account to "@external"."""
+        h = self.holds.pop(ref, None)
+        if h is None:
+            raise LedgerError(f"no open hold {ref!r}")
+        account, asset, amount = h
+        return self._entry(ts, "withdraw", f"hold:{ref}", ((account, asset, -amount), (EXTERNAL, asset, amount)),
+                           ((account, asset, -amount),))
+
     # --- invariants -----------------------------------------------------------------------------
 
     def check_invariants(self, open_orders: Iterable[Any] = ()) -> None:
@@ -301,6 +335,8 @@ class Ledger:
             key = (r.account, r.asset)
             expected[key] = expected.get(key, 0) + need
         problems += [f"reservation of order {oid} without open order" for oid in self.orders if oid not in seen]
+        for acc, asset, amount in self.holds.values():
+            expected[(acc, asset)] = expected.get((acc, asset), 0) + amount
         for (acc, asset), (_, reserved) in self._bal.items():
             if reserved != expected.get((acc, asset), 0):
                 problems.append(f"{acc} {asset}: reserved {reserved}, open orders need "
@@ -318,6 +354,7 @@ class Ledger:
             "balances": [[acc, asset, b[0], b[1]] for (acc, asset), b in sorted(self._bal.items())],
             "orders": [r.to_list() for _, r in sorted(self.orders.items())],
             "units": [u.to_dict() for _, u in sorted(self.units.items())],
+            "holds": [[ref, *h] for ref, h in sorted(self.holds.items())],
         }
 
     def restore(self, d: Mapping[str, Any]) -> None:
@@ -326,3 +363,4 @@ class Ledger:
         self._bal = {(acc, asset): [int(t), int(r)] for acc, asset, t, r in d["balances"]}
         self.orders = {int(v[0]): Reservation.from_list(v) for v in d["orders"]}
         self.units = {u["symbol"]: InstrumentUnits.from_dict(u) for u in d["units"]}
+        self.holds = {ref: (acc, asset, int(amount)) for ref, acc, asset, amount in d.get("holds", [])}

@@ -23,7 +23,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from venue.core.assets import AssetError, Assets, InstrumentUnits, instrument_units
-from venue.core.commands import Deposit, NewOrder, ReplaceOrder, SetKillSwitch, Withdraw
+from venue.core.commands import (
+    ConsumeHold,
+    Deposit,
+    HoldFunds,
+    NewOrder,
+    ReleaseHold,
+    ReplaceOrder,
+    SetKillSwitch,
+    Withdraw,
+)
 from venue.core.events import (
     LedgerEntry,
     LedgerRejected,
@@ -273,10 +282,31 @@ class RiskLedgerStage:
             except LedgerError as exc:
                 code, text = RejectCode.INVALID_ORDER, str(exc)
             return [LedgerRejected(0, cmd.ts, kind, cmd.account, cmd.asset, cmd.amount, cmd.ref, int(code), text)]
+        if isinstance(cmd, HoldFunds | ReleaseHold | ConsumeHold):
+            return [self._custody_hold(cmd)]
         if isinstance(cmd, SetKillSwitch):
             self.set_kill_switch(cmd.account, cmd.on)
             return []
         return None
+
+    def _custody_hold(self, cmd: HoldFunds | ReleaseHold | ConsumeHold) -> Any:
+        """Custody withdrawal holds (venue/custody): reserve, release or consume, each at most once."""
+        try:
+            if isinstance(cmd, HoldFunds):
+                if cmd.asset not in self.assets:
+                    raise LedgerError(f"unknown asset {cmd.asset!r}")
+                return self.ledger.hold(cmd.ts, cmd.account, cmd.asset, cmd.amount, cmd.ref)
+            if isinstance(cmd, ReleaseHold):
+                return self.ledger.release_hold(cmd.ts, cmd.ref)
+            return self.ledger.consume_hold(cmd.ts, cmd.ref)
+        except InsufficientBalance as exc:
+            code, text = RejectCode.INSUFFICIENT_BALANCE, str(exc)
+        except LedgerError as exc:
+            code, text = RejectCode.INVALID_ORDER, str(exc)
+        kind = {HoldFunds: "hold", ReleaseHold: "hold_release", ConsumeHold: "hold_consume"}[type(cmd)]
+        account, asset, amount = (cmd.account, cmd.asset, cmd.amount) if isinstance(cmd, HoldFunds) else \
+            self.ledger.holds.get(cmd.ref, ("", "", 0))
+        return LedgerRejected(0, cmd.ts, kind, account, asset, amount, cmd.ref, int(code), text)
 
     def set_kill_switch(self, account: str, on: bool) -> None:
         """Refuse (on) or allow again (off) the account's new orders; the core cancels its orders."""
