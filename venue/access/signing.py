@@ -30,7 +30,7 @@ class KeyFormatError(ValueError):
 
 def logon_payload(msg_type: str, sender: str, target: str, seq: int | str, sending_time: str) -> bytes:
     """The exact bytes that are signed: 35, 49, 56, 34, 52 joined by SOH."""
-    return SOH.join((msg_type, sender, target, str(seq), sending_time)).encode("ascii")
+    return SOH.join((msg_type, sender, target, str(seq), sending_time)).encode("utf-8", "replace")
 
 
 def sign_logon(

@@ -1,0 +1,350 @@
+"""The access gate: who may connect, and whose logon is accepted.
+
+Built from the registry (``await AccessGate.load(engine, config)``, ``await gate.reload(engine)``);
+its checks are synchronous and take the time as an argument, so the acceptor can call them inline.
+The client only ever learns "refused"; the exact ``reason`` goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from venue import audit, registry
+from venue.access.signing import (
+    TAG_RAW_DATA,
+    TAG_USERNAME,
+    load_public_key,
+    logon_payload,
+    verify_logon,
+)
+from venue.registry import AccountRecord, SessionRecord, normalize_ip
+
+NS = 1_000_000_000
+GENERIC_REFUSAL = "Logon refused"
+
+
+@dataclass(slots=True, frozen=True)
+class GateConfig:
+    logon_window_s: float = 5.0  # SendingTime tolerance, both stale and future
+    lockout_failures: int = 5  # failures within ``failure_window_s`` that lock an address/CompID
+    lockout_seconds: float = 300.0
+    failure_window_s: float = 300.0
+
+    @classmethod
+    def from_config(cls, access: Mapping[str, Any]) -> GateConfig:
+        """From the ``[access]`` section of the venue configuration."""
+        return cls(
+            logon_window_s=float(access.get("logon_window", 5)),
+            lockout_failures=int(access.get("lockout_failures", 5)),
+            lockout_seconds=float(access.get("lockout_seconds", 300)),
+            failure_window_s=float(access.get("failure_window", access.get("lockout_seconds", 300))),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Decision:
+    """The gate's verdict. ``code`` is a stable identifier, ``reason`` the exact sentence for the audit log."""
+
+    ok: bool
+    reason: str
+    session: SessionRecord | None
+    code: str = ""
+    key_id: str | None = None
+
+    def audit_details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "result": "accepted" if self.ok else "refused",
+            "code": self.code,
+            "reason": self.reason,
+        }
+        if self.key_id:
+            out["key_id"] = self.key_id
+        return out
+
+
+def parse_utc_timestamp(value: str) -> int:
+    """A FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.fff[fff[fff]]]) as nanoseconds since the epoch."""
+    main, _, frac = value.partition(".")
+    dt = datetime.strptime(main, "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+    if frac and (not frac.isdigit() or len(frac) > 9):
+        raise ValueError(f"bad fraction in {value!r}")
+    return int(dt.timestamp()) * NS + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+@dataclass(slots=True)
+class _Failures:
+    times: deque[int] = field(default_factory=deque)
+    locked_until: int = 0
+
+
+class AccessGate:
+    """Connection and logon checks against a snapshot of the registry."""
+
+    def __init__(
+        self,
+        sessions: Iterable[SessionRecord],
+        accounts: Iterable[AccountRecord],
+        config: GateConfig | None = None,
+    ) -> None:
+        self.config = config or GateConfig()
+        self._by_addr: dict[str, _Failures] = {}
+        self._by_comp: dict[str, _Failures] = {}
+        self._seen: dict[bytes, int] = {}  # digest of (key id, signed payload) -> expiry ns
+        self._set(sessions, accounts)
+
+    def _set(self, sessions: Iterable[SessionRecord], accounts: Iterable[AccountRecord]) -> None:
+        self.sessions: dict[str, SessionRecord] = {s.sender_comp_id: s for s in sessions}
+        self.accounts: dict[str, AccountRecord] = {a.account_id: a for a in accounts}
+        self._keys: dict[tuple[str, str], tuple[str, Ed25519PublicKey | None]] = {}
+        for s in self.sessions.values():
+            for k in s.keys:
+                try:
+                    pub: Ed25519PublicKey | None = load_public_key(k.public_key)
+                except ValueError:
+                    pub = None
+                self._keys[(s.sender_comp_id, k.key_id)] = (k.state, pub)
+
+    @classmethod
+    async def load(cls, db: AsyncEngine | AsyncConnection, config: GateConfig | None = None) -> AccessGate:
+        return cls(await registry.load_sessions(db), await registry.load_accounts(db), config)
+
+    async def reload(self, db: AsyncEngine | AsyncConnection) -> None:
+        """Pick up registry changes (made by ``venue session ...`` / ``venue account kyc``); keeps
+        failure counters, lockouts and the replay memory."""
+        self._set(await registry.load_sessions(db), await registry.load_accounts(db))
+
+    # ---- connection -------------------------------------------------------------------------
+
+    def allows_address(self, ip: str) -> bool:
+        """True when at least one enabled session allows connections from ``ip``."""
+        return any(s.enabled and s.allows(ip) for s in self.sessions.values())
+
+    # ---- logon ------------------------------------------------------------------------------
+
+    def check_logon(
+        self,
+        sender_comp_id: str,
+        target_comp_id: str,
+        fields: Mapping[int, str],
+        peer_ip: str,
+        now_ns: int,
+    ) -> Decision:
+        """Decide on a Logon; ``fields`` holds its tags (34, 52, 95, 96, 553 ...) as strings.
+
+        Checks in order: session known and enabled (and TargetCompID), address allowed, lockout,
+        signature (present, key id known and active, valid), SendingTime window, replay, KYC.
+        Every refusal except lockout counts a failure against the address and the CompID."""
+        addr = str(normalize_ip(peer_ip) or peer_ip)
+        session = self.sessions.get(sender_comp_id)
+
+        def refuse(code: str, reason: str, key_id: str | None = None, count: bool = True) -> Decision:
+            if count:
+                self._fail(addr, sender_comp_id if session is not None else None, now_ns)
+            return Decision(False, reason, session, code, key_id)
+
+        if session is None:
+            return refuse("unknown_session", f"unknown SenderCompID {sender_comp_id!r}")
+        if not session.enabled:
+            return refuse("session_disabled", f"session {sender_comp_id} is disabled")
+        if target_comp_id != session.target_comp_id:
+            return refuse(
+                "wrong_target", f"TargetCompID {target_comp_id!r}, expected {session.target_comp_id!r}"
+            )
+        if not session.allows(addr):
+            return refuse(
+                "address_not_allowed", f"address {addr} is not in the allow-list of {sender_comp_id}"
+            )
+        locked = self._locked(addr, sender_comp_id, now_ns)
+        if locked:
+            return refuse("locked_out", locked, count=False)
+
+        key_id = fields.get(TAG_USERNAME) or None
+        signature = fields.get(TAG_RAW_DATA)
+        seq = fields.get(34, "")
+        sending_time = fields.get(52, "")
+        msg_type = fields.get(35, "A")
+        signed = signature is not None or key_id is not None
+        if session.require_signature or signed:
+            if not signature:
+                return refuse("signature_missing", "logon carries no signature (RawData 96)", key_id)
+            if not key_id:
+                return refuse("key_id_missing", "logon carries no key id (Username 553)")
+            state, pub = self._keys.get((sender_comp_id, key_id), (None, None))
+            if state is None or pub is None:
+                return refuse(
+                    "unknown_key", f"key id {key_id!r} is not registered for {sender_comp_id}", key_id
+                )
+            if state != "active":
+                return refuse("key_retired", f"key {key_id} of {sender_comp_id} is retired", key_id)
+            if not verify_logon(pub, signature, msg_type, sender_comp_id, target_comp_id, seq, sending_time):
+                return refuse("bad_signature", f"signature does not verify with key {key_id}", key_id)
+
+        if signed:
+            stale = self._check_time_and_replay(
+                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id, now_ns
+            )
+            if stale is not None:
+                return refuse(*stale, key_id)
+
+        problem = self._kyc_problem(session, now_ns)
+        if problem:
+            return refuse("kyc", problem, key_id)
+
+        self._by_addr.pop(addr, None)
+        self._by_comp.pop(sender_comp_id, None)
+        return Decision(True, "accepted", session, "accepted", key_id)
+
+    def _check_time_and_replay(
+        self,
+        msg_type: str,
+        sender: str,
+        target: str,
+        seq: str,
+        sending_time: str,
+        key_id: str | None,
+        now_ns: int,
+    ) -> tuple[str, str] | None:
+        """SendingTime within the window both ways, and this signed logon not seen before."""
+        window = int(self.config.logon_window_s * NS)
+        try:
+            sent_ns = parse_utc_timestamp(sending_time)
+        except ValueError:
+            return "sending_time_invalid", f"SendingTime {sending_time!r} is not a UTC timestamp"
+        w = self.config.logon_window_s
+        if sent_ns < now_ns - window:
+            return (
+                "sending_time_stale",
+                f"SendingTime {sending_time} is {(now_ns - sent_ns) / NS:.3f} s old (window {w:g} s)",
+            )
+        if sent_ns > now_ns + window:
+            return (
+                "sending_time_future",
+                f"SendingTime {sending_time} is {(sent_ns - now_ns) / NS:.3f} s ahead (window {w:g} s)",
+            )
+        self._prune_seen(now_ns)
+        digest = hashlib.sha256(
+            (key_id or "").encode() + b"\x00" + logon_payload(msg_type, sender, target, seq, sending_time)
+        ).digest()
+        if digest in self._seen:
+            return "replayed", (
+                f"this signed logon (key {key_id}, MsgSeqNum {seq}, SendingTime {sending_time}) was already used"
+            )
+        self._seen[digest] = sent_ns + window + NS
+        return None
+
+    # ---- KYC --------------------------------------------------------------------------------
+
+    def session_accounts(self, session: SessionRecord) -> list[str]:
+        """The accounts whose KYC gates a session: its entitled accounts, else all its firm's."""
+        if session.accounts:
+            return list(session.accounts)
+        return [a.account_id for a in self.accounts.values() if a.firm_id == session.firm_id]
+
+    def _kyc_problem(self, session: SessionRecord, now_ns: int) -> str | None:
+        today = _utc_date(now_ns)
+        ids = self.session_accounts(session)
+        if not ids:
+            return f"firm {session.firm_id} of {session.sender_comp_id} has no accounts"
+        for account_id in ids:
+            acc = self.accounts.get(account_id)
+            if acc is None:
+                return f"account {account_id} is not registered"
+            problem = acc.kyc_problem(today)
+            if problem:
+                return problem
+        return None
+
+    def kyc_violations(self, now_ns: int) -> list[str]:
+        """SenderCompIDs of enabled sessions whose accounts are no longer KYC-verified or have expired.
+
+        The venue runs this periodically (after ``reload``) and logs such sessions out and cancels
+        their orders."""
+        return [
+            s.sender_comp_id for s in self.sessions.values() if s.enabled and self._kyc_problem(s, now_ns)
+        ]
+
+    def kyc_reason(self, sender_comp_id: str, now_ns: int) -> str | None:
+        session = self.sessions.get(sender_comp_id)
+        return None if session is None else self._kyc_problem(session, now_ns)
+
+    # ---- failures, lockouts, replay memory -----------------------------------------------
+
+    def _fail(self, addr: str, comp_id: str | None, now_ns: int) -> None:
+        for table, name in ((self._by_addr, addr), (self._by_comp, comp_id)):
+            if name is None:
+                continue
+            f = table.setdefault(name, _Failures())
+            horizon = now_ns - int(self.config.failure_window_s * NS)
+            while f.times and f.times[0] < horizon:
+                f.times.popleft()
+            f.times.append(now_ns)
+            if len(f.times) >= self.config.lockout_failures:
+                f.locked_until = now_ns + int(self.config.lockout_seconds * NS)
+                f.times.clear()
+        if len(self._by_addr) > 10_000:
+            self._prune_failures(now_ns)
+
+    def _locked(self, addr: str, comp_id: str, now_ns: int) -> str | None:
+        for what, table, name in (("address", self._by_addr, addr), ("CompID", self._by_comp, comp_id)):
+            f = table.get(name)
+            if f is not None and f.locked_until > now_ns:
+                return f"{what} {name} is locked out for {(f.locked_until - now_ns) / NS:.0f} s more after repeated failures"
+        return None
+
+    def is_locked_out(
+        self, peer_ip: str | None = None, sender_comp_id: str | None = None, now_ns: int = 0
+    ) -> bool:
+        addr = str(normalize_ip(peer_ip) or peer_ip) if peer_ip else None
+        for table, name in ((self._by_addr, addr), (self._by_comp, sender_comp_id)):
+            f = table.get(name) if name else None
+            if f is not None and f.locked_until > now_ns:
+                return True
+        return False
+
+    def _prune_failures(self, now_ns: int) -> None:
+        horizon = now_ns - int(self.config.failure_window_s * NS)
+        for table in (self._by_addr, self._by_comp):
+            for name in [
+                n
+                for n, f in table.items()
+                if f.locked_until <= now_ns and (not f.times or f.times[-1] < horizon)
+            ]:
+                del table[name]
+
+    def _prune_seen(self, now_ns: int) -> None:
+        if len(self._seen) > 1024 or (self._seen and next(iter(self._seen.values())) < now_ns):
+            for d in [d for d, exp in self._seen.items() if exp < now_ns]:
+                del self._seen[d]
+
+
+def _utc_date(now_ns: int) -> date:
+    return datetime.fromtimestamp(now_ns / NS, tz=UTC).date()
+
+
+async def record_decision(
+    db: AsyncEngine | AsyncConnection | audit.AuditLog,
+    decision: Decision,
+    sender_comp_id: str,
+    peer_ip: str,
+    time_ns: int | None = None,
+) -> audit.AuditEntry:
+    """Write the audit entry of a logon decision (``logon.accepted`` / ``logon.refused``)."""
+    kind = "logon.accepted" if decision.ok else "logon.refused"
+    kwargs = dict(
+        actor=sender_comp_id,
+        subject=sender_comp_id,
+        source=peer_ip,
+        details=decision.audit_details(),
+        time_ns=time_ns,
+    )
+    if isinstance(db, audit.AuditLog):
+        return await db.append(kind, **kwargs)
+    return await audit.append(db, kind, **kwargs)
