@@ -13,7 +13,8 @@ One :class:`MarketDataApp` serves every market-data session. The server calls
   sequence it is at (body-level 83), each X entry its own.
 * Bad requests: MarketDataRequestReject (Y) with MDReqRejReason (281) and Text.
 * Halt / resume: TradingSessionStatus (h) with TradingSessionID (336) = the instrument's symbol.
-* Order messages and anything else: BusinessMessageReject (j). No accounts, no order ids.
+* Order messages and anything else: BusinessMessageReject (j) 380=3 (raised as ``BusinessReject``).
+  No accounts, no order ids.
 
 Slow consumers: updates for a session wait in its own bounded :class:`ConflatingQueue`; they are
 handed to the session only while its outbound backlog (``backlog(session)``, supplied by the
@@ -30,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fix.application import Application, BusinessReject
 from fix.message import Message
-from sessions.errors import EdgeError
 from venue.core.types import TradingStatus
 from venue.marketdata import (
     ConflatingQueue,
@@ -132,7 +133,7 @@ def parse_request(msg: Message, known: Callable[[str], bool], max_depth: int) ->
     return req_id, srt, Subscription(req_id, instruments, depth, frozenset(types), update_type == "1")
 
 
-class MarketDataApp:
+class MarketDataApp(Application):
     """The market-data application for every session of kind ``market_data``."""
 
     def __init__(
@@ -172,7 +173,7 @@ class MarketDataApp:
     def on_logon(self, session: Any) -> None:
         self.sessions[id(session)] = MDSessionState(session, queue=ConflatingQueue(self.queue_limit))
 
-    def on_logout(self, session: Any) -> None:
+    def on_logout(self, session: Any, reason: str = "") -> None:
         self.sessions.pop(id(session), None)
 
     def from_app(self, session: Any, msg: Message) -> None:
@@ -181,9 +182,8 @@ class MarketDataApp:
             state = self.sessions[id(session)] = MDSessionState(session, queue=ConflatingQueue(self.queue_limit))
         mt = msg.msg_type or ""
         if mt != "V":
-            _business_reject(session, msg, "market-data session: only MarketDataRequest (V) is accepted"
-                             if mt in ORDER_MSG_TYPES else f"message type {mt} is not supported here")
-            return
+            raise BusinessReject(3, "market-data session: only MarketDataRequest (V) is accepted"
+                                 if mt in ORDER_MSG_TYPES else f"message type {mt} is not supported here")
         self._request(state, msg)
 
     def _request(self, state: MDSessionState, msg: Message) -> None:
@@ -337,16 +337,6 @@ class MarketDataApp:
     def _status_msg(self, u: StatusUpdate) -> Message:
         return Message.build([(35, "h"), (336, u.instrument), (325, "Y"), (340, TRAD_SES_STATUS[u.status]),
                               (58, f"{u.instrument} {u.status.value}")])
-
-
-def _business_reject(session: Any, msg: Message, text: str, code: int = EdgeError.UNSUPPORTED_MESSAGE) -> None:
-    """BusinessMessageReject (j): 380=3 unsupported message type, with Text and the venue code."""
-    fields: list[tuple[int, object]] = [(35, "j")]
-    seq = msg.get_str(34)
-    if seq:
-        fields.append((45, seq))
-    fields += [(372, msg.msg_type or "?"), (380, "3"), (58, text)]
-    session.send_app(Message.build(fields))
 
 
 def _default_disconnect(session: Any, reason: str) -> None:

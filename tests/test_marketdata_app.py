@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
+from fix.application import BusinessReject
 from fix.message import Message
 from sessions.market_data import MarketDataApp
 from tests.test_marketdata import _random_events
@@ -169,10 +172,9 @@ def test_order_message_gets_business_message_reject() -> None:
     app = _app()
     s = FakeSession()
     app.on_logon(s)
-    app.from_app(s, Message.build([(35, "D"), (34, 9), (11, "x"), (55, "BTC-USD")]))
-    (out,) = s.out
-    assert (out.msg_type, out.get_str(372), out.get_str(380), out.get_str(45)) == ("j", "D", "3", "9")
-    assert out.get_str(58)
+    with pytest.raises(BusinessReject) as info:
+        app.from_app(s, Message.build([(35, "D"), (34, 9), (11, "x"), (55, "BTC-USD")]))
+    assert info.value.reason == 3 and info.value.text and not s.out
 
 
 def test_halt_and_resume_send_trading_session_status() -> None:
