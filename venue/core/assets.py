@@ -70,6 +70,9 @@ class Assets(Mapping[str, Asset]):
         except KeyError:
             raise AssetError(f"unknown asset {code!r}") from None
 
+    def __contains__(self, code: object) -> bool:
+        return code in self._by_code
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._by_code)
 
