@@ -1,0 +1,103 @@
+"""The drop-copy FIX application: brokers get a copy of every execution report of their accounts.
+
+A drop-copy session is entitled to a set of accounts (the registry's session accounts). For
+every order event of the core on one of those accounts, whatever caused it (any order-entry
+session, cancel-on-disconnect, a kill switch, an operator), the session is sent the same
+ExecutionReport (8) the owner's session gets, in the order the core produced the events.
+
+Copies are ordinary stored application messages: they take the session's next sequence
+number and are written by the FIX store in the batch's transaction whether or not the broker
+is connected, so a broker that was away recovers them with a ResendRequest (also across a
+venue restart, the store being in the database). The session is read-only: any application
+message it sends is answered with a BusinessMessageReject (380=3, with Text).
+
+OrderCancelReject (9) answers only the session that asked, so it is not copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fix.application import Application, BusinessReject
+from fix.message import Message
+from sessions.order_entry_codec import InstrumentView, report
+
+Translate = Callable[[object], "tuple[str, list[tuple[int, str]]] | None"]
+
+
+class DropCopyApp(Application):
+    """The application behind every session of kind ``drop_copy``."""
+
+    def __init__(
+        self,
+        accounts_of: Callable[[Any], Iterable[str]],
+        instrument: Callable[[str], InstrumentView | None] | None = None,
+        *,
+        translate: Translate | None = None,
+        precision: int = 3,
+    ) -> None:
+        """``accounts_of(session)``: the accounts a session is entitled to. ``translate(event)``:
+        the order-entry translation ``(MsgType, body fields)`` (default: the order-entry codec's
+        ``report`` with ``instrument(symbol)``)."""
+        if translate is None:
+            if instrument is None:
+                raise ValueError("DropCopyApp needs translate or instrument")
+            inst_of = instrument
+
+            def translate(e: object) -> tuple[str, list[tuple[int, str]]] | None:
+                inst = inst_of(getattr(e, "instrument", ""))
+                return None if inst is None else report(e, inst, precision)
+
+        self._translate = translate
+        self._accounts_of = accounts_of
+        self._by_account: dict[str, list[Any]] = {}
+        self._sessions: dict[int, Any] = {}
+        self.copies = 0
+
+    # -- which sessions ----------------------------------------------------------------------
+    def register(self, session: Any) -> None:
+        """Start copying to ``session`` (idempotent). Registered sessions get copies while
+        disconnected too: the store keeps them for the broker's ResendRequest."""
+        if id(session) in self._sessions:
+            return
+        self._sessions[id(session)] = session
+        for account in self._accounts_of(session):
+            self._by_account.setdefault(account, []).append(session)
+
+    def unregister(self, session: Any) -> None:
+        if self._sessions.pop(id(session), None) is None:
+            return
+        for subs in self._by_account.values():
+            if session in subs:
+                subs.remove(session)
+
+    def on_create(self, session: Any) -> None:
+        self.register(session)
+
+    def on_logon(self, session: Any) -> None:
+        self.register(session)
+
+    def from_app(self, session: Any, msg: Message) -> None:
+        raise BusinessReject(3, f"drop-copy session is read-only: message type {msg.msg_type} is not accepted")
+
+    # -- core side ---------------------------------------------------------------------------
+    def on_core_events(self, events: Iterable[object]) -> None:
+        """Copy the execution reports of a committed batch to the entitled sessions, in order."""
+        by_account = self._by_account
+        if not by_account:
+            return
+        for e in events:
+            account = getattr(e, "account", None)
+            if account is None:
+                continue
+            targets = by_account.get(account)
+            if not targets:
+                continue
+            out = self._translate(e)
+            if out is None or out[0] != "8":
+                continue
+            body = [(35, b"8"), *((t, v if isinstance(v, bytes) else str(v).encode()) for t, v in out[1])]
+            for session in targets:
+                session.send_app(Message(list(body)))
+                self.copies += 1
