@@ -1,0 +1,76 @@
+"""The Application interface: the seam between the FIX engine and whatever sits behind it.
+
+QuickFIX vocabulary. The acceptor and the session call these hooks; every method has a harmless
+default, so an application overrides only what it needs. Sync hooks are called from inside the
+session's processing of a message (``from_app`` may call ``session.send_app(...)`` and the reply gets
+the next sequence number at once, in order). Async hooks are the batch seam:
+
+1. the acceptor hands every byte one socket read / loop turn delivered to the sessions (which call
+   ``from_app`` etc.);
+2. ``await app.before_flush()`` — the venue runs its matching core on the batch and queues the
+   resulting messages on sessions with ``session.send_app``;
+3. one database transaction: the FIX store writes all pending outbound messages and both seqnums of
+   every session (``store.flush(conn)``) and ``await app.write_batch(conn)`` journals the venue's
+   events in the same transaction;
+4. only after the commit are the bytes written to the sockets (one write per socket per batch).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from fix.message import Message
+    from fix.session import Session
+
+
+class UnsupportedMessageType(Exception):  # noqa: N818 - QuickFIX name
+    """Raise from ``from_app``: the session answers with BusinessMessageReject 380=3."""
+
+
+class BusinessReject(Exception):  # noqa: N818 - QuickFIX-style name
+    """Raise from ``from_app`` to answer with a BusinessMessageReject (35=j)."""
+
+    def __init__(self, reason: int, text: str | None = None, ref_tag: int | None = None) -> None:
+        super().__init__(text or str(reason))
+        self.reason = reason
+        self.text = text
+        self.ref_tag = ref_tag
+
+
+class Application:
+    """Base application: override the hooks you need."""
+
+    def on_create(self, session: Session) -> None:
+        """A session object was created (once per session, before any connection)."""
+
+    def accept_connection(self, peer_addr: Any) -> bool:
+        """Called at accept, before any byte is read; ``False`` closes the socket (IP allow-lists)."""
+        return True
+
+    def on_logon_request(self, session: Session, logon: Message, peer_addr: Any) -> str | None:
+        """A valid Logon arrived. ``None`` accepts it; a string refuses it: the client gets a Logout
+        with a generic text (the string goes to the venue log only) and the connection closes."""
+        return None
+
+    def on_logon(self, session: Session) -> None:
+        """The session is logged on (our Logon response is queued)."""
+
+    def on_logout(self, session: Session, reason: str) -> None:
+        """The session stopped being logged on (logout handshake, timeout, disconnect...)."""
+
+    def from_admin(self, session: Session, msg: Message) -> None:
+        """An administrative message passed the session checks (informational)."""
+
+    def from_app(self, session: Session, msg: Message) -> None:
+        """An application message passed validation and sequencing. Reply with ``session.send_app``.
+        Raise :class:`UnsupportedMessageType` or :class:`BusinessReject` to reject it."""
+        raise UnsupportedMessageType()
+
+    async def before_flush(self) -> None:
+        """Once per batch, after all inbound bytes of the batch were processed, before the commit."""
+
+    async def write_batch(self, conn: AsyncConnection) -> None:
+        """Inside the batch's single transaction, after the FIX store wrote its rows."""

@@ -1,0 +1,228 @@
+"""FIX framing, parsing and timestamps.
+
+:class:`FrameReader` turns a byte stream into complete frames: it copes with partial reads, several
+frames in one read and garbage between frames. A frame whose BodyLength or CheckSum is wrong, or whose
+first three tags are not 8, 9, 35, is *garbled*: it is dropped (recorded in ``reader.garbled``) and never
+reaches the session, so it consumes no sequence number (FIX 4.4 vol. 2, "garbled messages").
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from dataclasses import dataclass
+
+from fix.message import Message
+
+SOH = b"\x01"
+MAX_FRAME = 1 << 20
+"""A frame longer than this (1 MiB) is treated as garbage."""
+
+# Length field -> data field it announces (data fields may contain SOH).
+DATA_FIELDS: dict[int, int] = {
+    90: 91, 93: 89, 95: 96, 212: 213, 348: 349, 350: 351, 352: 353, 354: 355, 356: 357,
+    358: 359, 360: 361, 362: 363, 364: 365, 445: 446, 618: 619, 621: 622,
+}
+_DATA_VALUE_TAGS = frozenset(DATA_FIELDS.values())
+_HAS_DATA = re.compile(rb"\x01(?:90|93|95|212|348|350|352|354|356|358|360|362|364|445|618|621)=")
+
+
+@dataclass(slots=True)
+class Garbled:
+    """A dropped frame and why it was dropped."""
+
+    raw: bytes
+    reason: str
+
+
+class FrameReader:
+    """Incremental framer: ``feed(data)`` returns the complete, well-formed frames now available."""
+
+    __slots__ = ("_buf", "garbled", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = b""
+        self.garbled: list[Garbled] = []
+        self.max_frame = max_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data if self._buf else bytes(data)
+        frames: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        find = buf.find
+        while True:
+            start = find(b"8=FIX", pos)
+            if start < 0:
+                # keep a possible partial "8=FIX" at the tail
+                keep = max(pos, n - 4)
+                if keep > pos and pos < n:
+                    self._note_garbage(buf[pos:keep])
+                pos = keep
+                break
+            if start > pos:
+                self._note_garbage(buf[pos:start])
+            pos = start
+            soh1 = find(SOH, start)
+            if soh1 < 0:
+                if n - start > 64:
+                    self.garbled.append(Garbled(buf[start:], "no SOH after BeginString"))
+                    pos = n
+                break
+            if n < soh1 + 3:
+                break
+            if buf[soh1 + 1:soh1 + 3] != b"9=":
+                self.garbled.append(Garbled(buf[start:soh1 + 1], "second tag is not BodyLength (9)"))
+                pos = soh1 + 1
+                continue
+            soh2 = find(SOH, soh1 + 3)
+            if soh2 < 0:
+                if n - soh1 > 16:
+                    self.garbled.append(Garbled(buf[start:soh1 + 1], "BodyLength not terminated"))
+                    pos = soh1 + 1
+                    continue
+                break
+            length_bytes = buf[soh1 + 3:soh2]
+            if not length_bytes.isdigit() or len(length_bytes) > 9:
+                self.garbled.append(Garbled(buf[start:soh2 + 1], "BodyLength is not a number"))
+                pos = soh2 + 1
+                continue
+            body_start = soh2 + 1
+            body_end = body_start + int(length_bytes)
+            end = body_end + 7
+            # fast path: the trailer sits where BodyLength says it does
+            if (
+                end <= n
+                and buf[body_end - 1] == 1
+                and buf[body_end:body_end + 3] == b"10="
+                and buf[body_end + 6] == 1
+            ):
+                frame = buf[start:end]
+                pos = end
+                if buf[body_start:body_start + 3] != b"35=":
+                    self.garbled.append(Garbled(frame, "third tag is not MsgType (35)"))
+                    continue
+                cks = buf[body_end + 3:body_end + 6]
+                if not cks.isdigit() or int(cks) != sum(buf[start:body_end]) & 0xFF:
+                    self.garbled.append(Garbled(frame, "CheckSum mismatch"))
+                    continue
+                frames.append(frame)
+                continue
+            # slow path: find the first trailer after the body start
+            t = find(b"\x0110=", soh2)
+            if t < 0:
+                if n - start > self.max_frame:
+                    self.garbled.append(Garbled(buf[start:], "frame too long"))
+                    pos = n
+                break
+            e = find(SOH, t + 4)
+            if e < 0:
+                if n - t > 16:
+                    self.garbled.append(Garbled(buf[start:t + 1], "CheckSum not terminated"))
+                    pos = t + 1
+                    continue
+                break
+            frame = buf[start:e + 1]
+            pos = e + 1
+            if t + 1 != body_end:
+                self.garbled.append(Garbled(frame, "BodyLength mismatch"))
+            else:
+                self.garbled.append(Garbled(frame, "CheckSum malformed"))
+        self._buf = buf[pos:] if pos < n else b""
+        return frames
+
+    def _note_garbage(self, data: bytes) -> None:
+        if data.strip(b"\x01\r\n "):
+            self.garbled.append(Garbled(data, "bytes outside a frame"))
+
+
+def parse_frame(raw: bytes) -> Message:
+    """Parse a complete frame into a :class:`Message` (values as bytes, data fields kept whole).
+
+    Raises ``ValueError`` on a field without '=' or a non-numeric tag (the frame is then garbled).
+    """
+    if _HAS_DATA.search(raw) is not None:
+        return Message(_parse_with_data(raw), raw)
+    out: list[tuple[int, bytes]] = []
+    append = out.append
+    parts = raw.split(SOH)
+    parts.pop()  # the empty tail after the final SOH
+    for part in parts:
+        tag, sep, value = part.partition(b"=")
+        if not sep:
+            raise ValueError(f"field without '=': {part[:20]!r}")
+        append((int(tag), value))
+    return Message(out, raw)
+
+
+def _parse_with_data(raw: bytes) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    n = len(raw)
+    data_len: dict[int, int] = {}
+    while pos < n:
+        eq = raw.find(b"=", pos)
+        if eq < 0:
+            raise ValueError("field without '='")
+        tag = int(raw[pos:eq])
+        length = data_len.pop(tag, None) if tag in _DATA_VALUE_TAGS else None
+        if length is not None and eq + 1 + length <= n and raw[eq + 1 + length:eq + 2 + length] == SOH:
+            end = eq + 1 + length
+        else:
+            end = raw.find(SOH, eq + 1)
+            if end < 0:
+                end = n
+        value = raw[eq + 1:end]
+        if tag in DATA_FIELDS and value.isdigit():
+            data_len[DATA_FIELDS[tag]] = int(value)
+        out.append((tag, value))
+        pos = end + 1
+    return out
+
+
+# ---------------------------------------------------------------- timestamps
+
+_sec_cache: list = [None, b""]
+
+
+def format_timestamp(now: float, precision: int = 3) -> bytes:
+    """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss]`` for ``now`` (epoch seconds); precision 0, 3, 6 or 9."""
+    sec = int(now)
+    if _sec_cache[0] != sec:
+        _sec_cache[0] = sec
+        _sec_cache[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(sec)).encode()
+    prefix: bytes = _sec_cache[1]
+    if precision == 3:
+        return prefix + b".%03d" % min(int((now - sec) * 1000), 999)
+    if precision <= 0:
+        return prefix
+    if precision == 6:
+        return prefix + b".%06d" % min(int((now - sec) * 1_000_000), 999_999)
+    return prefix + b".%09d" % min(int((now - sec) * 1_000_000_000), 999_999_999)
+
+
+def parse_timestamp(value: bytes) -> float | None:
+    """Epoch seconds for a UTCTimestamp, or ``None`` if it is not one."""
+    n = len(value)
+    if n < 17 or value[8:9] != b"-" or value[11:12] != b":" or value[14:15] != b":":
+        return None
+    d, t1, t2, t3 = value[:8], value[9:11], value[12:14], value[15:17]
+    if not (d.isdigit() and t1.isdigit() and t2.isdigit() and t3.isdigit()):
+        return None
+    frac = 0.0
+    if n > 17:
+        tail = value[18:]
+        if value[17:18] != b"." or not tail.isdigit() or len(tail) > 9:
+            return None
+        frac = int(tail) / (10 ** len(tail))
+    year, month, day = int(d[:4]), int(d[4:6]), int(d[6:8])
+    hour, minute, second = int(t1), int(t2), int(t3)
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60):
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + frac
