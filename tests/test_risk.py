@@ -82,7 +82,8 @@ def test_kill_switch_refuses_new_orders_until_lifted():
 
 
 def test_kill_switch_is_checked_before_balance():
-    stage = make_stage(alice=AccountRisk("alice", kill_switch=True))
+    stage = make_stage("alice")
+    stage.apply(SetKillSwitch(T0, "alice", True))
     assert code(stage, order(T0, "alice", Side.BUY, 1, 5_000_000)) == RejectCode.KILL_SWITCH
 
 
@@ -169,12 +170,12 @@ def test_market_buy_without_a_price_band_is_refused():
     assert code(stage, order(T0, "alice", Side.BUY, 1, None), inst=btc_usdt(band_bps=None)) == RejectCode.RISK_LIMIT
 
 
-def test_stop_buy_without_limit_is_reserved_at_band_top_around_the_higher_stop_price():
+def test_stop_buy_without_limit_is_reserved_two_bands_above_the_higher_stop_price():
     stage = make_stage("alice")
     stage.apply(Deposit(T0, "alice", "USDT", RICH))
     cmd = order(T0, "alice", Side.BUY, 1, None, stop_price=6_000_000)
     assert code(stage, cmd, inst=btc_usdt(ref_price=5_000_000, band_bps=1000)) is None
-    assert stage.ledger.orders[1].price == 6_600_000
+    assert stage.ledger.orders[1].price == 7_260_000  # 60000 +10% +10%
 
 
 def test_replace_that_needs_more_than_available_is_refused():

@@ -56,7 +56,6 @@ class AccountRisk:
     fee_tier: str | None = None  # None: the fee schedule's default tier
     max_order_qty: Decimal | None = None  # base-asset amount per order (None: unlimited)
     max_order_notional: Decimal | None = None  # quote-asset amount per order (None: unlimited)
-    kill_switch: bool = False  # initial state
 
     @classmethod
     def from_record(cls, rec: Any, fee_tier: str | None = None) -> AccountRisk:
@@ -68,8 +67,7 @@ class AccountRisk:
         """``{"kyc_tier": 1, "fee_tier": "vip", "max_order_qty": "5", "max_order_notional": "100000"}``."""
         tier = cfg.get("kyc_tier")
         return cls(account, None if tier is None else int(tier), cfg.get("fee_tier"),
-                   _dec(cfg.get("max_order_qty")), _dec(cfg.get("max_order_notional")),
-                   bool(cfg.get("kill_switch", False)))
+                   _dec(cfg.get("max_order_qty")), _dec(cfg.get("max_order_notional")))
 
 
 def limit_units(limit: Decimal | None, asset: Asset) -> int | None:

@@ -13,8 +13,17 @@ The core calls it (see venue/core/hooks.py):
 Rule order in ``pre_new``: no risk profile -> RISK_LIMIT; kill switch -> KILL_SWITCH; quantity and
 notional limits of the account -> RISK_LIMIT; KYC-tier per-order and per-day notional ->
 RISK_LIMIT; available balance -> INSUFFICIENT_BALANCE.  Market orders (and stop orders without a
-limit price) are valued, and buys reserved, at the top of the price band around the reference
-price (around the stop price when it is higher, for a stop); without a band a market buy is refused.
+limit price) are valued, and buys reserved, at the top of the price band (``reservation_price``);
+on an instrument without a band (or without a reference price) they are refused (RISK_LIMIT).
+
+The kill switch is the core's (``SetKillSwitch`` cancels the account's orders and the core refuses
+its new ones); the stage refuses with KILL_SWITCH only if a SetKillSwitch is routed to ``apply``.
+
+Known limit: a stop (market) buy is reserved two bands above its stop price.  If one command
+triggers a chain of stops whose trades lift the price by more than that before this stop is
+worked, its fills can cost more than it reserved; the difference is taken from the account's
+available balance, and if that is short too the account ends with reserved > total, which
+``check_invariants`` reports.  Stop-limit orders have no such case.
 """
 
 from __future__ import annotations
@@ -51,15 +60,30 @@ Reject = tuple[int, str]
 
 
 def reservation_price(cmd_price: int | None, stop_price: int | None, inst: Any) -> int | None:
-    """Price an order is valued and reserved at: its limit price, else the top of the price band
-    (around max(reference, stop price)); None when there is no band to bound it."""
+    """Price an order is valued and reserved at; None when no price band bounds it.
+
+    * a limit / stop-limit order: its limit price;
+    * a market order: the top of the band around the reference price (the core never lets it
+      trade above ``inst.band()[1]``, the band it has when the order arrives);
+    * a stop (market) order: the top of the band around the top of the band around
+      max(reference, stop price).  The core triggers a buy stop after a matching run that started
+      below the stop (so traded at most one band above it) and then works it up to one band above
+      the last price: two bands above the stop.  (Only a chain of several stops triggered by one
+      command can move the price further before this stop is worked; see the module docstring.)
+    """
     if cmd_price is not None:
         return cmd_price
     ref = inst.ref_price
+    if ref is None and stop_price is None:
+        return None
     if stop_price is not None:
         ref = stop_price if ref is None else max(ref, stop_price)
-    band = inst.band(ref) if ref is not None else None
-    return None if band is None else band[1]
+    band = inst.band(ref)
+    if band is None:
+        return None
+    if stop_price is not None:
+        band = inst.band(band[1])
+    return band[1]
 
 
 class RiskLedgerStage:
@@ -76,9 +100,6 @@ class RiskLedgerStage:
         self.default_account = default_account
         self.ledger = Ledger(fees.fee_account)
         self.risk = RiskState()
-        for prof in self.accounts.values():
-            if prof.kill_switch:
-                self.risk.set_kill_switch(prof.account, True)
         # reservations made by pre_new in the current command: (order_id, amount, ts)
         self._pending: list[tuple[int, int, int]] = []
 
@@ -329,6 +350,9 @@ class RiskLedgerStage:
         return {"ledger": self.ledger.snapshot(), "risk": self.risk.snapshot()}
 
     def restore(self, d: Mapping[str, Any]) -> None:
+        self._pending.clear()
+        if not d:  # a snapshot taken without this stage
+            return
         self.ledger.restore(d["ledger"])
         self.risk.restore(d["risk"])
         self._pending.clear()
