@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,37 @@ def test_slow_session_is_conflated_then_disconnected_without_affecting_others() 
     app.on_core_events(events[10:20])
     assert slow.closed and "slow consumer" in slow.closed and fast.closed is None
     assert id(slow) not in app.sessions
+
+
+def test_every_message_sent_validates_against_the_fix44_dictionary() -> None:
+    from fix.codec import parse_frame
+    from fix.dictionary import DataDictionary
+    from fix.session import Session, SessionConfig
+    from sessions.market_data import DICTIONARY_EXTENSION
+
+    spec = Path(__file__).resolve().parents[2] / "shared" / "spec" / "FIX44.xml"
+    if not spec.exists():
+        spec = Path("/work/shared/spec/FIX44.xml")
+    dd = DataDictionary.from_xml(spec.read_text(), DICTIONARY_EXTENSION)
+    app = _app()
+    s = FakeSession()
+    app.on_logon(s)
+    app.from_app(s, _request("empty", ["ETH-USD"], srt="0"))  # an empty book: NoMDEntries=0
+    app.on_core_events(_random_events(random.Random(1), 300))
+    app.from_app(s, _request("a", ["BTC-USD"]))
+    app.from_app(s, _request("b", ["BTC-USD"], depth=3, types=("0",)))
+    app.from_app(s, _request("c", ["NOPE"]))
+    app.from_app(s, _request("d", ["BTC-USD"], srt="2"))
+    app.on_core_events(_random_events(random.Random(2), 300))
+    app.on_core_events([TradingStatusChanged(1, 1, "BTC-USD", TradingStatus.HALTED)])
+    session = Session(SessionConfig("VENUE", "CLIENT"))
+    session.now = 1.7e9
+    kinds = set()
+    for m in s.out:
+        session.send_app(m)
+        msg = parse_frame(session.take_outbound().data)
+        assert dd.validate(msg) is None, (dd.validate(msg), msg)
+        kinds.add(msg.msg_type)
+        if msg.msg_type == "X":
+            kinds.update("279=" + a.decode() for t, a in msg.fields if t == 279)
+    assert {"W", "X", "Y", "h", "279=0", "279=1", "279=2"} <= kinds
