@@ -152,3 +152,80 @@ def test_conflating_queue_keeps_status_updates() -> None:
     queue.push([status, *ups])
     stale, pending = queue.drain()
     assert stale == ["X"] and pending == [status]
+
+
+def _core_run(seed: int, n: int):
+    """A real Core traded at random: limit orders around 100, cancels, replaces, some market orders."""
+    from decimal import Decimal
+
+    from venue.core import commands as cmd
+    from venue.core.engine import Core
+    from venue.core.instruments import Instrument
+    from venue.core.types import OrdType, TimeInForce
+
+    rng = random.Random(seed)
+    core = Core([Instrument("BTC-USD", "BTC", "USDT", Decimal("0.5"), Decimal("0.001"))])
+    accounts = ["A1", "A2", "A3"]
+    live: list[tuple[str, str]] = []
+
+    def commands():
+        for i in range(n):
+            acct = rng.choice(accounts)
+            r = rng.random()
+            if r < 0.6 or not live:
+                side = rng.choice([Side.BUY, Side.SELL])
+                px = rng.randint(90, 105) if side is Side.BUY else rng.randint(95, 110)
+                cl = f"o{i}"
+                live.append((acct, cl))
+                yield cmd.NewOrder(i, acct, "BTC-USD", cl, side, rng.randint(1, 20), price=px,
+                                   display_qty=rng.choice([None, None, 2]))
+            elif r < 0.8:
+                a, cl = live.pop(rng.randrange(len(live)))
+                yield cmd.CancelOrder(i, a, "BTC-USD", f"x{i}", orig_cl_ord_id=cl)
+            elif r < 0.9:
+                a, cl = rng.choice(live)
+                yield cmd.ReplaceOrder(i, a, "BTC-USD", f"r{i}", rng.randint(1, 30), price=rng.randint(92, 108),
+                                       orig_cl_ord_id=cl)
+                live.remove((a, cl))
+                live.append((a, f"r{i}"))
+            else:
+                yield cmd.NewOrder(i, acct, "BTC-USD", f"m{i}", rng.choice([Side.BUY, Side.SELL]),
+                                   rng.randint(1, 10), ord_type=OrdType.MARKET, tif=TimeInForce.IOC)
+
+    return core, commands()
+
+
+def test_real_core_random_run_snapshot_plus_incrementals_match_core_book() -> None:
+    core, commands = _core_run(21, 6000)
+    md = MarketData(["BTC-USD"])
+    book = md.books["BTC-USD"]
+    full = client3 = None
+    trades = 0
+    for i, c in enumerate(commands):
+        events = core.process(c)
+        trades += sum(isinstance(e, Trade) for e in events)
+        for u in md.apply_events(events):
+            if isinstance(u, MDUpdate):
+                if u.depth == 0 and full is not None:
+                    full.apply(u)
+                elif u.depth == 3 and client3 is not None:
+                    client3.apply(u)
+        if i == 1000:
+            full = ClientBook(book.snapshot())
+            client3 = ClientBook(book.snapshot(depth=3))
+    for side in (Side.BUY, Side.SELL):
+        core_levels = [(p, q) for p, q, _n in core.book_levels("BTC-USD", side)]
+        assert book.levels(side) == core_levels
+        assert full.levels(side) == core_levels
+        assert client3.levels(side) == core_levels[:3]
+    assert trades > 100 and core_levels
+
+
+def test_book_seeded_from_core_levels_matches_core() -> None:
+    core, commands = _core_run(5, 500)
+    for c in commands:
+        core.process(c)
+    book = MarketDataBook("BTC-USD")
+    book.load(core.book_levels("BTC-USD", Side.BUY), core.book_levels("BTC-USD", Side.SELL))
+    assert book.levels(Side.BUY) == [(p, q) for p, q, _ in core.book_levels("BTC-USD", Side.BUY)]
+    assert book.levels(Side.SELL) == [(p, q) for p, q, _ in core.book_levels("BTC-USD", Side.SELL)]

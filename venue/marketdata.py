@@ -166,16 +166,19 @@ class MarketDataBook:
         return view
 
     # -- seeding -----------------------------------------------------------------------------
-    def load(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]], seq: int = 0) -> None:
-        """Replace the book with these levels (after a restart: ``core.book_levels``)."""
+    def load(self, bids: Iterable[tuple[int, ...]], asks: Iterable[tuple[int, ...]], seq: int = 0) -> None:
+        """Replace the book with these ``(price, qty[, orders])`` levels (after a restart:
+        ``core.book_levels(instrument, side)``)."""
         self._bids.clear()
         self._asks.clear()
-        for price, qty in bids:
-            if qty > 0:
-                self._bids[-price] = qty
-        for price, qty in asks:
-            if qty > 0:
-                self._asks[price] = qty
+        self._orders.clear()
+        for side, levels in ((Side.BUY, bids), (Side.SELL, asks)):
+            book = self._book(side)
+            for level in levels:
+                price, qty = level[0], level[1]
+                if qty > 0:
+                    book[self._key(side, price)] = qty
+                    self._orders[(side, price)] = level[2] if len(level) > 2 else 0
         self.seq = seq
         for depth, view in list(self._views.items()):
             view.bids = dict(self.levels(Side.BUY, depth))
