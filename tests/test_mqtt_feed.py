@@ -15,7 +15,7 @@ import uuid
 import aiomqtt
 import pytest
 
-from tests.test_marketdata import _random_events
+from tests.test_marketdata import _core_run, _random_events
 from venue.core.events import TradingStatusChanged
 from venue.core.types import Side, TradingStatus
 from venue.marketdata import Units
@@ -86,22 +86,25 @@ def _feed(prefix: str, url: str = BROKER, **kw: object) -> MqttFeed:
                                    backoff_max=0.5, **kw), units=lambda _n: UNITS)
 
 
-def test_subscriber_rebuilds_the_venue_book_from_snapshot_and_incrementals() -> None:
+def test_subscriber_rebuilds_the_venue_book_after_a_random_core_run() -> None:
     async def main() -> None:
         prefix = _prefix()
         feed = _feed(prefix)
-        events = _random_events(random.Random(5), 6000, "BTC-USD")
-        feed.publish_events(events[:1000])  # a book exists before anyone subscribes
+        core, commands = _core_run(13, 5000)
+        cmds = list(commands)
+        for c in cmds[:1000]:  # a book exists before anyone subscribes
+            feed.publish_events(core.process(c))
         feed.start()
         await asyncio.wait_for(feed.connected.wait(), 5)
         async with Subscriber("127.0.0.1", 1883, prefix, "BTC-USD") as sub:
-            for i in range(1000, len(events), 10):  # batches, as the core commits them
-                feed.publish_events(events[i:i + 10])
+            for i in range(1000, len(cmds), 10):  # batches, as the core commits them
+                feed.publish_events(core.process_batch(cmds[i:i + 10]))
                 if i % 500 == 0:
                     await asyncio.sleep(0)
             await sub.wait_seq(feed.market.books["BTC-USD"].seq)
-            bids, asks = _venue_book(feed, "BTC-USD")
-            assert sub.follower.bids == bids and sub.follower.asks == asks
+            core_bids = {UNITS.px(p): UNITS.qty(q) for p, q, _ in core.book_levels("BTC-USD", Side.BUY)}
+            core_asks = {UNITS.px(p): UNITS.qty(q) for p, q, _ in core.book_levels("BTC-USD", Side.SELL)}
+            assert sub.follower.bids == core_bids and sub.follower.asks == core_asks and core_bids
             assert sub.follower.gaps == 0 and sub.follower.trades
             assert sub.top is not None
         await feed.stop()
