@@ -36,10 +36,13 @@ class DropCopyApp(Application):
         *,
         translate: Translate | None = None,
         precision: int = 3,
+        wall: Callable[[], float] | None = None,
     ) -> None:
         """``accounts_of(session)``: the accounts a session is entitled to. ``translate(event)``:
         the order-entry translation ``(MsgType, body fields)`` (default: the order-entry codec's
-        ``report`` with ``instrument(symbol)``)."""
+        ``report`` with ``instrument(symbol)``). ``wall()``: epoch seconds for SendingTime (None:
+        the session's own last ``now``)."""
+        self._wall = wall
         if translate is None:
             if instrument is None:
                 raise ValueError("DropCopyApp needs translate or instrument")
@@ -99,5 +102,8 @@ class DropCopyApp(Application):
                 continue
             body = [(35, b"8"), *((t, v if isinstance(v, bytes) else str(v).encode()) for t, v in out[1])]
             for session in targets:
-                session.send_app(Message(list(body)))
+                if self._wall is None:
+                    session.send_app(Message(list(body)))
+                else:
+                    session.send_app(Message(list(body)), now=self._wall())
                 self.copies += 1

@@ -169,8 +169,14 @@ class MarketDataApp(Application):
         max_hold: float = 5.0,
         max_depth: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] | None = None,
     ) -> None:
+        """``units(symbol)``: the instrument's tick/lot formatting, None for an unknown symbol.
+        ``backlog(session)``: its outbound bytes/messages not yet written; ``disconnect(session,
+        reason)``: drop it; ``wall()``: epoch seconds for SendingTime of messages sent outside a
+        session callback (None: the session's own last ``now``)."""
         self.units = units
+        self._wall = wall
         self.market = market if market is not None else MarketData()
         self._backlog = backlog or (lambda s: int(getattr(s, "outbound_backlog", 0) or 0))
         self._disconnect = disconnect or _default_disconnect
@@ -222,14 +228,20 @@ class MarketDataApp(Application):
             if exc.reason is not None:
                 fields.append((281, exc.reason))
             fields.append((58, exc.text))
-            session.send_app(Message.build(fields))
+            self._out(session, Message.build(fields))
             return
         # a fresh snapshot replaces whatever updates are pending for these instruments
         if srt == "1":
             state.subs[req_id] = sub
         for name in sub.instruments:
-            session.send_app(self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
+            self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
             state.sent += 1
+
+    def _out(self, session: Any, msg: Message) -> None:
+        if self._wall is None:
+            session.send_app(msg)
+        else:
+            session.send_app(msg, now=self._wall())
 
     def _known(self, symbol: str) -> bool:
         return self.units(symbol) is not None
@@ -282,14 +294,14 @@ class MarketDataApp(Application):
         for name in stale:
             for sub in state.subs.values():
                 if name in sub.instruments:
-                    session.send_app(self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
+                    self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
                     state.sent += 1
         run: list[MDUpdate] = []
         for u in pending:  # book updates and status changes, in core order
             if isinstance(u, StatusUpdate):
                 self._send_updates(state, run, cache)
                 run = []
-                session.send_app(self._status_msg(u))
+                self._out(session, self._status_msg(u))
                 state.sent += 1
             else:
                 run.append(u)
@@ -307,7 +319,7 @@ class MarketDataApp(Application):
                 continue
             if not sub.incremental:
                 for name in dict.fromkeys(u.instrument for u in mine):
-                    session.send_app(self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
+                    self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
                     state.sent += 1
                 continue
             for i in range(0, len(mine), MAX_ENTRIES):
@@ -318,7 +330,7 @@ class MarketDataApp(Application):
                     if entry is None:
                         entry = cache[id(u)] = self._entry(u)
                     fields.extend(entry)
-                session.send_app(Message.build(fields))
+                self._out(session, Message.build(fields))
                 state.sent += 1
 
     # -- messages ----------------------------------------------------------------------------
