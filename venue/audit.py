@@ -383,24 +383,19 @@ def verify_entries(rows: list[AuditEntry]) -> list[Problem]:
                     )
                     link_flagged = True
             elif k >= r.seq:
-                reordered.add(r.seq)
+                reordered.update(range(r.seq, k + 1))
                 problems.append(
                     Problem(
                         r.seq,
                         "reordered",
-                        f"entry {r.seq} follows entry {k} in the chain, which is stored after it",
+                        f"entry {r.seq} follows entry {k} in the chain, which is stored after it: "
+                        f"entries {r.seq}..{k} are out of order",
                     )
                 )
                 link_flagged = True
             elif k < exp_seq - 1:
                 if any(s in reordered for s in range(k + 1, exp_seq)):
-                    problems.append(
-                        Problem(
-                            r.seq,
-                            "reordered",
-                            f"entry {r.seq} follows entry {k} in the chain, not entry {exp_seq - 1}",
-                        )
-                    )
+                    link_flagged = True  # the same reordering, already reported
                 else:
                     span = (
                         f"entry {k + 1} was"
@@ -410,7 +405,6 @@ def verify_entries(rows: list[AuditEntry]) -> list[Problem]:
                     problems.append(
                         Problem(k + 1, "inserted", f"{span} inserted: entry {r.seq} links to entry {k}")
                     )
-                link_flagged = True
         if written is not None and written != r.seq and not link_flagged:
             moved.append((r.seq, written))
         prev = r
