@@ -74,3 +74,10 @@ class Application:
 
     async def write_batch(self, conn: AsyncConnection) -> None:
         """Inside the batch's single transaction, after the FIX store wrote its rows."""
+
+    def has_pending_write(self) -> bool:
+        """True when ``write_batch`` has rows to write even though no session has output."""
+        return False
+
+    async def after_flush(self) -> None:
+        """After the batch's commit and socket writes (publish to feeds that need no store)."""

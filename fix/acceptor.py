@@ -1,0 +1,373 @@
+"""The asyncio FIX acceptor: many sessions, group commit, optional TLS.
+
+Each socket read is handed to its session at once (``data_received``); the flusher then runs once
+per loop turn for everything that arrived: ``await app.before_flush()``, one DB transaction
+(``store.flush(conn)`` + ``await app.write_batch(conn)``), and only after the commit one
+``transport.write`` per socket. A connection must start with a valid Logon for a known session that
+is not already connected, otherwise it is closed without a reply; connect-and-close probes are
+harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fix.application import Application
+from fix.codec import FrameReader, parse_frame
+from fix.session import Session, SessionConfig
+from fix.store import MessageStore
+
+log = logging.getLogger("venue.fix")
+
+SessionLookup = Callable[[str, str, str], "SessionConfig | None | Awaitable[SessionConfig | None]"]
+"""``(begin_string, our_comp_id, their_comp_id) -> SessionConfig | None`` (may be async)."""
+
+UNBOUND_LIMIT = 64 * 1024
+"""Bytes an unauthenticated connection may send before its Logon frame is complete."""
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("acceptor", "transport", "session", "reader", "pending", "binding", "closed",
+                 "peer", "opened_at")
+
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.acceptor = acceptor
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.reader = FrameReader()
+        self.pending = b""
+        self.binding = False
+        self.closed = False
+        self.peer: Any = None
+        self.opened_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        self.opened_at = time.time()
+        try:
+            ok = self.acceptor.application.accept_connection(self.peer)
+        except Exception:  # pragma: no cover - defensive
+            log.exception("accept_connection failed")
+            ok = False
+        if not ok:
+            log.info("Connection from %s refused by the application", self.peer)
+            self.closed = True
+            transport.close()
+            return
+        self.acceptor._unbound.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            session.receive_data(data, time.time())
+            self.acceptor._wake()
+            return
+        if self.closed:
+            return
+        if self.binding:
+            self.pending += data
+            return
+        frames = self.reader.feed(data)
+        self.reader.garbled.clear()
+        if not frames:
+            if self.reader.buffered > UNBOUND_LIMIT:
+                self.close("No Logon frame")
+            return
+        rest = b"".join(frames[1:]) + self.reader.take_buffer()
+        self.binding = True
+        self.acceptor._spawn(self.acceptor._bind(self, frames[0], rest))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        acceptor = self.acceptor
+        acceptor._unbound.discard(self)
+        session = self.session
+        if session is not None and acceptor._bound.get(session.key) is self:
+            del acceptor._bound[session.key]
+            if session.connected:
+                session.connection_lost(f"Connection lost: {exc}" if exc else "Connection closed by peer")
+                acceptor._wake()
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            log.info("Closing connection from %s: %s", self.peer, reason)
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+
+class Acceptor:
+    """Accepts FIX connections for the sessions ``lookup`` knows.
+
+    Venue seams: ``sessions`` / :meth:`find_session` (live sessions by CompID),
+    ``session.send_app(msg)`` then :meth:`schedule_flush` from outside a callback, :meth:`logout`,
+    :meth:`stop` (Logout to every logged-on session, flush, close).
+    """
+
+    def __init__(
+        self,
+        lookup: SessionLookup,
+        application: Application,
+        engine: AsyncEngine,
+        *,
+        dictionary: Any = None,
+        log_factory: Callable[[str], Any] | None = None,
+        tick_interval: float = 0.2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lookup = lookup
+        self.application = application
+        self.engine = engine
+        self.store = MessageStore(engine)
+        self.dictionary = dictionary
+        self.log_factory = log_factory
+        self.tick_interval = tick_interval
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self._bound: dict[str, _Connection] = {}
+        self._unbound: set[_Connection] = set()
+        self._binding_keys: set[str] = set()
+        self._logs: list[Any] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._event = asyncio.Event()
+        self._flusher: asyncio.Task | None = None
+        self._ticker: asyncio.Task | None = None
+        self._flush_lock = asyncio.Lock()
+        self.batches = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
+                    create_tables: bool = True) -> int:
+        """Listen on ``host:port`` (0 = any free port); returns the port."""
+        if create_tables:
+            await self.store.create_tables()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
+        self._servers.append(server)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop())
+            self._ticker = asyncio.create_task(self._tick_loop())
+        return server.sockets[0].getsockname()[1]
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Graceful shutdown: Logout to every logged-on session, wait for the answers (at most
+        ``timeout``, default the sessions' logout_timeout), flush, close everything."""
+        for server in self._servers:
+            server.close()
+        now = self.clock()
+        waiting = []
+        for session in self.sessions.values():
+            if session.is_logged_on:
+                session.logout("Acceptor shutting down", now)
+                waiting.append(session)
+            elif session.connected:
+                session.disconnect("Acceptor shutting down")
+        await self.flush()
+        limit = timeout if timeout is not None else max((s.config.logout_timeout for s in waiting), default=0)
+        deadline = time.monotonic() + limit
+        while any(s.connected for s in waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for session in self.sessions.values():
+            if session.connected:
+                session.disconnect("Acceptor stopped")
+        await self.flush()
+        for conn in list(self._bound.values()) + list(self._unbound):
+            conn.close("Acceptor stopped")
+        for task in (self._flusher, self._ticker, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._flusher, self._ticker, *self._tasks):
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._flusher = self._ticker = None
+        for server in self._servers:
+            await server.wait_closed()
+        for lg in self._logs:
+            lg.close()
+
+    # ------------------------------------------------------------------ venue seams
+
+    def find_session(self, their_comp_id: str, our_comp_id: str | None = None) -> Session | None:
+        """The session whose client CompID is ``their_comp_id`` (and ours ``our_comp_id``, if given)."""
+        for session in self.sessions.values():
+            cfg = session.config
+            if cfg.target_comp_id == their_comp_id and (our_comp_id is None or cfg.sender_comp_id == our_comp_id):
+                return session
+        return None
+
+    def schedule_flush(self) -> None:
+        """Make the flusher run soon (after ``session.send_app`` outside a callback)."""
+        self._wake()
+
+    def logout(self, session: Session, text: str | None = None) -> None:
+        """Log a session out (KYC revoked, shutdown): Logout now, disconnect on answer or timeout."""
+        session.logout(text, self.clock())
+        self._wake()
+
+    async def ensure_session(self, begin: str, ours: str, theirs: str) -> Session | None:
+        """Create (or find) a session before any connection, e.g. so that a drop-copy session
+        collects and stores its copies while its broker is away."""
+        return await self._get_session(begin, ours, theirs)
+
+    async def flush(self) -> None:
+        """Run one flush now (normally the background flusher does this)."""
+        await self._flush_once()
+
+    # ------------------------------------------------------------------ internals
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    async def _get_session(self, begin: str, ours: str, theirs: str) -> Session | None:
+        key = f"{begin}:{ours}->{theirs}"
+        session = self.sessions.get(key)
+        if session is not None:
+            return session
+        config = self.lookup(begin, ours, theirs)
+        if inspect.isawaitable(config):
+            config = await config
+        if config is None:
+            return None
+        session = self.sessions.get(key)  # created meanwhile by a concurrent logon
+        if session is not None:
+            return session
+        next_sender, next_target = await self.store.load(config.key)
+        session = self.sessions.get(key)
+        if session is not None:
+            return session
+        slog = self.log_factory(config.key) if self.log_factory is not None else None
+        if slog is not None:
+            self._logs.append(slog)
+        session = Session(config, dictionary=self.dictionary, application=self.application, log=slog,
+                          next_sender=next_sender, next_target=next_target)
+        self.sessions[config.key] = session
+        self.application.on_create(session)
+        return session
+
+    async def _bind(self, conn: _Connection, first: bytes, rest: bytes) -> None:
+        try:
+            msg = parse_frame(first)
+        except ValueError:
+            conn.close("Garbled first message")
+            return
+        if msg.get(35) != b"A":
+            conn.close("First message is not a Logon")
+            return
+        begin, ours, theirs = msg.get_str(8), msg.get_str(56), msg.get_str(49)
+        if not (begin and ours and theirs):
+            conn.close("Logon without BeginString/SenderCompID/TargetCompID")
+            return
+        key = f"{begin}:{ours}->{theirs}"
+        if key in self._binding_keys:
+            conn.close(f"Logon for {key} already in progress")
+            return
+        self._binding_keys.add(key)
+        try:
+            try:
+                session = await self._get_session(begin, ours, theirs)
+            except Exception:
+                log.exception("Session lookup failed for %s", key)
+                session = None
+            if conn.closed:
+                return
+            if session is None:
+                conn.close(f"Unknown session {key}")
+                return
+            if session.key in self._bound or session.connected:
+                conn.close(f"Session {session.key} already logged on")
+                return
+            self._unbound.discard(conn)
+            self._bound[session.key] = conn
+            conn.session = session
+            now = self.clock()
+            session.connection_made(now, conn.peer)
+            data = first + rest + conn.pending
+            conn.pending = b""
+            session.receive_data(data, now)
+            self._wake()
+        finally:
+            self._binding_keys.discard(key)
+
+    async def _flush_loop(self) -> None:
+        event = self._event
+        while True:
+            await event.wait()
+            event.clear()
+            try:
+                await self._flush_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Flush failed")
+                await asyncio.sleep(0.1)
+                event.set()
+
+    async def _flush_once(self) -> None:
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
+        sessions = self.sessions.values()
+        for session in sessions:
+            while session.resend_wanted is not None:
+                begin, end = session.resend_wanted
+                rows = await self.store.fetch(session.key, begin, end)
+                session.complete_resend(rows, self.clock())
+        await self.application.before_flush()
+        batch = []
+        store = self.store
+        for session in sessions:
+            if session.has_output:
+                out = session.take_outbound()
+                store.stage(session.key, out)
+                batch.append((session, out))
+        if not batch and not self.application.has_pending_write():
+            return
+        async with self.engine.begin() as conn:
+            await store.flush(conn)
+            await self.application.write_batch(conn)
+        self.batches += 1
+        bound = self._bound
+        for session, out in batch:
+            conn = bound.get(session.key)
+            if conn is None or conn.closed:
+                continue
+            if out.data:
+                conn.transport.write(out.data)
+            if out.close:
+                conn.close(out.close)
+        for lg in self._logs:
+            lg.flush()
+        await self.application.after_flush()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            now = self.clock()
+            for session in self.sessions.values():
+                if session.connected:
+                    session.tick(now)
+                    if session.has_output:
+                        self._wake()
+            for conn in list(self._unbound):
+                if not conn.binding and now - conn.opened_at > 10.0:
+                    conn.close("No Logon received")
