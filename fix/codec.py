@@ -51,6 +51,11 @@ class FrameReader:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
 
+    def take_buffer(self) -> bytes:
+        """Remove and return the bytes held (the start of an incomplete frame)."""
+        buf, self._buf = self._buf, b""
+        return buf
+
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf + data if self._buf else bytes(data)
         frames: list[bytes] = []

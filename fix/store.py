@@ -1,0 +1,111 @@
+"""The FIX message store: outbound application messages and both seqnums per session, in the DB.
+
+SQLAlchemy 2 async with its own ``MetaData``. The acceptor stages each session's
+:class:`~fix.session.Outbound` and calls :meth:`MessageStore.flush` inside the batch's single
+transaction, so everything a batch sends is committed before the first byte of it is written.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fix.session import Outbound
+
+metadata = MetaData()
+
+session_state = Table(
+    "fix_session_state",
+    metadata,
+    Column("session_key", String(200), primary_key=True),
+    Column("next_sender", Integer, nullable=False),
+    Column("next_target", Integer, nullable=False),
+)
+
+outbound_messages = Table(
+    "fix_outbound_messages",
+    metadata,
+    Column("session_key", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("raw", LargeBinary, nullable=False),
+)
+
+_update_state = (
+    update(session_state)
+    .where(session_state.c.session_key == bindparam("k"))
+    .values(next_sender=bindparam("s"), next_target=bindparam("t"))
+)
+
+
+class MessageStore:
+    """Persistent store shared by all sessions of an acceptor."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._staged: dict[str, tuple[int, int]] = {}
+        self._rows: list[dict] = []
+        self._resets: list[str] = []
+
+    async def create_tables(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def load(self, session_key: str) -> tuple[int, int]:
+        """``(next_sender, next_target)`` for a session, creating its row at (1, 1) if new."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(
+                select(session_state.c.next_sender, session_state.c.next_target)
+                .where(session_state.c.session_key == session_key)
+            )).first()
+            if row is not None:
+                return int(row[0]), int(row[1])
+            await conn.execute(insert(session_state).values(session_key=session_key, next_sender=1, next_target=1))
+            return 1, 1
+
+    async def fetch(self, session_key: str, begin: int, end: int) -> list[tuple[int, bytes]]:
+        """Stored outbound messages ``begin <= seq <= end``, in order."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(outbound_messages.c.seq, outbound_messages.c.raw)
+                .where(outbound_messages.c.session_key == session_key)
+                .where(outbound_messages.c.seq >= begin)
+                .where(outbound_messages.c.seq <= end)
+                .order_by(outbound_messages.c.seq)
+            )
+            return [(int(seq), bytes(raw)) for seq, raw in rows]
+
+    def stage(self, session_key: str, out: Outbound) -> None:
+        """Remember one session's batch output for the next :meth:`flush`."""
+        if out.reset:
+            self._resets.append(session_key)
+            self._rows = [r for r in self._rows if r["session_key"] != session_key]
+        self._staged[session_key] = (out.next_sender, out.next_target)
+        if out.store_rows:
+            self._rows.extend({"session_key": session_key, "seq": seq, "raw": raw} for seq, raw in out.store_rows)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._staged or self._rows or self._resets)
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Write everything staged into ``conn``'s transaction (the caller commits)."""
+        staged, rows, resets = self._staged, self._rows, self._resets
+        self._staged, self._rows, self._resets = {}, [], []
+        if resets:
+            await conn.execute(delete(outbound_messages).where(outbound_messages.c.session_key.in_(resets)))
+        if rows:
+            await conn.execute(insert(outbound_messages), rows)
+        if staged:
+            await conn.execute(_update_state, [{"k": k, "s": s, "t": t} for k, (s, t) in staged.items()])
