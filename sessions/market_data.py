@@ -165,16 +165,19 @@ class MarketDataApp(Application):
         backlog: Callable[[Any], int] | None = None,
         disconnect: Callable[[Any, str], None] | None = None,
         queue_limit: int = 2000,
-        high_water: int = 1000,
+        high_water: int = 256 * 1024,
         max_hold: float = 5.0,
         max_depth: int = 100,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         """``units(symbol)``: the instrument's tick/lot formatting, None for an unknown symbol.
         ``backlog(session)``: its outbound bytes/messages not yet written; ``disconnect(session,
         reason)``: drop it; ``wall()``: epoch seconds for SendingTime of messages sent outside a
-        session callback (None: the session's own last ``now``)."""
+        session callback (None: the session's own last ``now``); ``wake()``: called after
+        :meth:`on_timer` queued messages (``acceptor.schedule_flush``)."""
+        self._wake = wake
         self.units = units
         self._wall = wall
         self.market = market if market is not None else MarketData()
@@ -264,7 +267,10 @@ class MarketDataApp(Application):
 
     def on_timer(self) -> None:
         """Call periodically: hands held updates to sessions that caught up; drops the hopeless."""
+        sent = sum(st.sent for st in self.sessions.values())
         self.flush()
+        if self._wake is not None and sum(st.sent for st in self.sessions.values()) != sent:
+            self._wake()
 
     def flush(self) -> None:
         now = self.clock()
@@ -287,6 +293,8 @@ class MarketDataApp(Application):
         self.sessions.pop(id(state.session), None)
         self.disconnected += 1
         self._disconnect(state.session, reason)
+        if self._wake is not None:
+            self._wake()
 
     def _send(self, state: MDSessionState, cache: dict[int, list[tuple[int, object]]]) -> None:
         stale, pending = state.queue.drain()
@@ -342,7 +350,7 @@ class MarketDataApp(Application):
         f: list[tuple[int, object]] = [(279, u.action.value), (269, u.entry.value)]
         if u.trade_id is not None:
             f.append((278, u.trade_id))
-        f += [(55, u.instrument), (270, units.px(u.price)), (271, units.qty(u.qty))]
+        f += [(55, u.instrument), (270, units.px(u.price)), (271, units.qty(u.qty)), (273, _time_only(u.ts))]
         if u.entry is not EntryType.TRADE and u.qty:
             f.append((346, u.orders))
         f.append((83, u.seq))
@@ -370,6 +378,12 @@ class MarketDataApp(Application):
     def _status_msg(self, u: StatusUpdate) -> Message:
         return Message.build([(35, "h"), (336, u.instrument), (325, "Y"), (340, TRAD_SES_STATUS[u.status]),
                               (58, f"{u.instrument} {u.status.value}")])
+
+
+def _time_only(ts_ns: int) -> str:
+    """MDEntryTime (273), UTCTimeOnly with milliseconds, of the core event's timestamp."""
+    secs, ns = divmod(ts_ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.gmtime(secs)) + f".{ns // 1_000_000:03d}"
 
 
 def _default_disconnect(session: Any, reason: str) -> None:
