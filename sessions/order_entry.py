@@ -1,0 +1,329 @@
+"""The order-entry FIX application: what a client firm's FIX engine talks to.
+
+Each inbound application message becomes a venue command (or a reject with a Text and a
+VenueErrorCode 7001); the venue runs the core on the whole batch and hands the events back
+through :meth:`OrderEntryApp.deliver`, which turns them into ExecutionReports and
+OrderCancelRejects for the session that owns the order. The translation itself lives in
+``sessions.order_entry_codec`` (shared with drop copy).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fix.application import Application, BusinessReject
+from fix.message import Message
+from sessions import order_entry_codec as codec
+from sessions.errors import EdgeError, EdgeReject
+from sessions.throttle import TokenBucket
+from venue.core import commands as cmd
+from venue.core import events as ev
+from venue.core.types import RejectCode, Side, TradingStatus
+
+log = logging.getLogger("venue.order_entry")
+
+# MassCancelRequestType (530) values the venue takes: 1 by security, 7 all orders.
+MASS_CANCEL_BY_SECURITY = "1"
+MASS_CANCEL_ALL = "7"
+
+
+@dataclass(slots=True)
+class SessionRights:
+    """What the registry says about one order-entry session."""
+
+    accounts: tuple[str, ...]
+    throttle_rate: float = 0.0
+    throttle_burst: int = 0
+    cancel_on_disconnect: bool = False
+    spare_gtc: bool = False
+
+
+class CoreView(Protocol):
+    def order(self, order_id: int) -> Any: ...
+    def order_by_cl_ord_id(self, account: str, cl_ord_id: str) -> Any: ...
+    def open_orders(self, account: str | None = None, instrument: str | None = None,
+                    session: str | None = None) -> list[Any]: ...
+    def instruments(self) -> list[Any]: ...
+
+
+Submit = Callable[[Any, Callable[[list[Any]], None] | None], None]
+
+
+class OrderEntryApp(Application):
+    """Behind every session of kind ``order_entry``; ``session.config.target_comp_id`` is its id."""
+
+    def __init__(
+        self,
+        *,
+        core: CoreView,
+        submit: Submit,
+        instrument: Callable[[str], codec.InstrumentView | None],
+        rights: Callable[[str], SessionRights | None],
+        sessions: Callable[[str], Any],
+        precision: int = 3,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.core = core
+        self.submit = submit
+        self.instrument = instrument
+        self.rights = rights
+        self.session_by_id = sessions
+        self.precision = precision
+        self.clock_ns = clock_ns
+        self._buckets: dict[str, TokenBucket] = {}
+        self._reject_ids = itertools.count(1)
+
+    # ------------------------------------------------------------------ session life
+
+    @staticmethod
+    def session_id(session: Any) -> str:
+        return session.config.target_comp_id
+
+    def on_logon(self, session: Any) -> None:
+        sid = self.session_id(session)
+        r = self.rights(sid)
+        self._buckets[sid] = TokenBucket(r.throttle_rate if r else 0.0, r.throttle_burst if r else 0)
+
+    def on_logout(self, session: Any, reason: str) -> None:
+        sid = self.session_id(session)
+        r = self.rights(sid)
+        if r is not None and r.cancel_on_disconnect:
+            log.info("cancel-on-disconnect for %s (%s)", sid, reason)
+            self.submit(cmd.MassCancel(ts=self.clock_ns(), session_filter=sid, spare_gtc=r.spare_gtc,
+                                       reason="cancel_on_disconnect", session=sid), None)
+
+    # ------------------------------------------------------------------ inbound
+
+    def from_app(self, session: Any, msg: Message) -> None:
+        sid = self.session_id(session)
+        mt = msg.msg_type
+        handler = self._handlers.get(mt)
+        if handler is None:
+            raise BusinessReject(3, f"Unsupported Message Type {mt} (VenueErrorCode {EdgeError.UNSUPPORTED_MESSAGE})")
+        rights = self.rights(sid)
+        if rights is None:
+            raise BusinessReject(4, "session has no trading rights")
+        bucket = self._buckets.get(sid)
+        if bucket is not None and not bucket.take(time.monotonic()):
+            self._throttled(session, msg)
+            if bucket.flooding():
+                log.warning("%s keeps flooding: logging it out", sid)
+                session.logout("Throttle limit exceeded repeatedly")
+            return
+        ctx = codec.EdgeContext(sid, rights.accounts, self.instrument)
+        handler(self, session, msg, ctx)
+
+    def _throttled(self, session: Any, msg: Message) -> None:
+        text = "throttled: message rate limit exceeded"
+        mt = msg.msg_type
+        if mt == "D":
+            self._reject_new(session, msg, EdgeReject(RejectCode.THROTTLED, text, 99))
+        elif mt in ("F", "G"):
+            self._reject_cancel(session, msg, EdgeReject(RejectCode.THROTTLED, text, 99))
+        else:
+            raise BusinessReject(0, f"{text} (VenueErrorCode {int(RejectCode.THROTTLED)})")
+
+    def _on_new(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        try:
+            command = codec.new_order(msg, ctx, self.clock_ns())
+        except EdgeReject as rej:
+            self._reject_new(session, msg, rej)
+            return
+        self.submit(command, None)
+
+    def _on_cancel(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        try:
+            command = codec.cancel_order(msg, ctx, self.clock_ns())
+        except EdgeReject as rej:
+            self._reject_cancel(session, msg, rej)
+            return
+        self.submit(command, None)
+
+    def _on_replace(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        try:
+            command = codec.replace_order(msg, ctx, self.clock_ns())
+        except EdgeReject as rej:
+            self._reject_cancel(session, msg, rej)
+            return
+        self.submit(command, None)
+
+    def _on_status(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        try:
+            account = ctx.account(msg)
+            inst = ctx.inst(msg)
+        except EdgeReject as rej:
+            raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+        order = None
+        if (oid := msg.get_str(37)) and oid.isdigit():
+            order = self.core.order(int(oid))
+        elif (cl := msg.get_str(11)) is not None:
+            order = self.core.order_by_cl_ord_id(account, cl)
+        extra = [(790, v)] if (v := msg.get_str(790)) else []
+        if order is None or order.account != account:
+            fields = codec.rejected_report(f"S{next(self._reject_ids)}", self.clock_ns(), msg.get_str(11) or "",
+                                           account, inst.symbol, msg.get_str(54) or "1",
+                                           int(RejectCode.UNKNOWN_ORDER), "unknown order", 5, self.precision)
+            fields = [(t, "I" if t == 150 else v) for t, v in fields] + extra
+            session.send_app([(35, "8"), *fields])
+            return
+        session.send_app([(35, "8"), *self._status_fields(order, extra)])
+
+    def _status_fields(self, order: Any, extra: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        inst = self.instrument(order.instrument)
+        status = "1" if order.cum_qty else "0"
+        return [
+            (37, str(order.order_id)), (11, order.cl_ord_id), (17, f"S{next(self._reject_ids)}"), (150, "I"),
+            (39, status), (1, order.account), (55, order.instrument), (54, order.side.value),
+            (38, inst.qty(order.qty)), *([(44, inst.px(order.price))] if order.price is not None else []),
+            (40, order.ord_type.value), (59, order.tif.value),
+            (151, inst.qty(order.leaves_qty)), (14, inst.qty(order.cum_qty)),
+            (6, inst.avg_px(order.cum_notional, order.cum_qty)),
+            (60, codec.fix_time(self.clock_ns(), self.precision)), *extra,
+        ]
+
+    def _on_mass_status(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        req_id = msg.get_str(584) or ""
+        req_type = msg.get_str(585) or "7"
+        symbol = None
+        if req_type == "1":
+            try:
+                symbol = ctx.inst(msg).symbol
+            except EdgeReject as rej:
+                raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+        elif req_type not in ("7", "8"):
+            raise BusinessReject(0, f"MassStatusReqType (585) {req_type} is not supported; use 1, 7 or 8")
+        accounts = ctx.accounts
+        if msg.get_str(1) is not None:
+            try:
+                accounts = (ctx.account(msg),)
+            except EdgeReject as rej:
+                raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+        orders = [o for a in accounts for o in self.core.open_orders(account=a, instrument=symbol)]
+        orders.sort(key=lambda o: o.order_id)
+        if not orders:
+            session.send_app([(35, "8"), (37, "NONE"), (11, "NONE"), (17, f"S{next(self._reject_ids)}"),
+                              (150, "I"), (39, "0"), (54, "1"), (151, "0"), (14, "0"), (6, "0"),
+                              (584, req_id), (911, "0"), (912, "Y"), (58, "no open orders")])
+            return
+        for i, order in enumerate(orders, 1):
+            session.send_app([(35, "8"), *self._status_fields(
+                order, [(584, req_id), (911, str(len(orders))), (912, "Y" if i == len(orders) else "N")])])
+
+    def _on_mass_cancel(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        cl = msg.get_str(11) or ""
+        req_type = msg.get_str(530) or ""
+        side_raw = msg.get_str(54)
+        sid = ctx.session
+
+        def report(response: str, affected: int, text: str | None = None, code: int | None = None) -> None:
+            fields: list[tuple[int, object]] = [(35, "r"), (11, cl), (37, cl or "NONE"), (530, req_type),
+                                                (531, response)]
+            if response == "0":
+                fields.append((532, "99"))
+            fields.append((533, affected))
+            if msg.get_str(55):
+                fields.append((55, msg.get_str(55)))
+            if side_raw:
+                fields.append((54, side_raw))
+            if text:
+                fields.append((58, text))
+            if code is not None:
+                fields.append((7001, code))
+            session.send_app(fields)
+
+        try:
+            if req_type not in (MASS_CANCEL_BY_SECURITY, MASS_CANCEL_ALL):
+                raise EdgeReject(EdgeError.BAD_VALUE, f"MassCancelRequestType (530) {req_type} is not supported; use 1 or 7")
+            symbol = ctx.inst(msg).symbol if req_type == MASS_CANCEL_BY_SECURITY else None
+            side = None
+            if side_raw is not None:
+                if side_raw not in ("1", "2"):
+                    raise EdgeReject(EdgeError.BAD_VALUE, f"Side (54) {side_raw} must be 1 or 2")
+                side = Side(side_raw)
+            accounts = (ctx.account(msg),) if msg.get_str(1) is not None else ctx.accounts
+        except EdgeReject as rej:
+            report("0", 0, rej.text, rej.code)
+            return
+        ts = self.clock_ns()
+        remaining = [len(accounts)]
+        affected = [0]
+
+        def done(events: list[Any]) -> None:
+            affected[0] += sum(1 for e in events if isinstance(e, ev.OrderCancelled))
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                report(req_type, affected[0])
+
+        for account in accounts:
+            self.submit(cmd.MassCancel(ts=ts, cl_ord_id=cl, account=account, instrument=symbol, side=side,
+                                       reason="mass_cancel", session=sid), done)
+
+    def _on_security_list(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
+        req_id = msg.get_str(320) or ""
+        req_type = msg.get_str(559) or "4"
+        insts = list(self.core.instruments())
+        if req_type == "0" and msg.get_str(55):
+            insts = [i for i in insts if i.symbol == msg.get_str(55)]
+        elif req_type not in ("0", "4"):
+            session.send_app([(35, "y"), (320, req_id), (322, req_id or "NONE"), (560, "1"),
+                              (58, f"SecurityListRequestType (559) {req_type} is not supported; use 0 or 4")])
+            return
+        fields: list[tuple[int, object]] = [(35, "y"), (320, req_id), (322, req_id or "NONE"),
+                                            (560, "0" if insts else "2"), (393, len(insts)), (893, "Y"),
+                                            (146, len(insts))]
+        for inst in insts:
+            fields += [
+                (55, inst.symbol), (15, inst.quote),
+                (561, codec._plain(inst.lot_size)),
+                (562, codec._plain(inst.lot_size * inst.min_qty)),
+                (969, codec._plain(inst.tick_size)),
+                (7004, codec._plain(inst.lot_size * inst.max_qty)),
+                (7005, codec._plain(inst.min_notional)),
+                (7006, {TradingStatus.OPEN: "17", TradingStatus.HALTED: "2", TradingStatus.CLOSED: "18"}[inst.status]),
+            ]
+        session.send_app(fields)
+
+    _handlers: dict[str, Callable[..., None]] = {
+        "D": _on_new, "F": _on_cancel, "G": _on_replace, "H": _on_status,
+        "q": _on_mass_cancel, "AF": _on_mass_status, "x": _on_security_list,
+    }
+
+    # ------------------------------------------------------------------ edge rejects
+
+    def _reject_new(self, session: Any, msg: Message, rej: EdgeReject) -> None:
+        fields = codec.rejected_report(
+            f"R{next(self._reject_ids)}", self.clock_ns(), msg.get_str(11) or "NONE", msg.get_str(1) or "",
+            msg.get_str(55) or "", msg.get_str(54) or "1", rej.code, rej.text, rej.ord_rej_reason, self.precision)
+        session.send_app([(35, "8"), *fields])
+
+    def _reject_cancel(self, session: Any, msg: Message, rej: EdgeReject) -> None:
+        order_id = msg.get_str(37)
+        fields = codec.cancel_reject(msg.get_str(11) or "NONE", msg.get_str(41), int(order_id) if order_id and order_id.isdigit() else None,
+                                     msg.msg_type == "G", rej.code, rej.text,
+                                     codec.CXL_REJ_REASON.get(rej.code, 99), msg.get_str(1) or "")
+        session.send_app([(35, "9"), *fields])
+
+    # ------------------------------------------------------------------ outbound
+
+    def deliver(self, events: Iterable[Any]) -> None:
+        """Send each order event's report to the session that must get it."""
+        for e in events:
+            inst = self.instrument(getattr(e, "instrument", ""))
+            if inst is None:
+                continue
+            out = codec.report(e, inst, self.precision)
+            if out is None:
+                continue
+            target = e.owner_session if isinstance(e, ev.OrderCancelled) else e.session
+            if not target:
+                continue
+            session = self.session_by_id(target)
+            if session is None:
+                continue
+            msg_type, fields = out
+            session.send_app([(35, msg_type), *fields])

@@ -1,0 +1,111 @@
+"""End to end over TCP against the real `venue serve`: logon, cross, fill, restart, bad input."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from fix.dictionary import DataDictionary
+from fix.message import Message
+from tests.venue_proc import VenueProcess
+from venue.server import dictionary_paths
+
+
+@pytest.fixture(scope="module")
+def dictionary() -> DataDictionary:
+    return DataDictionary.load(*dictionary_paths())
+
+
+@pytest.fixture
+def venue(tmp_path):
+    v = VenueProcess(tmp_path / "data").start()
+    yield v
+    if v.alive:
+        v.stop()
+
+
+def fields(msg: Message) -> dict[int, str]:
+    return {t: v.decode() for t, v in msg.fields}
+
+
+def check(msg: Message, dictionary: DataDictionary, **expected: str) -> dict[int, str]:
+    assert dictionary.validate(msg) is None, f"venue sent an invalid message: {msg!r}"
+    f = fields(msg)
+    for name, value in expected.items():
+        tag = int(name[1:])
+        assert f.get(tag) == value, f"tag {tag}: expected {value!r}, got {f.get(tag)!r} in {msg!r}"
+    return f
+
+
+def order(cl: str, side: str, qty: str, price: str, symbol: str = "BTC-USDT") -> list[tuple[int, object]]:
+    return [(11, cl), (55, symbol), (54, side), (60, "20261125-00:00:00.000"), (38, qty), (40, "2"), (44, price),
+            (59, "1")]
+
+
+def test_two_clients_cross_and_both_sides_get_every_report_field(venue, dictionary):
+    buyer, seller = venue.client("DEMO1"), venue.client("DEMO2")
+    buyer.send("D", order("B-1", "1", "0.5", "60000"))
+    new_b = check(buyer.expect("8"), dictionary, t150="0", t39="0", t11="B-1", t1="DEMO1-ACC", t55="BTC-USDT",
+                  t54="1", t38="0.5", t44="60000", t151="0.5", t14="0", t6="0", t40="2", t59="1")
+    seller.send("D", order("S-1", "2", "0.2", "59990"))
+    new_s = check(seller.expect("8"), dictionary, t150="0", t39="0", t11="S-1", t1="DEMO2-ACC", t54="2",
+                  t38="0.2", t44="59990", t151="0.2", t14="0", t6="0")
+    fill_s = check(seller.expect("8"), dictionary, t150="F", t39="2", t11="S-1", t37=new_s[37], t32="0.2",
+                   t31="60000", t151="0", t14="0.2", t6="60000", t1057="Y", t55="BTC-USDT", t54="2")
+    fill_b = check(buyer.expect("8"), dictionary, t150="F", t39="1", t11="B-1", t37=new_b[37], t32="0.2",
+                   t31="60000", t151="0.3", t14="0.2", t6="60000", t1057="N", t1="DEMO1-ACC")
+    assert fill_b[880] == fill_s[880], "both sides carry the same trade id"
+    exec_ids = [new_b[17], new_s[17], fill_s[17], fill_b[17]]
+    assert len(set(exec_ids)) == 4, "every ExecID is unique"
+    assert new_b[37] != new_s[37]
+    # the rest of the buy order is taken by a second sell: the buyer is now filled
+    seller.send("D", order("S-2", "2", "0.3", "60000"))
+    check(seller.expect("8"), dictionary, t150="0", t11="S-2")
+    check(seller.expect("8"), dictionary, t150="F", t39="2", t32="0.3", t31="60000")
+    check(buyer.expect("8"), dictionary, t150="F", t39="2", t32="0.3", t151="0", t14="0.5", t6="60000")
+    buyer.close()
+    seller.close()
+
+
+def test_resting_order_survives_a_restart(tmp_path, dictionary):
+    v = VenueProcess(tmp_path / "data").start()
+    c = v.client("DEMO1")
+    c.send("D", order("REST-1", "1", "0.1", "55000"))
+    new = check(c.expect("8"), dictionary, t150="0")
+    c.send("5")
+    c.expect("5")
+    c.close()
+    assert v.stop() == 0
+    v2 = VenueProcess(tmp_path / "data", port=v.port).start()
+    try:
+        c = v2.client("DEMO1", logon=False)  # the session resumes its sequence numbers
+        c.seq = 4
+        key, key_id = v2.key("DEMO1")
+        logon = c.logon(key=key, key_id=key_id)
+        assert fields(logon)[34] == "4", "the venue's own sequence resumes after 1 logon, 1 report, 1 logout"
+        c.send("H", [(11, "REST-1"), (55, "BTC-USDT"), (54, "1")])
+        status = check(c.expect("8"), dictionary, t150="I", t39="0", t37=new[37], t151="0.1", t44="55000")
+        assert status[11] == "REST-1"
+        seller = v2.client("DEMO2")
+        seller.send("D", order("S-R", "2", "0.1", "55000"))
+        check(seller.expect("8"), dictionary, t150="0")
+        check(seller.expect("8"), dictionary, t150="F", t31="55000", t32="0.1")
+        check(c.expect("8"), dictionary, t150="F", t37=new[37], t39="2")
+    finally:
+        v2.stop()
+
+
+def test_malformed_frames_and_unknown_compids_do_not_disturb_other_sessions(venue, dictionary):
+    good = venue.client("DEMO1")
+    junk = socket.create_connection(("127.0.0.1", venue.port))
+    junk.sendall(b"this is not FIX\x01\x01\x01 8=FIX.4.4\x019=5\x0135=A\x0110=000\x01")
+    stranger = venue.client("NOBODY", logon=False)
+    stranger.send("A", [(98, 0), (108, 30)])
+    assert stranger.closed(5), "an unknown CompID is disconnected"
+    probe = socket.create_connection(("127.0.0.1", venue.port))
+    probe.close()
+    good.send("D", order("G-1", "1", "0.01", "50000"))
+    check(good.expect("8"), dictionary, t150="0", t11="G-1")
+    junk.close()
+    assert venue.alive

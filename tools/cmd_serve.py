@@ -1,0 +1,74 @@
+"""``venue serve`` and ``venue config show``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from venue import config as vconfig
+
+
+def _load(config_file: str | None, **flags) -> dict:
+    overrides = {"venue": {"data_dir": flags.pop("data_dir", None)},
+                 "fix": {"host": flags.pop("host", None), "port": flags.pop("port", None)}}
+    try:
+        return vconfig.load(config_file, overrides=overrides)
+    except vconfig.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def setup_logging(cfg: dict) -> None:
+    data_dir = Path(cfg["venue"]["data_dir"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    level = getattr(logging, str(cfg["logging"]["level"]).upper(), logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(data_dir / "venue.log")):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (default ./var).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="FIX port (default 9876).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file over the defaults.")
+def serve(data_dir, host, port, config_file) -> None:
+    """Run the venue until SIGINT/SIGTERM."""
+    from venue.server import serve as run
+
+    cfg = _load(config_file, data_dir=data_dir, host=host, port=port)
+    setup_logging(cfg)
+
+    def ready(v) -> None:
+        click.echo(f"venue listening on {cfg['fix']['host']}:{v.port} "
+                   f"(data in {Path(cfg['venue']['data_dir']).resolve()}, database {v.engine.dialect.name})",
+                   err=False)
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run(cfg, ready))
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+    click.echo("venue stopped")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file over the defaults.")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def show(config_file, data_dir) -> None:
+    """Print the effective configuration (defaults < file < VENUE_* environment < flags)."""
+    click.echo(vconfig.to_toml(_load(config_file, data_dir=data_dir)), nl=False)
+
+
+commands = [serve, config_group]

@@ -1,0 +1,396 @@
+"""The wiring: database, registry, core, journal, FIX acceptor and session applications.
+
+This is the one module of ``venue/`` that imports ``fix/`` (and, to build them, the session
+applications of ``sessions/``). One batch = everything one loop turn delivered:
+
+1. the FIX sessions hand application messages to the session applications, which turn them into
+   venue commands (:meth:`Venue.submit`);
+2. ``before_flush``: the core runs the batch's commands; the events become FIX messages queued on
+   the sessions (execution reports, drop copies, market data);
+3. one transaction: the FIX store writes the outbound messages and sequence numbers, the journal
+   writes the commands and events, the audit log its entries;
+4. only then are the bytes written to the sockets and the MQTT feed told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fix.acceptor import Acceptor
+from fix.application import Application
+from fix.dictionary import DataDictionary
+from fix.log import log_factory
+from fix.message import Message
+from fix.session import Session, SessionConfig
+from sessions.drop_copy import DropCopyApp
+from sessions.market_data import MarketDataApp
+from sessions.order_entry import OrderEntryApp, SessionRights
+from sessions.order_entry_codec import InstrumentView
+from venue import audit, refdata, registry
+from venue.access.gate import AccessGate, GateConfig
+from venue.config import database_url
+from venue.core import commands as cmd
+from venue.core.assets import Assets
+from venue.core.engine import Core
+from venue.core.fees import FeeSchedule
+from venue.core.risk import AccountRisk
+from venue.core.stage import RiskLedgerStage
+from venue.core.types import Side
+from venue.db import make_engine
+from venue.demo import seed_demo
+from venue.journal import Journal
+from venue.marketdata import Units
+from venue.mqtt_feed import MqttFeed
+
+log = logging.getLogger("venue")
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEMO_DEPOSITS = {"BTC": "100", "ETH": "1000", "USDT": "10000000"}
+
+
+def dictionary_paths() -> list[Path]:
+    return [CONFIG_DIR / "FIX44.xml", CONFIG_DIR / "venue-fix44.xml"]
+
+
+class Venue:
+    """One venue process: build with a configuration, ``await start()``, ``await stop()``."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(cfg["venue"]["data_dir"])
+        self.comp_id = cfg["venue"]["comp_id"]
+        self.precision = int(cfg["fix"]["timestamp_precision"])
+        self.engine = None
+        self.core: Core | None = None
+        self.journal: Journal | None = None
+        self.acceptor: Acceptor | None = None
+        self.port: int | None = None
+        self.views: dict[str, InstrumentView] = {}
+        self.records: dict[str, registry.SessionRecord] = {}
+        self._pending: list[tuple[Any, Callable[[list[Any]], None] | None]] = []
+        self._batch_cmds: list[Any] = []
+        self._batch_events: list[Any] = []
+        self._audit: list[tuple[str, dict[str, Any]]] = []
+        self._published: list[Any] = []
+        self._events_since_snapshot = 0
+        self._tasks: list[asyncio.Task] = []
+        self.feed: MqttFeed | None = None
+
+    # ------------------------------------------------------------------ start / stop
+
+    async def start(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url = database_url(self.cfg)
+        self.engine = make_engine(url)
+        await registry.create_schema(self.engine)
+        await refdata.create_schema(self.engine)
+        await audit.create_schema(self.engine)
+        self.journal = Journal(self.engine)
+        await self.journal.create_tables()
+        demo = bool(self.cfg["venue"]["demo"])
+        if demo:
+            await self._seed_demo()
+        instruments = await refdata.load_instruments(self.engine)
+        accounts = await registry.load_accounts(self.engine)
+        self.stage = RiskLedgerStage({a.account_id: AccountRisk.from_record(a) for a in accounts}, Assets(),
+                                     FeeSchedule())
+        self.core = await self.journal.recover(instruments, self.stage)
+        for inst in self.core.instruments():
+            self.views[inst.symbol] = InstrumentView(inst.symbol, inst.tick_size, inst.lot_size)
+        if demo and self.journal.last_seq == 0:
+            await self._demo_deposits(accounts)
+        self.gate = await AccessGate.load(self.engine, GateConfig.from_config(self.cfg["access"]))
+        await self._load_sessions()
+        self.audit_log = audit.AuditLog(self.engine, audit.load_or_create_audit_key(self.data_dir))
+
+        self.dictionary = DataDictionary.load(*dictionary_paths())
+        self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
+                                         rights=self._rights, sessions=self._session_of, precision=self.precision)
+        self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision)
+        self.market_data = MarketDataApp(self._units, wall=time.time,
+                                         disconnect=lambda s, reason: self.acceptor.logout(s, reason))
+        for inst in self.core.instruments():
+            self.market_data.seed(inst.symbol, [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
+                                  [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)],
+                                  inst.status)
+        self.feed = MqttFeed.from_config(self.cfg["mqtt"], self._units)
+        if self.feed is not None:
+            for inst in self.core.instruments():
+                self.feed.market.book(inst.symbol).load(
+                    [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
+                    [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)])
+            self.feed.start()
+
+        app = _Router(self)
+        fixlog = self.data_dir / self.cfg["fix"]["log_dir"]
+        self.acceptor = Acceptor(self._lookup, app, self.engine, dictionary=self.dictionary,
+                                 log_factory=log_factory(fixlog))
+        await self.acceptor.store.create_tables()
+        for rec in self.records.values():
+            if rec.kind == "drop_copy" and rec.enabled:
+                await self.acceptor.ensure_session("FIX.4.4", rec.target_comp_id, rec.sender_comp_id)
+        ctx = self._ssl_context()
+        self.port = await self.acceptor.start(self.cfg["fix"]["host"], int(self.cfg["fix"]["port"]),
+                                              ssl_context=ctx, create_tables=False)
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+        await self.audit_log.append("venue.started", actor="venue", subject=self.comp_id,
+                                    details={"port": self.port, "database": self.engine.dialect.name})
+        return self.port
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit, Logout to connected sessions, close."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.acceptor is not None:
+            await self.acceptor.flush()
+            await self.acceptor.stop()
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.engine is not None:
+            try:
+                await self.audit_log.append("venue.stopped", actor="venue", subject=self.comp_id)
+                await self.audit_log.checkpoint()
+            finally:
+                await self.engine.dispose()
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cert, key = self.cfg["fix"]["tls_cert"], self.cfg["fix"]["tls_key"]
+        if not cert:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key or None)
+        return ctx
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    async def _seed_demo(self) -> None:
+        async with self.engine.begin() as conn:
+            have = {i.symbol for i in await refdata.load_instruments(conn)}
+            for inst in refdata.DEMO_INSTRUMENTS:
+                if inst.symbol not in have:
+                    await refdata.save_instrument(conn, inst)
+        await seed_demo(self.engine, self.data_dir)
+
+    async def _demo_deposits(self, accounts: list[registry.AccountRecord]) -> None:
+        assets = Assets()
+        ts = time.time_ns()
+        cmds = [cmd.Deposit(ts=ts, account=a.account_id, asset=code, amount=assets[code].to_units(amount), ref="demo")
+                for a in accounts if a.firm_id == "DEMO" for code, amount in DEMO_DEPOSITS.items()]
+        events = self.core.process_batch(cmds)
+        async with self.engine.begin() as conn:
+            await self.journal.write(conn, cmds, events)
+
+    async def _load_sessions(self) -> None:
+        self.records = {r.sender_comp_id: r for r in await registry.load_sessions(self.engine)}
+
+    def _lookup(self, begin: str, ours: str, theirs: str) -> SessionConfig | None:
+        rec = self.records.get(theirs)
+        if begin != "FIX.4.4" or rec is None or rec.target_comp_id != ours or not rec.enabled:
+            return None
+        f = self.cfg["fix"]
+        return SessionConfig(
+            sender_comp_id=ours, target_comp_id=theirs,
+            min_heart_bt_int=max(int(f["heartbeat_min"]), rec.heartbeat_min),
+            max_heart_bt_int=min(int(f["heartbeat_max"]), rec.heartbeat_max),
+            timestamp_precision=self.precision, max_latency=float(f["max_latency"]),
+            logout_timeout=float(f["logout_timeout"]), extra={"kind": rec.kind},
+        )
+
+    def _rights(self, sid: str) -> SessionRights | None:
+        rec = self.records.get(sid)
+        if rec is None or rec.kind != "order_entry":
+            return None
+        return SessionRights(tuple(rec.accounts), rec.throttle_rate, rec.throttle_burst, rec.cancel_on_disconnect,
+                             rec.spare_gtc)
+
+    def _accounts_of(self, session: Session) -> tuple[str, ...]:
+        rec = self.records.get(session.config.target_comp_id)
+        return tuple(rec.accounts) if rec else ()
+
+    def _session_of(self, sid: str) -> Session | None:
+        return self.acceptor.find_session(sid, self.comp_id) if self.acceptor else None
+
+    def _units(self, symbol: str) -> Units | None:
+        v = self.views.get(symbol)
+        return None if v is None else Units(v.tick, v.lot)
+
+    def kind_of(self, session: Session) -> str:
+        return session.config.extra.get("kind", "order_entry")
+
+    # ------------------------------------------------------------------ the batch
+
+    def submit(self, command: Any, done: Callable[[list[Any]], None] | None = None) -> None:
+        """Queue a command for this batch; ``done(events)`` runs once the core has processed it."""
+        self._pending.append((command, done))
+        if self.acceptor is not None:
+            self.acceptor.schedule_flush()
+
+    def audit(self, kind: str, **kwargs: Any) -> None:
+        """Queue an audit entry; it is written in the batch's transaction."""
+        self._audit.append((kind, kwargs))
+        if self.acceptor is not None:
+            self.acceptor.schedule_flush()
+
+    def run_core(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        events: list[Any] = []
+        core = self.core
+        for command, done in pending:
+            out = core.process(command)
+            events.extend(out)
+            if done is not None:
+                done(out)
+        self._batch_cmds.extend(c for c, _ in pending)
+        self._batch_events.extend(events)
+        self.order_entry.deliver(events)
+        self.drop_copy.on_core_events(events)
+        self.market_data.on_core_events(events)
+
+    async def write_batch(self, conn) -> None:
+        if self._batch_cmds:
+            await self.journal.write(conn, self._batch_cmds, self._batch_events)
+            self._events_since_snapshot += len(self._batch_events)
+            self._published.extend(self._batch_events)
+            self._batch_cmds, self._batch_events = [], []
+            if self._events_since_snapshot >= int(self.cfg["core"]["snapshot_every"]):
+                await self.journal.write_snapshot(conn, self.core)
+                self._events_since_snapshot = 0
+        entries, self._audit = self._audit, []
+        for kind, kwargs in entries:
+            await audit.append(conn, kind, **kwargs)
+
+    def after_commit(self) -> None:
+        published, self._published = self._published, []
+        if published and self.feed is not None:
+            self.feed.publish_events(published)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        """Once a second: GTD expiry, registry reload, KYC re-check, market-data slow consumers."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = time.time_ns()
+                if any(o.expire_at is not None and o.expire_at <= now for o in self.core.open_orders()):
+                    self.submit(cmd.Tick(ts=now))
+                await self.gate.reload(self.engine)
+                await self._load_sessions()
+                for sid in self.gate.kyc_violations(now):
+                    session = self._session_of(sid)
+                    if session is not None and session.is_logged_on:
+                        reason = self.gate.kyc_reason(sid, now) or "KYC no longer valid"
+                        log.warning("logging %s out: %s", sid, reason)
+                        self.audit("session.kyc_logout", actor="venue", subject=sid, details={"reason": reason})
+                        self.submit(cmd.MassCancel(ts=now, session_filter=sid, reason="kyc", session=sid))
+                        self.acceptor.logout(session, "Logout")
+                self.market_data.on_timer()
+                self.acceptor.schedule_flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping failed")
+
+
+def _peer_ip(peer: Any) -> str:
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+class _Router(Application):
+    """The acceptor's one application: access checks here, then each session kind's own app."""
+
+    def __init__(self, venue: Venue) -> None:
+        self.v = venue
+
+    def _app(self, session: Session) -> Application:
+        kind = self.v.kind_of(session)
+        if kind == "drop_copy":
+            return self.v.drop_copy
+        if kind == "market_data":
+            return self.v.market_data
+        return self.v.order_entry
+
+    def on_create(self, session: Session) -> None:
+        self._app(session).on_create(session)
+
+    def accept_connection(self, peer_addr: Any) -> bool:
+        ip = _peer_ip(peer_addr)
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if self.v.gate.allows_address(ip):
+            return True
+        log.warning("connection from %s refused: no session allows this address", ip)
+        self.v.audit("connection.refused", actor=ip, subject="", source=ip,
+                     details={"reason": "address not in any session's allow-list"})
+        return False
+
+    def on_logon_request(self, session: Session, logon: Message, peer_addr: Any) -> str | None:
+        ip = _peer_ip(peer_addr)
+        fields = {t: v.decode("latin-1") for t, v in logon.fields}
+        sender = session.config.target_comp_id
+        decision = self.v.gate.check_logon(sender, session.config.sender_comp_id, fields, ip, time.time_ns())
+        kind = "logon.accepted" if decision.ok else "logon.refused"
+        self.v.audit(kind, actor=sender, subject=sender, source=ip, details=decision.audit_details())
+        if decision.ok:
+            return None
+        log.warning("logon of %s from %s refused: %s", sender, ip, decision.reason)
+        return decision.reason
+
+    def on_logon(self, session: Session) -> None:
+        self._app(session).on_logon(session)
+
+    def on_logout(self, session: Session, reason: str) -> None:
+        self.v.audit("session.logout", actor=session.config.target_comp_id, subject=session.config.target_comp_id,
+                     details={"reason": reason})
+        self._app(session).on_logout(session, reason)
+
+    def from_app(self, session: Session, msg: Message) -> None:
+        self._app(session).from_app(session, msg)
+
+    async def before_flush(self) -> None:
+        self.v.run_core()
+
+    def has_pending_write(self) -> bool:
+        return bool(self.v._batch_cmds or self.v._audit)
+
+    async def write_batch(self, conn) -> None:
+        await self.v.write_batch(conn)
+
+    async def after_flush(self) -> None:
+        self.v.after_commit()
+
+
+async def serve(cfg: dict[str, Any], ready: Callable[[Venue], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM."""
+    venue = Venue(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await venue.start()
+    if ready is not None:
+        ready(venue)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await venue.stop()
