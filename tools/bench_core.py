@@ -1,0 +1,140 @@
+"""``venue bench core``: throughput and per-operation latency of the matching core.
+
+The workload (one instrument, 100 accounts): 60 % passive limit orders 1..10 ticks behind the touch,
+25 % cancels of random resting orders, 15 % limit orders crossing the touch (GTC: the remainder
+rests). Commands are generated once by driving a core (untimed), then replayed into fresh cores:
+one run timed as a whole (throughput), one with a clock read around every ``process`` call
+(latency percentiles). Events (including per-level ``BookLevel``) are produced as in production.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import time
+from decimal import Decimal
+
+import click
+
+from venue.core.commands import CancelOrder, NewOrder
+from venue.core.engine import Core
+from venue.core.events import OrderAccepted, OrderCancelled, OrderExpired, OrderFilled
+from venue.core.instruments import Instrument
+from venue.core.types import Side
+
+SYMBOL = "BTC-USD"
+MID = 1_000_000
+
+
+def bench_instrument() -> Instrument:
+    return Instrument(SYMBOL, "BTC", "USD", Decimal("0.01"), Decimal("0.0001"), max_qty=10**9)
+
+
+def generate(n: int, seed: int = 1, accounts: int = 100) -> list:
+    """``n`` commands of the benchmark mix (deterministic for a seed)."""
+    rnd = random.Random(seed)
+    core = Core([bench_instrument()])
+    live: list[int] = []
+    where: dict[int, int] = {}
+    owner: dict[int, str] = {}
+
+    def drop(oid: int) -> None:
+        i = where.pop(oid, None)
+        if i is None:
+            return
+        last = live.pop()
+        if last != oid:
+            live[i] = last
+            where[last] = i
+
+    cmds = []
+    book = core.book(SYMBOL)
+    for i in range(n):
+        ts = i + 1
+        r = rnd.random()
+        acct = f"A{rnd.randrange(accounts)}"
+        if r < 0.25 and live:
+            oid = live[rnd.randrange(len(live))]
+            cmd = CancelOrder(ts, owner[oid], SYMBOL, f"x{i}", order_id=oid)
+        else:
+            side = Side.BUY if rnd.random() < 0.5 else Side.SELL
+            bid = book.best_bid or MID - 1
+            ask = book.best_ask or MID + 1
+            if r < 0.85 or not live:  # passive, near the touch
+                price = ask - rnd.randint(1, 10) if side is Side.BUY else bid + rnd.randint(1, 10)
+            else:  # crossing
+                price = ask + rnd.randint(0, 2) if side is Side.BUY else bid - rnd.randint(0, 2)
+            cmd = NewOrder(ts, acct, SYMBOL, f"c{i}", side, rnd.randint(1, 100), price=price)
+        cmds.append(cmd)
+        for e in core.process(cmd):
+            t = type(e)
+            if t is OrderAccepted:
+                if core.order(e.order_id) is not None:
+                    live.append(e.order_id)
+                    where[e.order_id] = len(live) - 1
+                    owner[e.order_id] = e.account
+            elif (t is OrderFilled and e.leaves_qty == 0) or t is OrderCancelled or t is OrderExpired:
+                drop(e.order_id)
+                owner.pop(e.order_id, None)
+    return cmds
+
+
+def run(n: int, seed: int = 1) -> dict:
+    cmds = generate(n, seed)
+    gc.collect()
+    # throughput: the whole stream through a fresh core
+    core = Core([bench_instrument()])
+    process = core.process
+    t0 = time.perf_counter_ns()
+    events = 0
+    for cmd in cmds:
+        events += len(process(cmd))
+    wall = time.perf_counter_ns() - t0
+    # latency: a clock read around every operation, on another fresh core
+    core = Core([bench_instrument()])
+    process = core.process
+    clock = time.perf_counter_ns
+    lat = [0] * n
+    for i, cmd in enumerate(cmds):
+        t = clock()
+        process(cmd)
+        lat[i] = clock() - t
+    lat.sort()
+
+    def pct(p: float) -> float:
+        return lat[min(n - 1, int(n * p))] / 1000
+
+    kinds = {"new": sum(type(c) is NewOrder for c in cmds), "cancel": sum(type(c) is CancelOrder for c in cmds)}
+    return {
+        "operations": n,
+        "events": events,
+        "seconds": wall / 1e9,
+        "ops_per_s": round(n / (wall / 1e9)),
+        "events_per_s": round(events / (wall / 1e9)),
+        "p50_us": pct(0.50),
+        "p90_us": pct(0.90),
+        "p99_us": pct(0.99),
+        "p999_us": pct(0.999),
+        "max_us": lat[-1] / 1000,
+        "mix": kinds,
+        "resting_at_end": len(core.open_orders()),
+    }
+
+
+@click.command("core")
+@click.option("--orders", "n", default=1_000_000, show_default=True, help="number of operations")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def command(n: int, seed: int, as_json: bool) -> None:
+    """Matching-core throughput and latency (60% passive, 25% cancel, 15% crossing)."""
+    res = run(n, seed)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"operations     {res['operations']:,} ({res['mix']['new']:,} new, {res['mix']['cancel']:,} cancel)")
+    click.echo(f"events         {res['events']:,}")
+    click.echo(f"throughput     {res['ops_per_s']:,} ops/s ({res['events_per_s']:,} events/s)")
+    click.echo(f"latency (us)   p50 {res['p50_us']:.2f}  p90 {res['p90_us']:.2f}  p99 {res['p99_us']:.2f}  "
+               f"p99.9 {res['p999_us']:.2f}  max {res['max_us']:.0f}")
+    click.echo(f"resting orders {res['resting_at_end']:,}")

@@ -1,0 +1,831 @@
+"""The matching core: one thread, commands in, numbered events out; no I/O, no clock, integers only.
+
+``Core.process(cmd)`` validates, matches and returns the command's events, numbered in one gapless
+sequence (``Core.seq``). Semantics in brief (details in the method docstrings):
+
+- price-time priority; limit, market (bounded by the price band; remainder expired "price_band" or
+  "market_no_liquidity"), stop / stop-limit (triggered by the last trade price, in trigger order),
+  iceberg (visible ``display_qty``; each refresh goes to the back of the level);
+- TIF GTC, IOC and FOK (accepted, then remainder / everything expired "ioc" / "fok"), DAY (expired
+  "day" by ``EndOfSession``), GTD (expired "gtd" by ``Tick`` once ``expire_at <= ts``);
+- post-only rejected (``POST_ONLY_WOULD_TAKE``) when it would take;
+- self-trade prevention decided by the taker's mode (order override, else the account default,
+  else ``EXPIRE_TAKER``): expired orders get ``OrderExpired(reason="self_trade")``, a decremented
+  one ``OrderRestated(reason="self_trade")`` with its qty lowered;
+- replace keeps time priority when the price is unchanged and the qty not raised; qty <= cum_qty
+  cancels; a replaced order that now crosses trades as a taker;
+- the reference price of the band is the last trade price (initially the instrument's).
+
+Only OPEN orders are kept (``order``, ``order_by_cl_ord_id``, ``open_orders``); closed orders
+live in the journal.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace as dc_replace
+
+from sortedcontainers import SortedDict
+
+from venue.core.book import Book, Level, Order
+from venue.core.commands import (
+    CancelOrder,
+    EndOfSession,
+    MassCancel,
+    NewOrder,
+    ReplaceOrder,
+    SetAccountStp,
+    SetKillSwitch,
+    SetTradingStatus,
+    Tick,
+)
+from venue.core.events import (
+    BookLevel,
+    CancelRejected,
+    Event,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    OrderRestated,
+    OrderTriggered,
+    Trade,
+    TradingStatusChanged,
+)
+from venue.core.hooks import CoreHooks, NoHooks
+from venue.core.instruments import Instrument
+from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce, TradingStatus
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET, STOP, STOP_LIMIT = OrdType.LIMIT, OrdType.MARKET, OrdType.STOP, OrdType.STOP_LIMIT
+GTC, IOC, FOK, DAY, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY, TimeInForce.GTD
+OPEN, HALTED = TradingStatus.OPEN, TradingStatus.HALTED
+STP_NONE, EXPIRE_TAKER, EXPIRE_MAKER, EXPIRE_BOTH, DECREMENT = (
+    StpMode.NONE, StpMode.EXPIRE_TAKER, StpMode.EXPIRE_MAKER, StpMode.EXPIRE_BOTH, StpMode.DECREMENT_CANCEL,
+)
+DEFAULT_STP = EXPIRE_TAKER
+
+# value -> member maps: normalise plain strings to enum members in one dict lookup
+_SIDES = {m: m for m in Side}
+_ORD_TYPES = {m: m for m in OrdType}
+_TIFS = {m: m for m in TimeInForce}
+_STPS = {m: m for m in StpMode}
+
+SNAPSHOT_VERSION = 1
+
+
+class _Market:
+    """Per-instrument state: the book, waiting stops, last trade, cached band."""
+
+    __slots__ = ("inst", "sym", "book", "stops_buy", "stops_sell", "last_px", "band_lo", "band_hi",
+                 "trade_lo", "trade_hi", "aggressor")
+
+    def __init__(self, inst: Instrument, book) -> None:
+        self.inst = inst
+        self.sym = inst.symbol
+        self.book = book
+        self.stops_buy: SortedDict = SortedDict()
+        self.stops_sell: SortedDict = SortedDict()
+        self.last_px: int | None = None
+        self.trade_lo = self.trade_hi = 0
+        self.aggressor = BUY
+        self.set_band()
+
+    def set_band(self) -> None:
+        band = self.inst.band()
+        self.band_lo, self.band_hi = band if band is not None else (None, None)
+
+
+class Core:
+    """The matching core. ``Core(instruments, hooks=None, book_factory=Book)``."""
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument] | Mapping[str, Instrument],
+        hooks: CoreHooks | None = None,
+        book_factory: Callable[[], object] = Book,
+    ) -> None:
+        if isinstance(instruments, Mapping):
+            instruments = instruments.values()
+        self._book_factory = book_factory
+        self._markets: dict[str, _Market] = {}
+        for inst in instruments:
+            self._markets[inst.symbol] = _Market(dc_replace(inst), book_factory())
+        self._hooks: CoreHooks = hooks if hooks is not None else NoHooks()
+        plain = self._plain = type(self._hooks) is NoHooks
+        self._pre_new = None if plain else self._hooks.pre_new
+        self._on_events = None if plain else self._hooks.on_events
+        self.seq = 0
+        self.cmd_count = 0
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._orders: dict[int, Order] = {}
+        self._by_clid: dict[str, dict[str, Order]] = {}
+        self._stp_default: dict[str, StpMode] = {}
+        self._kill: set[str] = set()
+        self._gtd: list[tuple[int, int]] = []
+        self._handlers = {
+            NewOrder: self._new,
+            CancelOrder: self._cancel,
+            ReplaceOrder: self._replace,
+            MassCancel: self._mass_cancel,
+            SetTradingStatus: self._set_status,
+            EndOfSession: self._end_of_session,
+            Tick: self._tick,
+            SetAccountStp: self._set_stp,
+            SetKillSwitch: self._set_kill,
+        }
+
+    # ------------------------------------------------------------------ processing
+    def process(self, cmd) -> list[Event]:
+        """Apply one command; return its events (numbered, hooks' extras appended)."""
+        out: list = []
+        handler = self._handlers.get(type(cmd))
+        if handler is None:
+            extra = self._hooks.apply(cmd)
+            if extra:
+                out.extend(extra)
+        else:
+            handler(cmd, out)
+        seq = self.seq
+        for e in out:
+            seq += 1
+            e.seq = seq
+        self.seq = seq
+        self.cmd_count += 1
+        if self._on_events is not None:
+            extra = self._on_events(out)
+            if extra:
+                for e in extra:
+                    seq += 1
+                    e.seq = seq
+                self.seq = seq
+                out.extend(extra)
+        return out
+
+    def process_batch(self, cmds: Iterable) -> list[Event]:
+        out: list = []
+        process = self.process
+        for cmd in cmds:
+            out.extend(process(cmd))
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def instrument(self, symbol: str) -> Instrument | None:
+        mkt = self._markets.get(symbol)
+        return None if mkt is None else mkt.inst
+
+    def instruments(self) -> list[Instrument]:
+        return [m.inst for m in self._markets.values()]
+
+    def order(self, order_id: int) -> Order | None:
+        return self._orders.get(order_id)
+
+    def order_by_cl_ord_id(self, account: str, cl_ord_id: str) -> Order | None:
+        clids = self._by_clid.get(account)
+        return None if clids is None else clids.get(cl_ord_id)
+
+    def open_orders(self, account: str | None = None, instrument: str | None = None,
+                    session: str | None = None) -> list[Order]:
+        """Open orders (resting and waiting stops) matching all given filters, by order id."""
+        src = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
+        return sorted(
+            (o for o in src if (instrument is None or o.instrument == instrument)
+             and (session is None or o.session == session)),
+            key=_by_id,
+        )
+
+    def book_levels(self, instrument: str, side: Side, depth: int | None = None) -> list[tuple[int, int, int]]:
+        """[(price, visible qty, order count)], best first."""
+        return self._markets[instrument].book.levels(_SIDES[side], depth)
+
+    def book(self, instrument: str):
+        return self._markets[instrument].book
+
+    def last_price(self, instrument: str) -> int | None:
+        return self._markets[instrument].last_px
+
+    def kill_switch(self, account: str) -> bool:
+        return account in self._kill
+
+    def account_stp(self, account: str) -> StpMode:
+        return self._stp_default.get(account, DEFAULT_STP)
+
+    # ------------------------------------------------------------------ helpers
+    def _register(self, o: Order) -> None:
+        self._orders[o.order_id] = o
+        clids = self._by_clid.get(o.account)
+        if clids is None:
+            clids = self._by_clid[o.account] = {}
+        clids[o.cl_ord_id] = o
+
+    def _unregister(self, o: Order) -> None:
+        del self._orders[o.order_id]
+        del self._by_clid[o.account][o.cl_ord_id]
+
+    def _flush(self, mkt: _Market, ts: int, out: list) -> None:
+        book = mkt.book
+        if book.dirty:
+            sym = mkt.sym
+            for side, price, qty, count in book.take_dirty():
+                out.append(BookLevel(0, ts, sym, side, price, qty, count))
+
+    def _flush_all(self, ts: int, out: list) -> None:
+        for mkt in self._markets.values():
+            self._flush(mkt, ts, out)
+
+    @staticmethod
+    def _reject(cmd: NewOrder, out: list, code: RejectCode, text: str) -> None:
+        out.append(OrderRejected(0, cmd.ts, cmd.cl_ord_id, cmd.account, cmd.instrument, cmd.side,
+                                 cmd.qty, cmd.price, code, text, cmd.session))
+
+    @staticmethod
+    def _cxl_reject(cmd, out: list, is_replace: bool, code: RejectCode, text: str) -> None:
+        out.append(CancelRejected(0, cmd.ts, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id, cmd.account,
+                                  cmd.instrument, is_replace, code, text, cmd.session))
+
+    @staticmethod
+    def _expire(o: Order, reason: str, ts: int, out: list) -> None:
+        out.append(OrderExpired(0, ts, o.order_id, o.cl_ord_id, o.account, o.instrument, o.side, o.price,
+                                o.qty, o.leaves_qty, o.cum_qty, o.cum_notional, reason, o.session))
+        o.leaves_qty = 0
+
+    def _take_out(self, mkt: _Market, o: Order) -> None:
+        """Remove an open order from wherever it rests (book or stop book) and the registry."""
+        if o.stop_price is not None and not o.triggered:
+            stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
+            lvl = stops[o.stop_price]
+            o.live = False
+            lvl.count -= 1
+            if lvl.count == 0:
+                del stops[o.stop_price]
+            elif len(lvl.orders) > 2 * lvl.count + 16:
+                lvl.orders = deque([x for x in lvl.orders if x.live])
+        else:
+            mkt.book.remove(o)
+        self._unregister(o)
+
+    def _cancel_order(self, mkt: _Market, o: Order, ts: int, out: list, reason: str, cl_ord_id: str,
+                      session: str) -> None:
+        self._take_out(mkt, o)
+        out.append(OrderCancelled(0, ts, o.order_id, cl_ord_id or o.cl_ord_id, o.cl_ord_id, o.account,
+                                  o.instrument, o.side, o.price, o.qty, o.leaves_qty, o.cum_qty,
+                                  o.cum_notional, reason, session, o.session))
+        o.leaves_qty = 0
+
+    def _rest(self, mkt: _Market, o: Order) -> None:
+        d = o.display_qty
+        o.visible_qty = d if d is not None and d < o.leaves_qty else o.leaves_qty
+        mkt.book.add(o)
+        self._register(o)
+
+    def _add_stop(self, mkt: _Market, o: Order) -> None:
+        stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
+        lvl = stops.get(o.stop_price)
+        if lvl is None:
+            lvl = stops[o.stop_price] = Level(o.stop_price)
+        o.live = True
+        lvl.orders.append(o)
+        lvl.count += 1
+        self._register(o)
+
+    # ------------------------------------------------------------------ new order
+    def _new(self, cmd: NewOrder, out: list) -> None:
+        mkt = self._markets.get(cmd.instrument)
+        if mkt is None:
+            return self._reject(cmd, out, RejectCode.UNKNOWN_INSTRUMENT, "unknown instrument")
+        inst = mkt.inst
+        status = inst.status
+        if status is not OPEN:
+            if status is HALTED:
+                return self._reject(cmd, out, RejectCode.INSTRUMENT_HALTED, "instrument halted")
+            return self._reject(cmd, out, RejectCode.INSTRUMENT_CLOSED, "instrument closed")
+        account = cmd.account
+        if account in self._kill:
+            return self._reject(cmd, out, RejectCode.KILL_SWITCH, "kill switch on")
+        side = cmd.side
+        if side is not BUY and side is not SELL:
+            side = _SIDES.get(side)
+        ot = cmd.ord_type
+        if ot is not LIMIT:
+            ot = _ORD_TYPES.get(ot)
+        tif = cmd.tif
+        if tif is not GTC:
+            tif = _TIFS.get(tif)
+        if side is None or ot is None or tif is None:
+            return self._reject(cmd, out, RejectCode.INVALID_ORDER, "bad side, order type or time in force")
+        qty = cmd.qty
+        if type(qty) is not int or qty <= 0:
+            return self._reject(cmd, out, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
+        if qty < inst.min_qty:
+            return self._reject(cmd, out, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
+        if qty > inst.max_qty:
+            return self._reject(cmd, out, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
+        price = cmd.price
+        if ot is LIMIT or ot is STOP_LIMIT:
+            if type(price) is not int or price <= 0:
+                return self._reject(cmd, out, RejectCode.BAD_TICK, "price must be a positive number of ticks")
+            lo = mkt.band_lo
+            if lo is not None and (price < lo or price > mkt.band_hi):
+                return self._reject(cmd, out, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
+            if price * qty < inst._min_notional_units:
+                return self._reject(cmd, out, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
+        elif price is not None:
+            return self._reject(cmd, out, RejectCode.INVALID_ORDER, "market and stop orders take no price")
+        stop = cmd.stop_price
+        if ot is STOP or ot is STOP_LIMIT:
+            if type(stop) is not int or stop <= 0:
+                return self._reject(cmd, out, RejectCode.BAD_TICK, "stop price must be a positive number of ticks")
+        elif stop is not None:
+            return self._reject(cmd, out, RejectCode.INVALID_ORDER, "stop price on a non-stop order")
+        disp = cmd.display_qty
+        if disp is not None and (
+            price is None or tif is IOC or tif is FOK or type(disp) is not int or not 0 < disp <= qty
+        ):
+            return self._reject(cmd, out, RejectCode.INVALID_ORDER, "bad display quantity")
+        post_only = cmd.post_only
+        if post_only and (ot is not LIMIT or tif is IOC or tif is FOK):
+            return self._reject(cmd, out, RejectCode.INVALID_ORDER, "post-only needs a GTC/DAY/GTD limit")
+        expire_at = cmd.expire_at
+        ts = cmd.ts
+        if tif is GTD:
+            if type(expire_at) is not int or expire_at <= ts:
+                return self._reject(cmd, out, RejectCode.INVALID_ORDER, "GTD needs a future expire_at")
+        else:
+            expire_at = None
+        clids = self._by_clid.get(account)
+        if clids is not None and cmd.cl_ord_id in clids:
+            return self._reject(cmd, out, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
+        book = mkt.book
+        if post_only:
+            if side is BUY:
+                best = book.best_ask
+                if best is not None and price >= best:
+                    return self._reject(cmd, out, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+            else:
+                best = book.best_bid
+                if best is not None and price <= best:
+                    return self._reject(cmd, out, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+        stp = cmd.stp
+        if stp is None:
+            stp = self._stp_default.get(account, DEFAULT_STP) if self._stp_default else DEFAULT_STP
+        elif stp is not EXPIRE_TAKER:
+            stp = _STPS.get(stp)
+            if stp is None:
+                return self._reject(cmd, out, RejectCode.INVALID_ORDER, "bad self-trade prevention mode")
+        oid = self._next_order_id
+        if self._pre_new is not None:
+            verdict = self._pre_new(cmd, oid, inst)
+            if verdict is not None:
+                return self._reject(cmd, out, verdict[0], verdict[1])
+        self._next_order_id = oid + 1
+        cl = cmd.cl_ord_id
+        session = cmd.session
+        sym = mkt.sym
+        o = Order(oid, cl, account, sym, side, ot, tif, price, qty, qty, 0, 0, disp, 0, stop, stp,
+                  post_only, expire_at, session, ts, False, True)
+        out.append(OrderAccepted(0, ts, oid, cl, account, sym, side, ot, tif, price, qty, stop, disp, qty,
+                                 session))
+        if expire_at is not None:
+            heapq.heappush(self._gtd, (expire_at, oid))
+        if stop is not None:
+            last = mkt.last_px
+            if last is not None and (last >= stop if side is BUY else last <= stop):
+                self._run_stops(mkt, ts, out, deque((o,)))
+            else:
+                self._add_stop(mkt, o)
+        elif ot is LIMIT and tif is not IOC and tif is not FOK and (
+            (book.best_ask is None or price < book.best_ask) if side is BUY
+            else (book.best_bid is None or price > book.best_bid)
+        ):
+            # passive fast path: one level touched, reported directly
+            o.visible_qty = disp if disp is not None and disp < qty else qty
+            lvl = book.add(o)
+            book.dirty.clear()
+            self._orders[oid] = o
+            if clids is None:
+                self._by_clid[account] = {cl: o}
+            else:
+                clids[cl] = o
+            out.append(BookLevel(0, ts, sym, side, price, lvl.qty, lvl.count))
+            return
+        elif self._work(mkt, o, ts, out):
+            self._run_stops(mkt, ts, out, None)
+        if book.dirty:
+            for bside, bprice, bqty, bcount in book.take_dirty():
+                out.append(BookLevel(0, ts, sym, bside, bprice, bqty, bcount))
+
+    # ------------------------------------------------------------------ matching
+    def _work(self, mkt: _Market, o: Order, ts: int, out: list) -> bool:
+        """An accepted/triggered/re-priced order (not registered, not resting) meets the book:
+        FOK check, matching, then rest or expire the remainder. Returns True if it traded."""
+        buy = o.side is BUY
+        if o.price is None:
+            limit = mkt.band_hi if buy else mkt.band_lo
+        else:
+            limit = o.price
+        if o.tif is FOK and self._available(mkt.book, o, limit) < o.leaves_qty:
+            self._expire(o, "fok", ts, out)
+            return False
+        traded = self._match(mkt, o, limit, ts, out)
+        if o.leaves_qty == 0:
+            return traded
+        if o.price is None:
+            best = mkt.book.best_ask if buy else mkt.book.best_bid
+            self._expire(o, "market_no_liquidity" if best is None else "price_band", ts, out)
+        elif o.tif is IOC:
+            self._expire(o, "ioc", ts, out)
+        elif o.tif is FOK:  # pragma: no cover - guarded by _available
+            self._expire(o, "fok", ts, out)
+        else:
+            self._rest(mkt, o)
+        return traded
+
+    def _available(self, book, o: Order, limit: int | None) -> int:
+        """What ``o`` would fill if matched now, counting STP stops exactly (FOK check)."""
+        buy = o.side is BUY
+        stp = o.stp
+        stp_on = stp is not STP_NONE
+        need = o.leaves_qty
+        before = 0  # fully consumable quantity at better levels
+        level_px = None
+        level_all = 0  # all leaves at the current level
+        level_ahead = 0  # what is reachable before an own order at the current level
+        for m in book.orders(SELL if buy else BUY):
+            p = m.price
+            if limit is not None and (p > limit if buy else p < limit):
+                break
+            if p != level_px:
+                before += level_all
+                if before >= need:
+                    return before
+                level_px, level_all, level_ahead = p, 0, 0
+            if stp_on and m.account == o.account:
+                if stp is EXPIRE_MAKER:
+                    continue
+                return before + level_ahead
+            level_all += m.leaves_qty
+            level_ahead += m.leaves_qty if m.display_qty is None else m.visible_qty
+        return before + level_all
+
+    def _match(self, mkt: _Market, o: Order, limit: int | None, ts: int, out: list) -> bool:
+        """Match taker ``o`` against the opposite side down to ``limit`` (None: no limit)."""
+        book = mkt.book
+        buy = o.side is BUY
+        mside = SELL if buy else BUY
+        account = o.account
+        stp = o.stp
+        stp_on = stp is not STP_NONE
+        sym = o.instrument
+        first = px = None
+        append = out.append
+        while True:
+            p = book.best_ask if buy else book.best_bid
+            if p is None or (limit is not None and (p > limit if buy else p < limit)):
+                break
+            m = book.head(mside)
+            if stp_on and m.account == account:
+                if stp is EXPIRE_TAKER:
+                    self._expire(o, "self_trade", ts, out)
+                    break
+                if stp is EXPIRE_MAKER or stp is EXPIRE_BOTH:
+                    book.remove(m)
+                    self._unregister(m)
+                    self._expire(m, "self_trade", ts, out)
+                    if stp is EXPIRE_BOTH:
+                        self._expire(o, "self_trade", ts, out)
+                        break
+                    continue
+                # decrement and cancel: both lose the smaller leaves
+                d = o.leaves_qty if o.leaves_qty < m.leaves_qty else m.leaves_qty
+                if m.leaves_qty == d:
+                    book.remove(m)
+                    self._unregister(m)
+                    self._expire(m, "self_trade", ts, out)
+                else:
+                    m.qty -= d
+                    book.reduce(m, m.leaves_qty - d)
+                    append(OrderRestated(0, ts, m.order_id, m.cl_ord_id, m.account, sym, m.side, m.price, m.qty,
+                                         m.leaves_qty, m.cum_qty, m.cum_notional, "self_trade", m.session))
+                if o.leaves_qty == d:
+                    self._expire(o, "self_trade", ts, out)
+                    break
+                o.qty -= d
+                o.leaves_qty -= d
+                append(OrderRestated(0, ts, o.order_id, o.cl_ord_id, account, sym, o.side, o.price, o.qty,
+                                     o.leaves_qty, o.cum_qty, o.cum_notional, "self_trade", o.session))
+                continue
+            q = o.leaves_qty if o.leaves_qty < m.visible_qty else m.visible_qty
+            tid = self._next_trade_id
+            self._next_trade_id = tid + 1
+            n = p * q
+            m.leaves_qty -= q
+            m.cum_qty += q
+            m.cum_notional += n
+            o.leaves_qty -= q
+            o.cum_qty += q
+            o.cum_notional += n
+            book.fill(m, q)
+            if m.leaves_qty == 0:
+                self._unregister(m)
+            append(OrderFilled(0, ts, m.order_id, m.cl_ord_id, m.account, sym, mside, tid, p, q, m.leaves_qty,
+                               m.cum_qty, m.cum_notional, False, m.session))
+            append(OrderFilled(0, ts, o.order_id, o.cl_ord_id, account, sym, o.side, tid, p, q, o.leaves_qty,
+                               o.cum_qty, o.cum_notional, True, o.session))
+            append(Trade(0, ts, tid, sym, p, q, o.side, m.order_id, o.order_id, m.account, account))
+            if first is None:
+                first = p
+            px = p
+            if o.leaves_qty == 0:
+                break
+        if px is None:
+            return False
+        mkt.last_px = px
+        mkt.aggressor = o.side
+        if buy:
+            mkt.trade_lo, mkt.trade_hi = first, px
+        else:
+            mkt.trade_lo, mkt.trade_hi = px, first
+        if mkt.inst.band_bps is not None:
+            mkt.inst.ref_price = px
+            mkt.set_band()
+        return True
+
+    # ------------------------------------------------------------------ stops
+    @staticmethod
+    def _pop_triggered(stops: SortedDict, buy: bool, bound: int, pending: deque) -> None:
+        while stops:
+            price = stops.peekitem(0 if buy else -1)[0]
+            if (price > bound) if buy else (price < bound):
+                return
+            lvl = stops.pop(price)
+            for s in lvl.orders:
+                if s.live:
+                    s.live = False
+                    pending.append(s)
+
+    def _collect_triggers(self, mkt: _Market, pending: deque) -> None:
+        """Stops reached by the last matching run, in the order their prices were reached."""
+        if mkt.aggressor is BUY:  # prices went up from trade_lo to trade_hi
+            self._pop_triggered(mkt.stops_sell, False, mkt.trade_lo, pending)
+            self._pop_triggered(mkt.stops_buy, True, mkt.trade_hi, pending)
+        else:
+            self._pop_triggered(mkt.stops_buy, True, mkt.trade_hi, pending)
+            self._pop_triggered(mkt.stops_sell, False, mkt.trade_lo, pending)
+
+    def _run_stops(self, mkt: _Market, ts: int, out: list, pending: deque | None) -> None:
+        """Trigger and work stops one at a time; each may trade and trigger more."""
+        if pending is None:
+            pending = deque()
+            self._collect_triggers(mkt, pending)
+        while pending:
+            o = pending.popleft()
+            if o.order_id in self._orders:
+                del self._orders[o.order_id]
+                del self._by_clid[o.account][o.cl_ord_id]
+            o.triggered = True
+            out.append(OrderTriggered(0, ts, o.order_id, o.cl_ord_id, o.account, o.instrument, o.side, o.price,
+                                      o.qty, o.leaves_qty, o.session))
+            if o.price is not None and mkt.band_lo is not None and not mkt.band_lo <= o.price <= mkt.band_hi:
+                self._expire(o, "price_band", ts, out)
+                continue
+            if self._work(mkt, o, ts, out):
+                self._collect_triggers(mkt, pending)
+
+    # ------------------------------------------------------------------ cancel / replace
+    def _find(self, cmd) -> Order | None:
+        if cmd.order_id is not None:
+            o = self._orders.get(cmd.order_id)
+            if o is not None and o.account != cmd.account:
+                return None
+        elif cmd.orig_cl_ord_id is not None:
+            o = self._by_clid.get(cmd.account, {}).get(cmd.orig_cl_ord_id)
+        else:
+            return None
+        if o is not None and cmd.instrument and o.instrument != cmd.instrument:
+            return None
+        return o
+
+    def _cancel(self, cmd: CancelOrder, out: list) -> None:
+        o = self._find(cmd)
+        if o is None:
+            return self._cxl_reject(cmd, out, False, RejectCode.UNKNOWN_ORDER, "unknown order")
+        ts = cmd.ts
+        if o.stop_price is not None and not o.triggered:
+            mkt = self._markets[o.instrument]
+            self._cancel_order(mkt, o, ts, out, "client", cmd.cl_ord_id, cmd.session)
+            return
+        # fast path: one order out of the book, one level reported
+        book = self._markets[o.instrument].book
+        lvl = book.remove(o)
+        book.dirty.clear()
+        del self._orders[o.order_id]
+        del self._by_clid[o.account][o.cl_ord_id]
+        out.append(OrderCancelled(0, ts, o.order_id, cmd.cl_ord_id or o.cl_ord_id, o.cl_ord_id, o.account,
+                                  o.instrument, o.side, o.price, o.qty, o.leaves_qty, o.cum_qty,
+                                  o.cum_notional, "client", cmd.session, o.session))
+        o.leaves_qty = 0
+        out.append(BookLevel(0, ts, o.instrument, o.side, lvl.price, lvl.qty, lvl.count))
+
+    def _replace(self, cmd: ReplaceOrder, out: list) -> None:
+        o = self._find(cmd)
+        if o is None:
+            return self._cxl_reject(cmd, out, True, RejectCode.UNKNOWN_ORDER, "unknown order")
+        mkt = self._markets[o.instrument]
+        inst = mkt.inst
+        ts = cmd.ts
+        if inst.status is not OPEN:
+            code = RejectCode.INSTRUMENT_HALTED if inst.status is HALTED else RejectCode.INSTRUMENT_CLOSED
+            return self._cxl_reject(cmd, out, True, code, f"instrument {inst.status.value}")
+        if o.account in self._kill:
+            return self._cxl_reject(cmd, out, True, RejectCode.KILL_SWITCH, "kill switch on")
+        qty = cmd.qty
+        if type(qty) is not int or qty <= 0:
+            return self._cxl_reject(cmd, out, True, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
+        price = o.price if cmd.price is None else cmd.price
+        if cmd.price is not None:
+            if o.price is None:
+                return self._cxl_reject(cmd, out, True, RejectCode.INVALID_ORDER, "order has no limit price")
+            if type(price) is not int or price <= 0:
+                return self._cxl_reject(cmd, out, True, RejectCode.BAD_TICK, "price must be a positive number of ticks")
+        cl = cmd.cl_ord_id
+        clids = self._by_clid[o.account]
+        if cl != o.cl_ord_id and cl in clids:
+            return self._cxl_reject(cmd, out, True, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
+        if qty <= o.cum_qty:
+            self._cancel_order(mkt, o, ts, out, "client", cl, cmd.session)
+            return self._flush(mkt, ts, out)
+        if qty < inst.min_qty:
+            return self._cxl_reject(cmd, out, True, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
+        if qty > inst.max_qty:
+            return self._cxl_reject(cmd, out, True, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
+        if price is not None:
+            if price != o.price and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
+                return self._cxl_reject(cmd, out, True, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
+            if price * qty < inst._min_notional_units:
+                return self._cxl_reject(cmd, out, True, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
+        waiting_stop = o.stop_price is not None and not o.triggered
+        book = mkt.book
+        if o.post_only and not waiting_stop:
+            best = book.best_ask if o.side is BUY else book.best_bid
+            if best is not None and (price >= best if o.side is BUY else price <= best):
+                return self._cxl_reject(cmd, out, True, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+        if not self._plain:
+            verdict = self._hooks.pre_replace(cmd, o, inst)
+            if verdict is not None:
+                return self._cxl_reject(cmd, out, True, verdict[0], verdict[1])
+        old_price, old_qty, old_cl = o.price, o.qty, o.cl_ord_id
+        leaves = qty - o.cum_qty
+        kept = price == old_price and qty <= old_qty
+        if kept:
+            if waiting_stop:
+                o.leaves_qty = leaves
+            else:
+                book.reduce(o, leaves)
+            o.qty = qty
+            if cl != old_cl:
+                del clids[old_cl]
+                o.cl_ord_id = cl
+                clids[cl] = o
+            out.append(OrderReplaced(0, ts, o.order_id, cl, old_cl, o.account, o.instrument, o.side, price, qty,
+                                     old_price, old_qty, leaves, o.cum_qty, o.cum_notional, True, cmd.session))
+        else:
+            self._take_out(mkt, o)
+            n = o.clone()
+            n.price, n.qty, n.leaves_qty, n.cl_ord_id, n.visible_qty = price, qty, leaves, cl, 0
+            out.append(OrderReplaced(0, ts, n.order_id, cl, old_cl, n.account, n.instrument, n.side, price, qty,
+                                     old_price, old_qty, leaves, n.cum_qty, n.cum_notional, False, cmd.session))
+            if waiting_stop:
+                self._add_stop(mkt, n)
+            elif self._work(mkt, n, ts, out):
+                self._run_stops(mkt, ts, out, None)
+        self._flush(mkt, ts, out)
+
+    def _mass_cancel(self, cmd: MassCancel, out: list) -> None:
+        if cmd.account is not None:
+            src = self._by_clid.get(cmd.account, {}).values()
+        else:
+            src = self._orders.values()
+        victims = sorted(
+            (o for o in src
+             if (cmd.instrument is None or o.instrument == cmd.instrument)
+             and (cmd.side is None or o.side == cmd.side)
+             and (cmd.session_filter is None or o.session == cmd.session_filter)
+             and not (cmd.spare_gtc and o.tif is GTC)),
+            key=_by_id,
+        )
+        for o in victims:
+            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
+        self._flush_all(cmd.ts, out)
+
+    def _set_kill(self, cmd: SetKillSwitch, out: list) -> None:
+        if not cmd.on:
+            self._kill.discard(cmd.account)
+            return
+        self._kill.add(cmd.account)
+        for o in sorted(self._by_clid.get(cmd.account, {}).values(), key=_by_id):
+            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, "kill_switch", "", cmd.session)
+        self._flush_all(cmd.ts, out)
+
+    def _set_stp(self, cmd: SetAccountStp, out: list) -> None:
+        self._stp_default[cmd.account] = _STPS[cmd.stp]
+
+    # ------------------------------------------------------------------ status and time
+    def _set_status(self, cmd: SetTradingStatus, out: list) -> None:
+        mkt = self._markets.get(cmd.instrument)
+        if mkt is None:
+            return
+        mkt.inst.status = TradingStatus(cmd.status)
+        out.append(TradingStatusChanged(0, cmd.ts, mkt.sym, mkt.inst.status))
+
+    def _end_of_session(self, cmd: EndOfSession, out: list) -> None:
+        victims = sorted(
+            (o for o in self._orders.values()
+             if o.tif is DAY and (cmd.instrument is None or o.instrument == cmd.instrument)),
+            key=_by_id,
+        )
+        for o in victims:
+            self._take_out(self._markets[o.instrument], o)
+            self._expire(o, "day", cmd.ts, out)
+        self._flush_all(cmd.ts, out)
+
+    def _tick(self, cmd: Tick, out: list) -> None:
+        heap = self._gtd
+        ts = cmd.ts
+        touched = False
+        while heap and heap[0][0] <= ts:
+            _, oid = heapq.heappop(heap)
+            o = self._orders.get(oid)
+            if o is not None and o.expire_at is not None and o.expire_at <= ts:
+                self._take_out(self._markets[o.instrument], o)
+                self._expire(o, "gtd", ts, out)
+                touched = True
+        if touched:
+            self._flush_all(ts, out)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> dict:
+        """The whole state as a JSON-serialisable dict (restorable with ``Core.from_snapshot``)."""
+        markets = {}
+        for sym, mkt in self._markets.items():
+            markets[sym] = {
+                "last_px": mkt.last_px,
+                "bids": [o.to_list() for o in mkt.book.orders(BUY)],
+                "asks": [o.to_list() for o in mkt.book.orders(SELL)],
+                "stops_buy": [o.to_list() for lvl in mkt.stops_buy.values() for o in lvl.orders if o.live],
+                "stops_sell": [o.to_list() for lvl in mkt.stops_sell.values() for o in lvl.orders if o.live],
+            }
+        return {
+            "version": SNAPSHOT_VERSION,
+            "seq": self.seq,
+            "cmd_count": self.cmd_count,
+            "next_order_id": self._next_order_id,
+            "next_trade_id": self._next_trade_id,
+            "instruments": [m.inst.to_dict() for m in self._markets.values()],
+            "markets": markets,
+            "stp_defaults": {a: m.value for a, m in sorted(self._stp_default.items())},
+            "kill": sorted(self._kill),
+            "gtd": [list(x) for x in self._gtd],
+            "hooks": self._hooks.snapshot(),
+        }
+
+    @classmethod
+    def from_snapshot(cls, d: dict, hooks: CoreHooks | None = None,
+                      book_factory: Callable[[], object] = Book) -> Core:
+        if d.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {d.get('version')!r}")
+        core = cls([Instrument.from_dict(x) for x in d["instruments"]], hooks, book_factory)
+        core.seq = d["seq"]
+        core.cmd_count = d["cmd_count"]
+        core._next_order_id = d["next_order_id"]
+        core._next_trade_id = d["next_trade_id"]
+        core._stp_default = {a: StpMode(v) for a, v in d["stp_defaults"].items()}
+        core._kill = set(d["kill"])
+        core._gtd = [tuple(x) for x in d["gtd"]]
+        for sym, m in d["markets"].items():
+            mkt = core._markets[sym]
+            mkt.last_px = m["last_px"]
+            for key in ("bids", "asks"):
+                for row in m[key]:
+                    o = Order.from_list(row)
+                    mkt.book.add(o)
+                    core._register(o)
+            for key in ("stops_buy", "stops_sell"):
+                for row in m[key]:
+                    core._add_stop(mkt, Order.from_list(row))
+            mkt.book.dirty.clear()
+        core._hooks.restore(d.get("hooks") or {})
+        return core
+
+    def add_instrument(self, inst: Instrument) -> None:
+        """Add an instrument the core does not have yet (e.g. after restoring an older snapshot)."""
+        if inst.symbol not in self._markets:
+            self._markets[inst.symbol] = _Market(dc_replace(inst), self._book_factory())
+
+
+def _by_id(o: Order) -> int:
+    return o.order_id

@@ -1,0 +1,325 @@
+"""The core's journal in the database: group commits of commands + events, snapshots, recovery.
+
+Tables (SQLAlchemy Core, own ``MetaData``):
+
+- ``core_journal``: one row per batch (one group commit): ``cmd_from``/``cmd_to`` (the core's command
+  counter before/after the batch), ``seq_from``/``seq_to`` (first/last event seq; ``seq_to <
+  seq_from`` for a batch without events), and the batch's commands and events, each a zlib-compressed
+  JSON array of positional rows ``[tag, field, field, ...]`` (events without their ``seq``, implied
+  by the position).
+- ``core_snapshot``: ``Core.snapshot()`` at a batch boundary, keyed by ``cmd_count``.
+
+Recovery: the latest snapshot, then the commands of every batch after it, replayed through a fresh
+core (the core is deterministic); the replay checks that each batch ends at the journaled seq.
+
+Usage (the FIX layer)::
+
+    journal = await Journal.open(engine)          # creates tables, reads the counters
+    events = core.process_batch(commands)
+    async with engine.begin() as conn:            # same transaction as the message store
+        await journal.write(conn, commands, events)
+    # ... only now send the execution reports
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import json
+import typing
+import zlib
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from operator import attrgetter
+
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, MetaData, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from venue.core import commands as _commands
+from venue.core import events as _events
+from venue.core.engine import Core
+from venue.core.hooks import CoreHooks
+from venue.core.instruments import Instrument
+
+metadata = MetaData()
+
+journal_table = Table(
+    "core_journal",
+    metadata,
+    Column("cmd_from", BigInteger, primary_key=True, autoincrement=False),
+    Column("cmd_to", BigInteger, nullable=False),
+    Column("seq_from", BigInteger, nullable=False),
+    Column("seq_to", BigInteger, nullable=False),
+    Column("commands", LargeBinary, nullable=False),
+    Column("events", LargeBinary, nullable=False),
+    Index("ix_core_journal_seq_to", "seq_to"),
+)
+
+snapshot_table = Table(
+    "core_snapshot",
+    metadata,
+    Column("cmd_count", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+COMPRESS_LEVEL = 1
+
+
+class JournalError(RuntimeError):
+    """The journal and the core disagree (a gap, or a replay that diverged)."""
+
+
+# ---------------------------------------------------------------------------------------- codec
+class _Kind:
+    """How one dataclass is written as a positional row and read back."""
+
+    __slots__ = ("cls", "tag", "fields", "get", "has_seq", "decoders", "encoders")
+
+    def __init__(self, cls: type, tag: str) -> None:
+        self.cls = cls
+        self.tag = tag
+        names = [f.name for f in dataclasses.fields(cls)]
+        self.has_seq = bool(names) and names[0] == "seq"
+        self.fields = names[1:] if self.has_seq else names
+        self.get = attrgetter(*self.fields) if len(self.fields) > 1 else None
+        hints = typing.get_type_hints(cls)
+        self.decoders: list[tuple[int, typing.Any]] = []
+        self.encoders: list[int] = []
+        for i, name in enumerate(self.fields):
+            hint = hints.get(name)
+            members = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
+            for m in members:
+                if isinstance(m, type) and issubclass(m, enum.Enum):
+                    self.decoders.append((i, m._value2member_map_))
+                    break
+                if m is Decimal:
+                    self.decoders.append((i, Decimal))
+                    self.encoders.append(i)
+                    break
+
+    def row(self, obj) -> list:
+        if self.get is None:
+            vals = [getattr(obj, f) for f in self.fields]
+        else:
+            vals = list(self.get(obj))
+        for i in self.encoders:
+            if vals[i] is not None:
+                vals[i] = str(vals[i])
+        return [self.tag, *vals]
+
+    def build(self, row: list, seq: int | None):
+        vals = row[1:]
+        for i, conv in self.decoders:
+            v = vals[i]
+            if v is not None:
+                vals[i] = conv[v] if type(conv) is dict else conv(v)
+        if self.has_seq:
+            return self.cls(seq, *vals)
+        return self.cls(*vals)
+
+
+class Codec:
+    """Positional JSON rows for commands and events; foreign dataclasses (e.g. ledger events) are
+    registered on first sight under ``module:QualName`` and imported back by that name."""
+
+    def __init__(self) -> None:
+        self._by_cls: dict[type, _Kind] = {}
+        self._by_tag: dict[str, _Kind] = {}
+        for mod in (_commands, _events):
+            for name, obj in vars(mod).items():
+                if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__:
+                    self.register(obj, name)
+
+    def register(self, cls: type, tag: str | None = None) -> _Kind:
+        tag = tag or f"{cls.__module__}:{cls.__qualname__}"
+        kind = _Kind(cls, tag)
+        self._by_cls[cls] = kind
+        self._by_tag[tag] = kind
+        return kind
+
+    def _kind(self, cls: type) -> _Kind:
+        kind = self._by_cls.get(cls)
+        if kind is None:
+            if not dataclasses.is_dataclass(cls):
+                raise TypeError(f"cannot journal {cls!r}: not a dataclass")
+            kind = self.register(cls)
+        return kind
+
+    def _kind_by_tag(self, tag: str) -> _Kind:
+        kind = self._by_tag.get(tag)
+        if kind is None:
+            module, _, qual = tag.partition(":")
+            obj: typing.Any = importlib.import_module(module)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+            kind = self.register(obj, tag)
+        return kind
+
+    def encode(self, items: Iterable) -> bytes:
+        by_cls = self._by_cls
+        rows = []
+        for x in items:
+            kind = by_cls.get(type(x)) or self._kind(type(x))
+            rows.append(kind.row(x))
+        data = json.dumps(rows, separators=(",", ":")).encode()
+        return zlib.compress(data, COMPRESS_LEVEL)
+
+    def decode(self, blob: bytes, first_seq: int | None = None) -> list:
+        rows = json.loads(zlib.decompress(blob))
+        out = []
+        by_tag = self._by_tag
+        seq = first_seq
+        for row in rows:
+            kind = by_tag.get(row[0]) or self._kind_by_tag(row[0])
+            out.append(kind.build(row, seq))
+            if seq is not None:
+                seq += 1
+        return out
+
+
+CODEC = Codec()
+
+
+def encode_snapshot(d: dict) -> bytes:
+    return zlib.compress(json.dumps(d, separators=(",", ":")).encode(), COMPRESS_LEVEL)
+
+
+def decode_snapshot(blob: bytes) -> dict:
+    return json.loads(zlib.decompress(blob))
+
+
+# -------------------------------------------------------------------------------------- journal
+async def create_tables(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+
+
+class Journal:
+    """Writes batches and snapshots; reads events back; recovers a core. One writer per database."""
+
+    def __init__(self, engine: AsyncEngine, cmd_count: int = 0, seq: int = 0) -> None:
+        self.engine = engine
+        self.cmd_count = cmd_count  # commands journaled so far (== the core's cmd_count)
+        self.seq = seq  # last journaled event seq
+        self.codec = CODEC
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> Journal:
+        """Create the tables if needed and continue after the last journaled batch."""
+        await create_tables(engine)
+        async with engine.connect() as conn:
+            row = (await conn.execute(
+                select(journal_table.c.cmd_to, journal_table.c.seq_to)
+                .order_by(journal_table.c.cmd_from.desc()).limit(1)
+            )).first()
+            snap = (await conn.execute(
+                select(snapshot_table.c.cmd_count, snapshot_table.c.seq)
+                .order_by(snapshot_table.c.cmd_count.desc()).limit(1)
+            )).first()
+        cmd_count, seq = (row[0], row[1]) if row is not None else (0, 0)
+        if snap is not None and snap[0] > cmd_count:
+            cmd_count, seq = snap[0], snap[1]
+        return cls(engine, cmd_count, seq)
+
+    async def write(self, conn: AsyncConnection, commands: Sequence, events: Sequence) -> None:
+        """Journal one batch (all commands the core processed since the last write, and all their
+        events) into the caller's open transaction. Raises JournalError on a seq gap."""
+        if not commands:
+            if events:
+                raise JournalError("events without commands")
+            return
+        seq_from = self.seq + 1
+        if events and (events[0].seq != seq_from or events[-1].seq != self.seq + len(events)):
+            raise JournalError(f"event seq gap: journal at {self.seq}, batch {events[0].seq}..{events[-1].seq}")
+        seq_to = self.seq + len(events)
+        cmd_from = self.cmd_count
+        await conn.execute(journal_table.insert().values(
+            cmd_from=cmd_from, cmd_to=cmd_from + len(commands), seq_from=seq_from, seq_to=seq_to,
+            commands=self.codec.encode(commands), events=self.codec.encode(events),
+        ))
+        self.cmd_count = cmd_from + len(commands)
+        self.seq = seq_to
+
+    async def write_snapshot(self, conn: AsyncConnection, core: Core) -> None:
+        """Store ``core.snapshot()``; the core must be exactly at the journal's last batch."""
+        if core.cmd_count != self.cmd_count or core.seq != self.seq:
+            raise JournalError(
+                f"snapshot off a batch boundary: core at cmd {core.cmd_count}/seq {core.seq}, "
+                f"journal at cmd {self.cmd_count}/seq {self.seq}"
+            )
+        await conn.execute(snapshot_table.insert().values(
+            cmd_count=core.cmd_count, seq=core.seq, data=encode_snapshot(core.snapshot())))
+
+    async def events_since(self, seq: int, limit: int | None = None, conn: AsyncConnection | None = None) -> list:
+        """Journaled events with ``seq`` > the given one, in order (at most ``limit``)."""
+        stmt = (select(journal_table.c.seq_from, journal_table.c.events)
+                .where(journal_table.c.seq_to > seq).order_by(journal_table.c.cmd_from))
+        out: list = []
+        if conn is None:
+            async with self.engine.connect() as c:
+                return await self._collect(c, stmt, seq, limit, out)
+        return await self._collect(conn, stmt, seq, limit, out)
+
+    async def _collect(self, conn, stmt, seq, limit, out) -> list:
+        result = await conn.stream(stmt)
+        async for seq_from, blob in result:
+            for e in self.codec.decode(blob, seq_from):
+                if e.seq > seq:
+                    out.append(e)
+                    if limit is not None and len(out) >= limit:
+                        await result.close()
+                        return out
+        return out
+
+    async def last_seq(self) -> int:
+        async with self.engine.connect() as conn:
+            v = (await conn.execute(select(func.max(journal_table.c.seq_to)))).scalar()
+        return v or 0
+
+    @classmethod
+    async def recover(
+        cls,
+        engine: AsyncEngine,
+        instruments: Iterable[Instrument],
+        hooks: CoreHooks | None = None,
+        verify_events: bool = False,
+    ) -> Core:
+        """Latest snapshot + replay of the journaled commands after it; returns the core.
+
+        ``verify_events`` also compares every replayed event with the journaled one."""
+        await create_tables(engine)
+        instruments = list(instruments)
+        codec = CODEC
+        async with engine.connect() as conn:
+            snap = (await conn.execute(
+                select(snapshot_table.c.cmd_count, snapshot_table.c.data)
+                .order_by(snapshot_table.c.cmd_count.desc()).limit(1)
+            )).first()
+            if snap is None:
+                core = Core(instruments, hooks)
+                start = 0
+            else:
+                core = Core.from_snapshot(decode_snapshot(snap[1]), hooks)
+                for inst in instruments:
+                    core.add_instrument(inst)
+                start = snap[0]
+            cols = [journal_table.c.cmd_from, journal_table.c.cmd_to, journal_table.c.seq_from,
+                    journal_table.c.seq_to, journal_table.c.commands]
+            if verify_events:
+                cols.append(journal_table.c.events)
+            result = await conn.stream(
+                select(*cols).where(journal_table.c.cmd_from >= start).order_by(journal_table.c.cmd_from))
+            process = core.process
+            async for row in result:
+                if row[0] != core.cmd_count:
+                    raise JournalError(f"journal batch starts at command {row[0]}, core at {core.cmd_count}")
+                produced: list = []
+                for cmd in codec.decode(row[4]):
+                    produced.extend(process(cmd))
+                if core.seq != row[3] or core.cmd_count != row[1]:
+                    raise JournalError(f"replay diverged at batch {row[0]}: seq {core.seq} != {row[3]}")
+                if verify_events and produced != codec.decode(row[5], row[2]):
+                    raise JournalError(f"replayed events differ from the journal in batch {row[0]}")
+        return core
