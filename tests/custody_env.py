@@ -45,7 +45,7 @@ EXTERNAL = "ext-dest-1"
 def default_policy() -> Policy:
     btc = AssetPolicy(auto_threshold=1 * BTC, hot_tx_cap=5 * BTC, hot_daily_cap=20 * BTC, approvals=2,
                       topup_quorum=3, low_water=2 * BTC, target=10 * BTC, high_water=30 * BTC,
-                      tiers={1: TierLimit(2 * BTC, 3 * BTC), 2: TierLimit(5 * BTC, 50 * BTC)})
+                      tiers={1: TierLimit(2 * BTC, 3 * BTC), 2: TierLimit(10 * BTC, 50 * BTC)})
     usdt = AssetPolicy(auto_threshold=10_000 * 10**6, hot_tx_cap=100_000 * 10**6, hot_daily_cap=500_000 * 10**6,
                        approvals=2, topup_quorum=3, low_water=1_000 * 10**6, target=50_000 * 10**6,
                        high_water=200_000 * 10**6,
