@@ -34,7 +34,7 @@ from sessions.drop_copy import DropCopyApp
 from sessions.market_data import MarketDataApp
 from sessions.order_entry import OrderEntryApp, SessionRights
 from sessions.order_entry_codec import InstrumentView
-from venue import audit, refdata, registry
+from venue import audit, operator, refdata, registry
 from venue.access.gate import AccessGate, GateConfig
 from venue.config import database_url
 from venue.core import commands as cmd
@@ -43,7 +43,7 @@ from venue.core.engine import Core
 from venue.core.fees import FeeSchedule
 from venue.core.risk import AccountRisk
 from venue.core.stage import RiskLedgerStage
-from venue.core.types import Side
+from venue.core.types import Side, TradingStatus
 from venue.db import make_engine
 from venue.demo import seed_demo
 from venue.journal import Journal
@@ -79,6 +79,8 @@ class Venue:
         self._batch_cmds: list[Any] = []
         self._batch_events: list[Any] = []
         self._audit: list[tuple[str, dict[str, Any]]] = []
+        self._answers: list[tuple[int, bool, dict[str, Any]]] = []
+        self._in_flight: set[int] = set()
         self._published: list[Any] = []
         self._events_since_snapshot = 0
         self._tasks: list[asyncio.Task] = []
@@ -93,6 +95,7 @@ class Venue:
         await registry.create_schema(self.engine)
         await refdata.create_schema(self.engine)
         await audit.create_schema(self.engine)
+        await operator.create_schema(self.engine)
         self.journal = Journal(self.engine)
         await self.journal.create_tables()
         demo = bool(self.cfg["venue"]["demo"])
@@ -273,19 +276,85 @@ class Venue:
         entries, self._audit = self._audit, []
         for kind, kwargs in entries:
             await audit.append(conn, kind, **kwargs)
+        answers, self._answers = self._answers, []
+        for request_id, ok, result in answers:
+            await operator.answer(conn, request_id, ok, result)
+            self._in_flight.discard(request_id)
 
     def after_commit(self) -> None:
         published, self._published = self._published, []
         if published and self.feed is not None:
             self.feed.publish_events(published)
 
+    # ------------------------------------------------------------------ operator requests
+
+    async def poll_operator(self) -> None:
+        for req in await operator.pending(self.engine):
+            if req.id in self._in_flight:
+                continue
+            self._in_flight.add(req.id)
+            self.audit(f"operator.{req.kind}", actor=req.operator, subject=str(req.payload.get("account")
+                       or req.payload.get("instrument") or ""), source="cli", details=req.payload)
+            try:
+                self._operator_request(req)
+            except (KeyError, ValueError, TypeError) as exc:
+                self._answers.append((req.id, False, {"error": f"bad request: {exc}"}))
+        if self._answers:
+            self.acceptor.schedule_flush()
+
+    def _operator_request(self, req: operator.Request) -> None:
+        p, now = req.payload, time.time_ns()
+
+        def done(events: list[Any]) -> None:
+            names = [type(e).__name__ for e in events]
+            refused = [getattr(e, "text", "") for e in events if type(e).__name__ in ("LedgerRejected", "OrderRejected")]
+            cancelled = sum(1 for n in names if n == "OrderCancelled")
+            if refused:
+                self._answers.append((req.id, False, {"error": refused[0], "events": names}))
+            else:
+                self._answers.append((req.id, True, {"events": names, "cancelled": cancelled}))
+
+        if req.kind == "balances":
+            account = p["account"]
+            assets = Assets()
+            out = {code: {"total": str(assets[code].to_decimal(total)), "reserved": str(assets[code].to_decimal(res)),
+                          "available": str(assets[code].to_decimal(total - res))}
+                   for code, (total, res) in sorted(self.stage.balances(account).items())}
+            self._answers.append((req.id, True, {"account": account, "balances": out}))
+            return
+        if req.kind == "trading_status":
+            if self.core.instrument(p["instrument"]) is None:
+                raise ValueError(f"unknown instrument {p['instrument']}")
+            command: Any = cmd.SetTradingStatus(ts=now, instrument=p["instrument"], status=TradingStatus(p["status"]))
+        elif req.kind == "kill_switch":
+            command = cmd.SetKillSwitch(ts=now, account=p["account"], on=bool(p["on"]), session="operator")
+        elif req.kind in ("deposit", "withdraw"):
+            asset = Assets()[p["asset"]]
+            kind = cmd.Deposit if req.kind == "deposit" else cmd.Withdraw
+            command = kind(ts=now, account=p["account"], asset=asset.code, amount=asset.to_units(p["amount"]),
+                           ref=p.get("ref") or f"operator:{req.id}")
+        elif req.kind == "mass_cancel":
+            command = cmd.MassCancel(ts=now, cl_ord_id=f"OP{req.id}", account=p.get("account"),
+                                     instrument=p.get("instrument"), side=Side(p["side"]) if p.get("side") else None,
+                                     reason="operator", session="operator")
+        elif req.kind == "end_of_session":
+            command = cmd.EndOfSession(ts=now, instrument=p.get("instrument"))
+        else:
+            raise ValueError(f"unknown kind {req.kind}")
+        self.submit(command, done)
+
     # ------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
         """Once a second: GTD expiry, registry reload, KYC re-check, market-data slow consumers."""
+        turn = 0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
+            turn += 1
             try:
+                await self.poll_operator()
+                if turn % 5:
+                    continue
                 now = time.time_ns()
                 if any(o.expire_at is not None and o.expire_at <= now for o in self.core.open_orders()):
                     self.submit(cmd.Tick(ts=now))
@@ -370,7 +439,7 @@ class _Router(Application):
         self.v.run_core()
 
     def has_pending_write(self) -> bool:
-        return bool(self.v._batch_cmds or self.v._audit)
+        return bool(self.v._batch_cmds or self.v._audit or self.v._answers)
 
     async def write_batch(self, conn) -> None:
         await self.v.write_batch(conn)
