@@ -77,7 +77,9 @@ class _Connection(asyncio.Protocol):
             self.pending += data
             return
         frames = self.reader.feed(data)
-        self.reader.garbled.clear()
+        if self.reader.garbled:
+            self.close(f"Garbled message before Logon ({self.reader.garbled[0].reason})")
+            return
         if not frames:
             if self.reader.buffered > UNBOUND_LIMIT:
                 self.close("No Logon frame")
@@ -335,20 +337,19 @@ class Acceptor:
         await self.application.before_flush()
         batch = []
         store = self.store
+        bound = self._bound
         for session in sessions:
             if session.has_output:
                 out = session.take_outbound()
                 store.stage(session.key, out)
-                batch.append((session, out))
+                batch.append((bound.get(session.key), out))
         if not batch and not self.application.has_pending_write():
             return
         async with self.engine.begin() as conn:
             await store.flush(conn)
             await self.application.write_batch(conn)
         self.batches += 1
-        bound = self._bound
-        for session, out in batch:
-            conn = bound.get(session.key)
+        for conn, out in batch:
             if conn is None or conn.closed:
                 continue
             if out.data:

@@ -190,6 +190,21 @@ class _Conn:
         except Exception:  # pragma: no cover - already closed
             pass
 
+    async def close_and_wait(self, timeout: float = 2.0) -> None:
+        """Close our side and wait (briefly) for the acceptor to close its side too, so that the
+        next script never races the acceptor's handling of this disconnect."""
+        deadline = time.monotonic() + timeout
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            while not self.eof and time.monotonic() < deadline:
+                chunk = await asyncio.wait_for(self.reader.read(65536), deadline - time.monotonic())
+                if not chunk:
+                    break
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+        self.close()
+
 
 @dataclass(slots=True)
 class Runner:
@@ -231,8 +246,7 @@ class Runner:
             return Result(name, True)
         finally:
             for conn in conns.values():
-                conn.close()
-            await asyncio.sleep(0)
+                await conn.close_and_wait()
 
     async def _step(self, step: Step, conns: dict[int, _Conn]) -> str | None:
         conn = conns.get(step.conn)
@@ -247,8 +261,8 @@ class Runner:
         if conn is None:
             return f"connection {step.conn} is not open"
         if step.action == "disconnect":
-            conn.close()
             del conns[step.conn]
+            await conn.close_and_wait()
             return None
         if step.action == "send":
             data = prepare(step.text, time.time())

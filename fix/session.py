@@ -169,6 +169,7 @@ class Session:
         self.resend_range: tuple[int, int] | None = None
         self.resend_wanted: tuple[int, int] | None = None
         self._queue: dict[int, Message] = {}
+        self._after_resend: tuple[Message, int] | None = None
         self._frames: deque[bytes] = deque()
         self._reader = FrameReader()
         # outputs
@@ -213,6 +214,8 @@ class Session:
         self._queue.clear()
         self._frames.clear()
         self._reader = FrameReader()
+        self._after_resend = None
+        self._out = []  # anything still unsent belonged to the previous, dead connection
         self._close = None
 
     def receive_data(self, data: bytes, now: float) -> None:
@@ -222,9 +225,13 @@ class Session:
         self.now = now
         frames = self._reader.feed(data)
         if self._reader.garbled:
-            for g in self._reader.garbled:
+            garbled = self._reader.garbled
+            self._reader.garbled = []
+            for g in garbled:
                 self._event(f"Garbled message dropped ({g.reason}): {g.raw[:200]!r}")
-            self._reader.garbled.clear()
+                if not self.received_logon or b"\x0135=A\x01" in g.raw:
+                    self.disconnect("Logon message is not valid")
+                    return
         if frames:
             self._frames.extend(frames)
             self._process()
@@ -305,7 +312,7 @@ class Session:
         self.connected = False
         self._close = reason
         self.received_logon = self.sent_logon = self.sent_logout = self.received_reset = False
-        self.resend_range = self.resend_wanted = None
+        self.resend_range = self.resend_wanted = self._after_resend = None
         self._queue.clear()
         self._frames.clear()
         self.dirty = True
@@ -347,6 +354,9 @@ class Session:
         if current <= end:
             self._gap_fill(current, end + 1)
         self._event(f"Resent messages {begin} to {end}")
+        after, self._after_resend = self._after_resend, None
+        if after is not None and after[1] > self.next_target:
+            self._do_target_too_high(*after)
         self._process()
 
     # ------------------------------------------------------------------ outputs
@@ -532,10 +542,12 @@ class Session:
         seq = msg.get_int(34, 0) or 0
         if seq == self.next_target:
             self.next_target += 1
-        elif seq > self.next_target:
-            self._do_target_too_high(msg, seq)
         if begin <= end:
             self.resend_wanted = (begin, end)
+            if seq > self.next_target:
+                self._after_resend = (msg, seq)  # answer first, then ask for our own gap
+        elif seq > self.next_target:
+            self._do_target_too_high(msg, seq)
 
     def _next_queued(self) -> None:
         queue = self._queue
