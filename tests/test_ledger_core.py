@@ -1,6 +1,8 @@
 """The stage wired into the real Core: deposits as journaled events, rejects, releases on the
 core's own cancels and expiries, determinism."""
 
+from decimal import Decimal
+
 from venue.core.assets import Assets
 from venue.core.commands import (
     CancelOrder,
@@ -8,12 +10,16 @@ from venue.core.commands import (
     EndOfSession,
     NewOrder,
     ReplaceOrder,
+    SetAccountRisk,
     SetKillSwitch,
+    SetKycLimits,
     Withdraw,
 )
 from venue.core.engine import Core
 from venue.core.events import (
+    AccountRiskChanged,
     CancelRejected,
+    KycLimitsChanged,
     LedgerEntry,
     LedgerRejected,
     OrderAccepted,
@@ -24,7 +30,7 @@ from venue.core.events import (
 )
 from venue.core.fees import fee_units
 from venue.core.ledger import order_need
-from venue.core.risk import AccountRisk
+from venue.core.risk import AccountRisk, KycLimits
 from venue.core.stage import RiskLedgerStage
 from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce
 
@@ -171,3 +177,42 @@ def test_same_commands_give_the_same_events_including_the_ledger():
     first, second = run(), run()
     assert first == second
     assert any(isinstance(e, OrderAccepted) for e in first)
+
+
+def test_set_account_risk_through_the_core_is_an_event_and_applies_to_the_next_order():
+    core, stage = venue("alice")
+    (ev,) = core.process(SetAccountRisk(T0 + 1, "alice", max_order_qty="0.001"))  # 10 lots
+    assert isinstance(ev, AccountRiskChanged) and ev.max_order_qty == "0.001" and ev.seq == core.seq
+    (rej,) = core.process(limit(T0 + 2, "alice", Side.BUY, 11, 5_000_000))
+    assert rej.code == RejectCode.RISK_LIMIT
+    assert isinstance(core.process(limit(T0 + 3, "alice", Side.BUY, 10, 5_000_000))[0], OrderAccepted)
+
+
+def test_set_kyc_limits_through_the_core_limits_accounts_of_that_tier():
+    core, stage = venue("alice")
+    core.process(SetAccountRisk(T0 + 1, "alice", kyc_tier=2))
+    (ev,) = core.process(SetKycLimits(T0 + 2, 2, max_order_notional="100"))
+    assert isinstance(ev, KycLimitsChanged)
+    (rej,) = core.process(limit(T0 + 3, "alice", Side.BUY, 21, 5_000_000))  # 105 USDT
+    assert rej.code == RejectCode.RISK_LIMIT
+
+
+def test_risk_profiles_survive_a_core_snapshot():
+    core, stage = venue("alice")
+    core.process(SetAccountRisk(T0 + 1, "alice", max_order_qty="0.001"))
+    fresh = RiskLedgerStage({"alice": AccountRisk("alice")}, Assets(), FEES)  # stale registry view
+    restored = Core.from_snapshot(core.snapshot(), hooks=fresh)
+    (rej,) = restored.process(limit(T0 + 2, "alice", Side.BUY, 11, 5_000_000))
+    assert rej.code == RejectCode.RISK_LIMIT
+
+
+def test_sync_commands_bring_the_stage_in_line_with_the_registry():
+    core, stage = venue("alice", "bob")
+    wanted = {"alice": AccountRisk("alice", max_order_qty=Decimal("2")), "bob": AccountRisk("bob"),
+              "carol": AccountRisk("carol", kyc_tier=1)}
+    cmds = stage.sync_commands(T0 + 1, wanted, [KycLimits(1, Decimal("5"), None)])
+    assert [type(c).__name__ for c in cmds] == ["SetKycLimits", "SetAccountRisk", "SetAccountRisk"]
+    for c in cmds:
+        core.process(c)
+    assert stage.accounts == wanted
+    assert stage.sync_commands(T0 + 2, wanted, [KycLimits(1, Decimal("5"), None)]) == []

@@ -118,10 +118,17 @@ def test_kyc_tier_limits_notional_per_order():
     assert code(stage, order(T0, "alice", Side.BUY, 101, 5_000_000), oid=2) == RejectCode.RISK_LIMIT
 
 
-def test_unknown_kyc_tier_is_refused():
-    stage = RiskLedgerStage({"alice": AccountRisk("alice", kyc_tier=7)}, Assets(), FEES)
+def test_kyc_tier_missing_from_the_configured_table_is_refused():
+    stage = RiskLedgerStage({"alice": AccountRisk("alice", kyc_tier=7)}, Assets(), FEES,
+                            kyc_tiers=[KycLimits(1, Decimal("1"), None)])
     stage.apply(Deposit(T0, "alice", "USDT", RICH))
     assert code(stage, order(T0, "alice", Side.BUY, 1, 5_000_000)) == RejectCode.RISK_LIMIT
+
+
+def test_without_a_kyc_table_tiers_do_not_limit():
+    stage = RiskLedgerStage({"alice": AccountRisk("alice", kyc_tier=7)}, Assets(), FEES)
+    stage.apply(Deposit(T0, "alice", "USDT", RICH))
+    assert code(stage, order(T0, "alice", Side.BUY, 10_000, 5_000_000)) is None
 
 
 def test_kyc_daily_notional_accumulates_over_the_day():
@@ -198,3 +205,18 @@ def test_replace_above_the_quantity_limit_is_refused():
     rej = stage.pre_replace(ReplaceOrder(T0, "alice", "BTC-USDT", "r1", 11, 5_000_000, order_id=1),
                             core.orders[1], core.instruments["BTC-USDT"])
     assert rej is not None and rej[0] == RejectCode.RISK_LIMIT
+
+
+def test_stage_from_registry_records_applies_account_and_tier_limits():
+    from venue.registry import AccountRecord, KycTier
+
+    accounts = [AccountRecord("alice", "F", "verified", 1, None, "T", Decimal("0.01"), None),
+                AccountRecord("bob", "F", "verified", 2, None, "T", None, None)]
+    tiers = [KycTier(1, None, None), KycTier(2, Decimal("100"), Decimal("1000"))]
+    stage = RiskLedgerStage.from_registry(accounts, tiers, Assets(), FEES, fee_tiers={"bob": "vip"})
+    for acc in ("alice", "bob"):
+        stage.apply(Deposit(T0, acc, "USDT", RICH))
+    assert code(stage, order(T0, "alice", Side.BUY, 101, 5_000_000), oid=1) == RejectCode.RISK_LIMIT  # qty
+    assert code(stage, order(T0, "bob", Side.BUY, 21, 5_000_000), oid=2) == RejectCode.RISK_LIMIT  # 105 USDT
+    assert code(stage, order(T0, "bob", Side.BUY, 20, 5_000_000), oid=3) is None
+    assert stage.ledger.orders[3].fee_bps == 7

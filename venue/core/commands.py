@@ -166,3 +166,29 @@ class ConsumeHold:
 
     ts: int
     ref: str
+
+
+# --- Risk profiles (venue/core/stage.py): configuration changes enter the core as commands so they
+# are journaled and a replay takes the same risk decisions.
+
+
+@dataclass(slots=True)
+class SetAccountRisk:
+    """Set (replace) an account's risk profile; limits are decimal strings, None = unlimited."""
+
+    ts: int
+    account: str
+    kyc_tier: int | None = None
+    fee_tier: str | None = None
+    max_order_qty: str | None = None  # base-asset amount per order
+    max_order_notional: str | None = None  # quote-asset amount per order
+
+
+@dataclass(slots=True)
+class SetKycLimits:
+    """Set the notional limits (quote asset, decimal strings, None = unlimited) of a KYC tier."""
+
+    ts: int
+    tier: int
+    max_order_notional: str | None = None
+    max_daily_notional: str | None = None

@@ -270,6 +270,30 @@ class LedgerRejected:
     text: str
 
 
-LedgerEvent = LedgerEntry | LedgerRejected
+@dataclass(slots=True)
+class AccountRiskChanged:
+    """An account's risk profile was set (SetAccountRisk); limits as decimal strings or None."""
+
+    seq: int
+    ts: int
+    account: str
+    kyc_tier: int | None
+    fee_tier: str | None
+    max_order_qty: str | None
+    max_order_notional: str | None
+
+
+@dataclass(slots=True)
+class KycLimitsChanged:
+    """A KYC tier's notional limits were set (SetKycLimits)."""
+
+    seq: int
+    ts: int
+    tier: int
+    max_order_notional: str | None
+    max_daily_notional: str | None
+
+
+LedgerEvent = LedgerEntry | LedgerRejected | AccountRiskChanged | KycLimitsChanged
 AnyEvent = Event | LedgerEvent
 """Every event a core with the ledger stage can emit."""

@@ -129,6 +129,9 @@ class RiskState:
             self._limits_cache[key] = limit_units(value, asset)
         return self._limits_cache[key]
 
+    def invalidate_all(self) -> None:
+        self._limits_cache.clear()
+
     def invalidate(self, account: str) -> None:
         """Forget cached integer limits of an account whose profile changed."""
         for key in [k for k in self._limits_cache if k[0] == account]:

@@ -29,6 +29,7 @@ available balance, and if that is short too the account ends with reserved > tot
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from venue.core.assets import AssetError, Assets, InstrumentUnits, instrument_units
@@ -39,10 +40,14 @@ from venue.core.commands import (
     NewOrder,
     ReleaseHold,
     ReplaceOrder,
+    SetAccountRisk,
     SetKillSwitch,
+    SetKycLimits,
     Withdraw,
 )
 from venue.core.events import (
+    AccountRiskChanged,
+    KycLimitsChanged,
     LedgerEntry,
     LedgerRejected,
     OrderCancelled,
@@ -57,6 +62,14 @@ from venue.core.risk import AccountRisk, KycLimits, RiskState, day_of
 from venue.core.types import RejectCode, Side
 
 Reject = tuple[int, str]
+
+
+def _s(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def _d(v: str | None) -> Decimal | None:
+    return None if v is None or v == "" else Decimal(v)
 
 
 def reservation_price(cmd_price: int | None, stop_price: int | None, inst: Any) -> int | None:
@@ -105,10 +118,41 @@ class RiskLedgerStage:
 
     # --- configuration -------------------------------------------------------------------------
 
+    @classmethod
+    def from_registry(cls, accounts: Iterable[Any], kyc_tiers: Iterable[Any] = (), assets: Assets | None = None,
+                      fees: FeeSchedule | None = None, *, fee_tiers: Mapping[str, str] | None = None,
+                      default_account: AccountRisk | None = None) -> RiskLedgerStage:
+        """From ``venue.registry.load_accounts()`` / ``load_kyc_tiers()`` records (duck-typed);
+        ``fee_tiers``: account -> fee tier name (default: the schedule's default tier)."""
+        fee_tiers = fee_tiers or {}
+        profiles = {r.account_id: AccountRisk.from_record(r, fee_tiers.get(r.account_id)) for r in accounts}
+        return cls(profiles, assets or Assets(), fees or FeeSchedule(),
+                   kyc_tiers=[KycLimits.from_record(t) for t in kyc_tiers], default_account=default_account)
+
     def set_account(self, prof: AccountRisk) -> None:
-        """Add or change an account's risk profile (its kill switch state is kept)."""
+        """Add or change an account's risk profile directly (not journaled: prefer the
+        ``SetAccountRisk`` command through the core, see ``sync_commands``)."""
         self.accounts[prof.account] = prof
         self.risk.invalidate(prof.account)
+
+    def set_kyc_limits(self, limits: KycLimits) -> None:
+        self.kyc_tiers[limits.tier] = limits
+        self.risk.invalidate_all()
+
+    def sync_commands(self, ts: int, accounts: Mapping[str, AccountRisk] | Iterable[AccountRisk],
+                      kyc_tiers: Iterable[KycLimits] = ()) -> list[SetKycLimits | SetAccountRisk]:
+        """The commands that bring this stage's profiles in line with the given configuration
+        (e.g. the registry after recovery); process them through the core so they are journaled."""
+        out: list[SetKycLimits | SetAccountRisk] = []
+        for k in sorted(kyc_tiers, key=lambda k: k.tier):
+            if self.kyc_tiers.get(k.tier) != k:
+                out.append(SetKycLimits(ts, k.tier, _s(k.max_order_notional), _s(k.max_daily_notional)))
+        profs = accounts.values() if isinstance(accounts, Mapping) else accounts
+        for p in sorted(profs, key=lambda p: p.account):
+            if self.accounts.get(p.account) != p:
+                out.append(SetAccountRisk(ts, p.account, p.kyc_tier, p.fee_tier, _s(p.max_order_qty),
+                                          _s(p.max_order_notional)))
+        return out
 
     def profile(self, account: str) -> AccountRisk | None:
         prof = self.accounts.get(account)
@@ -135,7 +179,9 @@ class RiskLedgerStage:
         return tier.maker_bps if maker else tier.taker_bps
 
     def _kyc(self, prof: AccountRisk) -> KycLimits | None | bool:
-        if prof.kyc_tier is None:
+        """The account's KYC-tier limits; None: not limited (no tier, or no tier table configured);
+        False: its tier is missing from a configured table (orders are refused)."""
+        if prof.kyc_tier is None or not self.kyc_tiers:
             return None
         return self.kyc_tiers.get(prof.kyc_tier, False)
 
@@ -305,6 +351,16 @@ class RiskLedgerStage:
             return [LedgerRejected(0, cmd.ts, kind, cmd.account, cmd.asset, cmd.amount, cmd.ref, int(code), text)]
         if isinstance(cmd, HoldFunds | ReleaseHold | ConsumeHold):
             return [self._custody_hold(cmd)]
+        if isinstance(cmd, SetAccountRisk):
+            prof = AccountRisk(cmd.account, cmd.kyc_tier, cmd.fee_tier, _d(cmd.max_order_qty),
+                               _d(cmd.max_order_notional))
+            self.set_account(prof)
+            return [AccountRiskChanged(0, cmd.ts, cmd.account, cmd.kyc_tier, cmd.fee_tier, _s(prof.max_order_qty),
+                                       _s(prof.max_order_notional))]
+        if isinstance(cmd, SetKycLimits):
+            lim = KycLimits(cmd.tier, _d(cmd.max_order_notional), _d(cmd.max_daily_notional))
+            self.set_kyc_limits(lim)
+            return [KycLimitsChanged(0, cmd.ts, cmd.tier, _s(lim.max_order_notional), _s(lim.max_daily_notional))]
         if isinstance(cmd, SetKillSwitch):
             self.set_kill_switch(cmd.account, cmd.on)
             return []
@@ -347,7 +403,14 @@ class RiskLedgerStage:
     # --- snapshot ----------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"ledger": self.ledger.snapshot(), "risk": self.risk.snapshot()}
+        return {
+            "ledger": self.ledger.snapshot(),
+            "risk": self.risk.snapshot(),
+            "accounts": [[p.account, p.kyc_tier, p.fee_tier, _s(p.max_order_qty), _s(p.max_order_notional)]
+                         for _, p in sorted(self.accounts.items())],
+            "kyc_tiers": [[k.tier, _s(k.max_order_notional), _s(k.max_daily_notional)]
+                          for _, k in sorted(self.kyc_tiers.items())],
+        }
 
     def restore(self, d: Mapping[str, Any]) -> None:
         self._pending.clear()
@@ -355,4 +418,7 @@ class RiskLedgerStage:
             return
         self.ledger.restore(d["ledger"])
         self.risk.restore(d["risk"])
+        if "accounts" in d:  # the profiles in force when the snapshot was taken (journaled changes)
+            self.accounts = {a: AccountRisk(a, tier, fee, _d(q), _d(n)) for a, tier, fee, q, n in d["accounts"]}
+            self.kyc_tiers = {int(t): KycLimits(int(t), _d(o), _d(day)) for t, o, day in d["kyc_tiers"]}
         self._pending.clear()
