@@ -1,0 +1,117 @@
+"""One test suite for both books (the fast one and the naive reference), as exchange-core does."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.core_helpers import BOOKS, B, S
+from venue.core.book import Order
+from venue.core.types import OrdType, StpMode, TimeInForce
+
+_ids = itertools.count(1)
+
+
+def order(side, price, qty, display=None, account="a") -> Order:
+    vis = qty if display is None else min(display, qty)
+    return Order(next(_ids), "c", account, "X", side, OrdType.LIMIT, TimeInForce.GTC, price, qty, qty,
+                 display_qty=display, visible_qty=vis, stp=StpMode.EXPIRE_TAKER)
+
+
+@pytest.fixture(params=BOOKS, ids=lambda b: b.__name__)
+def book(request):
+    return request.param()
+
+
+def test_levels_aggregate_visible_quantity_best_first(book):
+    for p, q in [(100, 1), (101, 2), (100, 3), (99, 4)]:
+        book.add(order(B, p, q))
+    book.add(order(S, 105, 5, display=2))
+    assert book.levels(B) == [(101, 2, 1), (100, 4, 2), (99, 4, 1)]
+    assert book.levels(S) == [(105, 2, 1)]
+    assert book.levels(B, depth=1) == [(101, 2, 1)]
+    assert (book.best_bid, book.best_ask) == (101, 105)
+
+
+def test_head_is_the_earliest_order_at_the_best_price(book):
+    first = order(S, 100, 1)
+    book.add(order(S, 101, 1))
+    book.add(first)
+    book.add(order(S, 100, 1))
+    assert book.head(S) is first
+    assert book.head(B) is None
+
+
+def test_remove_updates_level_and_best_price(book):
+    a, b = order(B, 100, 1), order(B, 99, 2)
+    book.add(a)
+    book.add(b)
+    lvl = book.remove(a)
+    assert (lvl.qty, lvl.count) == (0, 0)
+    assert book.best_bid == 99 and book.levels(B) == [(99, 2, 1)]
+    book.remove(b)
+    assert book.best_bid is None and book.levels(B) == []
+
+
+def test_removed_orders_are_skipped_at_the_head(book):
+    orders = [order(S, 100, 1) for _ in range(50)]
+    for o in orders:
+        book.add(o)
+    for o in orders[:-1]:
+        book.remove(o)
+    assert book.head(S) is orders[-1] and book.levels(S) == [(100, 1, 1)]
+
+
+def test_full_fill_removes_the_head(book):
+    a, b = order(S, 100, 2), order(S, 100, 3)
+    book.add(a)
+    book.add(b)
+    a.leaves_qty = 0
+    book.fill(a, 2)
+    assert book.head(S) is b and book.levels(S) == [(100, 3, 1)]
+
+
+def test_partial_fill_keeps_the_head(book):
+    a = order(S, 100, 5)
+    book.add(a)
+    book.add(order(S, 100, 1))
+    a.leaves_qty = 3
+    book.fill(a, 2)
+    assert book.head(S) is a and book.levels(S) == [(100, 4, 2)]
+
+
+def test_iceberg_refresh_goes_to_the_back(book):
+    ice, other = order(S, 100, 10, display=3), order(S, 100, 1)
+    book.add(ice)
+    book.add(other)
+    ice.leaves_qty = 7
+    book.fill(ice, 3)
+    assert book.head(S) is other and ice.visible_qty == 3
+    assert book.levels(S) == [(100, 4, 2)]
+    assert list(book.orders(S)) == [other, ice]
+
+
+def test_reduce_keeps_the_position(book):
+    a, b = order(B, 100, 5), order(B, 100, 5)
+    book.add(a)
+    book.add(b)
+    book.reduce(a, 2)
+    assert book.head(B) is a and book.levels(B) == [(100, 7, 2)]
+
+
+def test_dirty_levels_are_reported_once_with_their_final_state(book):
+    a = order(B, 100, 5)
+    book.add(a)
+    book.add(order(S, 105, 1))
+    book.remove(a)
+    book.add(order(B, 99, 1))
+    assert book.take_dirty() == [(B, 100, 0, 0), (S, 105, 1, 1), (B, 99, 1, 1)]
+    assert book.take_dirty() == []
+
+
+def test_orders_iterates_in_priority_order(book):
+    xs = [order(B, p, 1) for p in (100, 101, 100, 102)]
+    for o in xs:
+        book.add(o)
+    assert [o.order_id for o in book.orders(B)] == [xs[3].order_id, xs[1].order_id, xs[0].order_id, xs[2].order_id]
