@@ -105,7 +105,7 @@ def test_malformed_frames_and_unknown_compids_do_not_disturb_other_sessions(venu
     assert stranger.closed(5), "an unknown CompID is disconnected"
     probe = socket.create_connection(("127.0.0.1", venue.port))
     probe.close()
-    good.send("D", order("G-1", "1", "0.01", "50000"))
+    good.send("D", order("G-1", "1", "0.01", "58000"))
     check(good.expect("8"), dictionary, t150="0", t11="G-1")
     junk.close()
     assert venue.alive

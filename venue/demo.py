@@ -93,6 +93,8 @@ async def seed_demo(engine: AsyncEngine, data_dir: str | Path) -> None:
                     target_comp_id="VENUE",
                     entitled_accounts=accs,
                     allowed_networks=DEMO_NETWORKS,
+                    cancel_on_disconnect=True,
+                    spare_gtc=True,  # cancel-on-disconnect spares GTC orders in the demo
                 )
                 created.append(f"session {sender}")
         sessions = {s.sender_comp_id: s for s in await registry.load_sessions(conn)}

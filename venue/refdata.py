@@ -34,9 +34,9 @@ instruments = Table(
 
 # The demo set-up: prices and quantities are exact decimals, limits in lots.
 DEMO_INSTRUMENTS = (
-    Instrument("BTC-USDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), min_qty=1, max_qty=10_000_000,
+    Instrument("BTC-USDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.0001"), min_qty=1, max_qty=10_000_000,
                min_notional=Decimal("1"), band_bps=1000, ref_price=6_000_000),
-    Instrument("ETH-USDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.0001"), min_qty=1, max_qty=10_000_000,
+    Instrument("ETH-USDT", "ETH", "USDT", Decimal("0.01"), Decimal("0.001"), min_qty=1, max_qty=10_000_000,
                min_notional=Decimal("1"), band_bps=1000, ref_price=300_000),
 )
 

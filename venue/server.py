@@ -96,8 +96,7 @@ class Venue:
         await refdata.create_schema(self.engine)
         await audit.create_schema(self.engine)
         await operator.create_schema(self.engine)
-        self.journal = Journal(self.engine)
-        await self.journal.create_tables()
+        self.journal = await Journal.open(self.engine)
         demo = bool(self.cfg["venue"]["demo"])
         if demo:
             await self._seed_demo()
@@ -105,10 +104,10 @@ class Venue:
         accounts = await registry.load_accounts(self.engine)
         self.stage = RiskLedgerStage({a.account_id: AccountRisk.from_record(a) for a in accounts}, Assets(),
                                      FeeSchedule())
-        self.core = await self.journal.recover(instruments, self.stage)
+        self.core = await Journal.recover(self.engine, instruments, self.stage)
         for inst in self.core.instruments():
             self.views[inst.symbol] = InstrumentView(inst.symbol, inst.tick_size, inst.lot_size)
-        if demo and self.journal.last_seq == 0:
+        if demo and self.journal.cmd_count == 0:
             await self._demo_deposits(accounts)
         self.gate = await AccessGate.load(self.engine, GateConfig.from_config(self.cfg["access"]))
         await self._load_sessions()
