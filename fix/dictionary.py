@@ -32,6 +32,7 @@ Order of the checks (the first failure is the one reported), as in QuickFIX's
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,7 @@ class DataDictionary:
         fixed_required = frozenset(hdr_req) | frozenset(trl_req)
         combined = {tag: self._combined_check(tag) for tag in model.fields}
         combined = {tag: check for tag, check in combined.items() if check is not None}
+        self._combined = combined
 
         self._layouts: dict[bytes, _Layout] = {}
         for mdef in model.messages.values():
@@ -294,11 +296,16 @@ class DataDictionary:
         return plan
 
     def _combined_check(self, tag: int) -> Check | None:
-        """One predicate for the fast path: format and enumerated values together."""
+        """One predicate for format and enumerated values together (which one failed is
+        worked out only when it fails)."""
         fmt = self._fmt.get(tag)
         values = self._enums.get(tag)
         if values is None:
             return fmt
+        if tag in self._multi:
+            def multi(value: bytes) -> bool:
+                return (fmt is None or fmt(value)) and all(p in values for p in value.split(b" "))
+            return multi
         if fmt is None or all(fmt(v) for v in values):
             return values.__contains__  # a listed value is then well formed too
         return lambda value: fmt(value) and value in values
@@ -620,7 +627,10 @@ class DataDictionary:
 
         # 4. field by field.
         fhv, udf, unk = fields_have_values, user_defined_fields, unknown_fields
-        header.sort(key=_header_key)
+        if len(msg._idx()) != n:  # a tag is repeated: 8, 9 or 35 may be among the rest
+            header.sort(key=_header_key)
+        else:  # 8, 9, 35 are first (checked above) and not repeated: the rest by tag
+            header[3:] = sorted(header[3:], key=_tag_key)
         hdr_counts = {occ.spec.count_tag: len(occ.instances) for occ in hdr_occ} if hdr_occ else None
         err = self._iterate(header, None, hdr_counts, fhv, udf, unk, ref_mt)
         if err is not None:
@@ -653,8 +663,7 @@ class DataDictionary:
         ref_mt: str | None,
     ) -> Reject | None:
         """Per-field checks over one sorted list; ``allowed`` is None for header/trailer."""
-        fmt = self._fmt
-        enums = self._enums
+        combined = self._combined
         known = self._known
         last = None
         for tag, value in items:
@@ -663,12 +672,9 @@ class DataDictionary:
             last = tag
             if not value and fhv:
                 return _reject(TAG_WITHOUT_VALUE, tag, ref_mt)
-            check = fmt.get(tag)
+            check = combined.get(tag)
             if check is not None and not check(value):
-                return _reject(INCORRECT_DATA_FORMAT, tag, ref_mt)
-            values = enums.get(tag)
-            if values is not None and value not in values and not self._multi_ok(tag, value, values):
-                return _reject(VALUE_INCORRECT, tag, ref_mt)
+                return self._value_reject(tag, value, ref_mt)
             if (unk and tag < USER_DEFINED_MIN) or (not udf and tag >= USER_DEFINED_MIN):
                 continue
             if tag not in known:
@@ -682,32 +688,33 @@ class DataDictionary:
     def _iterate_groups(
         self, occs: list[_Occurrence], fhv: bool, udf: bool, unk: bool, ref_mt: str | None
     ) -> Reject | None:
-        fmt = self._fmt
-        enums = self._enums
+        combined = self._combined
         for occ in sorted(occs, key=_occ_key):
+            nested_specs = occ.spec.groups
             for inst_fields, nested in occ.instances:
-                counts = {o.spec.count_tag: len(o.instances) for o in nested}
                 for tag, value in inst_fields:
                     if not value and fhv:
                         return _reject(TAG_WITHOUT_VALUE, tag, ref_mt)
-                    check = fmt.get(tag)
+                    check = combined.get(tag)
                     if check is not None and not check(value):
-                        return _reject(INCORRECT_DATA_FORMAT, tag, ref_mt)
-                    values = enums.get(tag)
-                    if values is not None and value not in values and not self._multi_ok(tag, value, values):
-                        return _reject(VALUE_INCORRECT, tag, ref_mt)
-                    if (unk and tag < USER_DEFINED_MIN) or (not udf and tag >= USER_DEFINED_MIN):
-                        continue
-                    if tag in occ.spec.groups and int(value) != counts.get(tag, 0):
-                        return _reject(INCORRECT_NUMINGROUP, tag, ref_mt)
+                        return self._value_reject(tag, value, ref_mt)
+                    if tag in nested_specs and not ((unk and tag < USER_DEFINED_MIN) or (
+                            not udf and tag >= USER_DEFINED_MIN)):
+                        found = sum(len(o.instances) for o in nested if o.spec.count_tag == tag)
+                        if int(value) != found:
+                            return _reject(INCORRECT_NUMINGROUP, tag, ref_mt)
                 if nested:
                     err = self._iterate_groups(nested, fhv, udf, unk, ref_mt)
                     if err is not None:
                         return err
         return None
 
-    def _multi_ok(self, tag: int, value: bytes, values: frozenset[bytes]) -> bool:
-        return tag in self._multi and all(part in values for part in value.split(b" "))
+    def _value_reject(self, tag: int, value: bytes, ref_mt: str | None) -> Reject:
+        """A value failed its combined check: 6 if the syntax is wrong, else 5 (not an enum)."""
+        fmt = self._fmt.get(tag)
+        if fmt is not None and not fmt(value):
+            return _reject(INCORRECT_DATA_FORMAT, tag, ref_mt)
+        return _reject(VALUE_INCORRECT, tag, ref_mt)
 
     def _parse_group(
         self,
@@ -763,8 +770,7 @@ class DataDictionary:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _tag_key(item: tuple[int, bytes]) -> int:
-    return item[0]
+_tag_key = operator.itemgetter(0)
 
 
 def _header_key(item: tuple[int, bytes]) -> int:

@@ -121,6 +121,10 @@ class DictionaryModel:
                 self.messages[msg.msgtype] = MessageDef(
                     msg.name, msg.msgtype, msg.msgcat, _copy_items(msg.items)
                 )
+                msg_type_field = self.fields.get(35)
+                if msg_type_field is not None and msg_type_field.values:
+                    # MsgType (35) enumerates the message types: a new one must be listed too.
+                    msg_type_field.values.setdefault(msg.msgtype, _snake(msg.name) or msg.msgtype)
             else:
                 if msg.name:
                     mine_msg.name = msg.name
@@ -155,6 +159,16 @@ class DictionaryModel:
                 ET.SubElement(node, "value", {"enum": enum, "description": description})
         ET.indent(root, space=" ")
         return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _snake(name: str) -> str:
+    """'NewOrderSingle' → 'NEW_ORDER_SINGLE' (the style of the enum descriptions)."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.upper())
+    return "".join(out)
 
 
 def _copy_items(items: list[Item]) -> list[Item]:
