@@ -121,11 +121,12 @@ def random_commands(seed: int, n: int | None = None, accounts: int = 4) -> Itera
             yield SetTradingStatus(ts, sym, TradingStatus.OPEN)
 
 
-async def run(url: str, seed: int, batches: int, batch_size: int) -> None:
+async def run(url: str, seed: int, batches: int, batch_size: int, schema: str | None = None) -> None:
     from venue.db import make_engine
     from venue.journal import Journal
 
-    engine = make_engine(url)
+    kw = {"connect_args": {"server_settings": {"search_path": schema}}} if schema else {}
+    engine = make_engine(url, **kw)
     journal = await Journal.open(engine)
     core = Core(worker_instruments())
     stream = random_commands(seed)
@@ -145,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--batches", type=int, default=1_000_000)
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--schema", help="PostgreSQL schema (search_path)")
     a = p.parse_args(argv)
-    asyncio.run(run(a.url, a.seed, a.batches, a.batch_size))
+    asyncio.run(run(a.url, a.seed, a.batches, a.batch_size, a.schema))
 
 
 if __name__ == "__main__":
