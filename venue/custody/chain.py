@@ -144,10 +144,20 @@ class SimulatedChain:
             if t.amount <= 0 or src.balance < t.amount:
                 raise BroadcastError(f"insufficient funds at {t.source}: {src.balance} < {t.amount}")
             faults = await self._faults(conn)
-            if faults["reject"] > 0:
+            refused = faults["reject"] > 0
+            if refused:  # the fault is used up even though nothing else happens
                 faults["reject"] -= 1
                 await self._set_meta(conn, "faults", json.dumps(faults))
-                raise BroadcastError("node refused the transaction (network error)")
+        if refused:
+            raise BroadcastError("node refused the transaction (network error)")
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(store.chain_txs.c.status).where(
+                    store.chain_txs.c.txid == txid))).first() is not None:
+                return txid
+            src = await self._account(conn, t.source, t.asset)
+            if src.balance < t.amount:
+                raise BroadcastError(f"insufficient funds at {t.source}: {src.balance} < {t.amount}")
+            faults = await self._faults(conn)
             status = "pending"
             if faults["drop"] > 0:
                 faults["drop"] -= 1

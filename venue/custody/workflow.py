@@ -70,7 +70,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.REQUESTED: frozenset({S.SCREENED, S.REJECTED}),
     S.SCREENED: frozenset({S.PENDING_APPROVAL, S.APPROVED, S.REJECTED}),
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
-    S.APPROVED: frozenset({S.SIGNING, S.EXPIRED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.SIGNING, S.CANCELLED}),
     S.SIGNING: frozenset({S.SIGNING, S.BROADCAST, S.FAILED}),  # signing -> signing: a retried broadcast
     S.BROADCAST: frozenset({S.CONFIRMED, S.SIGNING, S.FAILED}),  # broadcast -> signing: dropped, retry
     S.CONFIRMED: frozenset(),
@@ -511,8 +511,8 @@ class Custody:
         async with self.engine.begin() as conn:
             row = await self._row(conn, rid)
             st = State(row.state)
-            if st in (S.PENDING_APPROVAL, S.APPROVED) and row.expiry is not None and row.expiry <= now:
-                await self._move(conn, rid, st, S.EXPIRED, now, "expired before it could be sent")
+            if st == S.PENDING_APPROVAL and row.expiry is not None and row.expiry <= now:
+                await self._move(conn, rid, st, S.EXPIRED, now, "expired before its approvals were complete")
                 return S.EXPIRED
             if st == S.APPROVED and (row.release_at or 0) <= now:
                 ws = await load_wallets(conn, row.asset)
