@@ -32,6 +32,8 @@ from venue.core.types import Side
 
 EXTERNAL = "@external"
 FEES = "@fees"
+SELL = Side.SELL
+_SIDES = {m: m for m in Side}  # "1"/"2" or members -> members, one dict lookup
 
 
 class LedgerError(Exception):
@@ -48,7 +50,7 @@ class LedgerInvariantError(AssertionError):
 
 def order_need(units: InstrumentUnits, side: Side, price: int, leaves: int, fee_bps: int) -> int:
     """What an open order with ``leaves`` lots at reservation price ``price`` must have reserved."""
-    if side == Side.SELL:
+    if side is SELL:
         return leaves * units.base_per_lot
     per_lot = price * units.quote_per_tick_lot
     return leaves * (per_lot + fee_units(per_lot, fee_bps))
@@ -155,6 +157,29 @@ class Ledger:
         self.next_entry_id += 1
         return entry
 
+    def _fast(self, ts: int, kind: str, ref: str, postings: tuple[tuple[str, str, int], ...],
+              reservations: tuple[tuple[str, str, int], ...]) -> LedgerEntry:
+        """Apply an entry whose (account, asset) keys are distinct and whose postings balance by
+        construction (settlement, reservation changes); zero deltas are dropped."""
+        bal = self._bal
+        if postings:
+            postings = tuple(p for p in postings if p[2])
+            for acc, asset, delta in postings:
+                b = bal.get((acc, asset))
+                if b is None:
+                    b = bal[(acc, asset)] = [0, 0]
+                b[0] += delta
+        if reservations:
+            reservations = tuple(r for r in reservations if r[2])
+            for acc, asset, delta in reservations:
+                b = bal.get((acc, asset))
+                if b is None:
+                    b = bal[(acc, asset)] = [0, 0]
+                b[1] += delta
+        entry = LedgerEntry(0, ts, self.next_entry_id, kind, ref, postings, reservations)
+        self.next_entry_id += 1
+        return entry
+
     def deposit(self, ts: int, account: str, asset: str, amount: int, ref: str = "") -> LedgerEntry:
         if amount <= 0:
             raise LedgerError(f"deposit amount must be positive: {amount}")
@@ -182,14 +207,16 @@ class Ledger:
         core has accepted the order, ``unreserve`` undoes it if the core rejected it."""
         if order_id in self.orders:
             raise LedgerError(f"order {order_id} already has a reservation")
-        asset = units.quote if side == Side.BUY else units.base
-        amount = order_need(units, Side(side), price, qty, fee_bps)
-        if amount > self.available(account, asset):
+        side = _SIDES[side]
+        asset = units.base if side is SELL else units.quote
+        amount = order_need(units, side, price, qty, fee_bps)
+        b = self._bal.get((account, asset))
+        if b is None or amount > b[0] - b[1]:
             return None
-        self.units.setdefault(units.symbol, units)
-        self.orders[order_id] = Reservation(order_id, account, units.symbol, Side(side), price, qty, fee_bps,
-                                            asset, amount)
-        self._slot(account, asset)[1] += amount
+        if units.symbol not in self.units:
+            self.units[units.symbol] = units
+        self.orders[order_id] = Reservation(order_id, account, units.symbol, side, price, qty, fee_bps, asset, amount)
+        b[1] += amount
         return amount
 
     def reserve_entry(self, ts: int, order_id: int, amount: int) -> LedgerEntry:
@@ -220,7 +247,7 @@ class Ledger:
             del self.orders[order_id]
         if not delta:
             return None
-        return self._entry(ts, kind, f"order:{order_id}", (), ((r.account, r.asset, delta),))
+        return self._fast(ts, kind, f"order:{order_id}", (), ((r.account, r.asset, delta),))
 
     def release(self, ts: int, order_id: int, kind: str = "release") -> LedgerEntry | None:
         """The order is done (cancelled, expired): release all it still reserves."""
@@ -242,18 +269,22 @@ class Ledger:
             (self.fee_account, units.quote, buyer_fee + seller_fee),
         )
         reservations = []
+        orders = self.orders
         for oid in (buy_order_id, sell_order_id):
-            r = self.orders.get(oid)
+            r = orders.get(oid)
             if r is None:
                 continue
             r.filled += qty
             leaves = r.leaves - qty
-            new = order_need(units, r.side, r.price, max(leaves, 0), r.fee_bps)
+            new = order_need(units, r.side, r.price, leaves if leaves > 0 else 0, r.fee_bps)
             reservations.append((r.account, r.asset, new - r.amount))
             r.amount, r.leaves = new, leaves
             if leaves <= 0:
-                del self.orders[oid]
-        return self._entry(ts, "trade", f"trade:{trade_id}", postings, reservations)
+                del orders[oid]
+        ref = f"trade:{trade_id}"
+        if buyer != seller and self.fee_account != buyer and self.fee_account != seller:
+            return self._fast(ts, "trade", ref, postings, tuple(reservations))
+        return self._entry(ts, "trade", ref, postings, reservations)
 
     # --- custody holds (withdrawals, venue/custody) --------------------------------------------------
 

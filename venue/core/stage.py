@@ -47,9 +47,11 @@ from venue.core.commands import (
 )
 from venue.core.events import (
     AccountRiskChanged,
+    BookLevel,
     KycLimitsChanged,
     LedgerEntry,
     LedgerRejected,
+    OrderAccepted,
     OrderCancelled,
     OrderExpired,
     OrderReplaced,
@@ -58,7 +60,7 @@ from venue.core.events import (
 )
 from venue.core.fees import FeeSchedule
 from venue.core.ledger import InsufficientBalance, Ledger, LedgerError
-from venue.core.risk import AccountRisk, KycLimits, RiskState, day_of
+from venue.core.risk import NS_PER_DAY, AccountRisk, KycLimits, RiskState, day_of
 from venue.core.types import RejectCode, Side
 
 Reject = tuple[int, str]
@@ -113,8 +115,8 @@ class RiskLedgerStage:
         self.default_account = default_account
         self.ledger = Ledger(fees.fee_account)
         self.risk = RiskState()
-        # reservations made by pre_new in the current command: (order_id, amount, ts)
-        self._pending: list[tuple[int, int, int]] = []
+        # reservations made by pre_new in the current command: order_id -> (amount, ts)
+        self._pending: dict[int, tuple[int, int]] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -188,38 +190,47 @@ class RiskLedgerStage:
     # --- hooks: pre-trade ----------------------------------------------------------------------
 
     def pre_new(self, cmd: NewOrder, order_id: int, inst: Any) -> Reject | None:
-        prof = self.profile(cmd.account)
+        account = cmd.account
+        prof = self.accounts.get(account) or self.profile(account)
         if prof is None:
-            return (RejectCode.RISK_LIMIT, f"account {cmd.account} has no risk profile")
-        if cmd.account in self.risk.killed:
-            return (RejectCode.KILL_SWITCH, f"kill switch is on for account {cmd.account}")
-        try:
-            units = self.units(inst)
-        except AssetError as exc:
-            return (RejectCode.INVALID_ORDER, f"instrument cannot be settled: {exc}")
-        price = reservation_price(cmd.price, cmd.stop_price, inst)
+            return (RejectCode.RISK_LIMIT, f"account {account} has no risk profile")
+        if account in self.risk.killed:
+            return (RejectCode.KILL_SWITCH, f"kill switch is on for account {account}")
+        ledger = self.ledger
+        units = ledger.units.get(inst.symbol)
+        if units is None:
+            try:
+                units = self.units(inst)
+            except AssetError as exc:
+                return (RejectCode.INVALID_ORDER, f"instrument cannot be settled: {exc}")
+        price = cmd.price
         if price is None:
-            return (RejectCode.RISK_LIMIT, "market order on an instrument without a price band or reference price")
-        kyc = self._kyc(prof)
-        if kyc is False:
-            return (RejectCode.RISK_LIMIT, f"account {cmd.account}: unknown KYC tier {prof.kyc_tier}")
-        base, quote = self.assets[units.base], self.assets[units.quote]
-        notional = units.quote_units(price, cmd.qty)
-        day = day_of(cmd.ts)
-        rej = self.risk.check_order(prof, kyc or None, base, quote, units.base_units(cmd.qty), notional, day)
-        if rej is not None:
-            return rej
-        fee_bps = self._fee_bps(cmd.account, maker=False)
-        amount = self.ledger.reserve(order_id, cmd.account, units, Side(cmd.side), price, cmd.qty, fee_bps)
+            price = reservation_price(None, cmd.stop_price, inst)
+            if price is None:
+                return (RejectCode.RISK_LIMIT, "market order on an instrument without a price band or reference price")
+        qty = cmd.qty
+        notional = price * qty * units.quote_per_tick_lot
+        day = cmd.ts // NS_PER_DAY
+        if (prof.max_order_qty is not None or prof.max_order_notional is not None
+                or (prof.kyc_tier is not None and self.kyc_tiers)):
+            kyc = self._kyc(prof)
+            if kyc is False:
+                return (RejectCode.RISK_LIMIT, f"account {account}: unknown KYC tier {prof.kyc_tier}")
+            rej = self.risk.check_order(prof, kyc, self.assets[units.base], self.assets[units.quote],
+                                        qty * units.base_per_lot, notional, day)
+            if rej is not None:
+                return rej
+        fee_bps = self.fees.tier(prof.fee_tier).taker_bps
+        amount = ledger.reserve(order_id, account, units, cmd.side, price, qty, fee_bps)
         if amount is None:
-            asset = units.quote if cmd.side == Side.BUY else units.base
-            need = self.ledger.need(units, Side(cmd.side), price, cmd.qty, fee_bps)
+            side = Side(cmd.side)
+            asset = units.quote if side is Side.BUY else units.base
+            need = ledger.need(units, side, price, qty, fee_bps)
             a = self.assets[asset]
             return (RejectCode.INSUFFICIENT_BALANCE,
-                    f"needs {a.to_decimal(need)} {asset}, available "
-                    f"{a.to_decimal(self.ledger.available(cmd.account, asset))}")
-        self.risk.add_usage(order_id, cmd.account, units.quote, day, notional)
-        self._pending.append((order_id, amount, cmd.ts))
+                    f"needs {a.to_decimal(need)} {asset}, available {a.to_decimal(ledger.available(account, asset))}")
+        self.risk.add_usage(order_id, account, units.quote, day, notional)
+        self._pending[order_id] = (amount, cmd.ts)
         return None
 
     def pre_replace(self, cmd: ReplaceOrder, order: Any, inst: Any) -> Reject | None:
@@ -259,47 +270,47 @@ class RiskLedgerStage:
 
     def on_events(self, events: list[Any]) -> list[Any]:
         out: list[Any] = []
-        if self._pending:
-            mentioned: set[int] = set()
-            for ev in events:
-                oid = getattr(ev, "order_id", None)
-                if oid is not None:
-                    mentioned.add(oid)
-                elif isinstance(ev, Trade):
-                    mentioned.add(ev.maker_order_id)
-                    mentioned.add(ev.taker_order_id)
-            for oid, amount, ts in self._pending:
-                if oid in mentioned:
-                    out.append(self.ledger.reserve_entry(ts, oid, amount))
-                else:  # refused by the core after pre_new (e.g. post-only would take)
-                    r = self.ledger.orders[oid]
-                    self.risk.give_back(oid, r.account, self.ledger.units[r.symbol].quote, day_of(ts),
-                                        self.ledger.units[r.symbol].quote_units(r.price, r.leaves))
-                    self.risk.forget(oid)
-                    self.ledger.unreserve(oid)
-            self._pending.clear()
-        ledger = self.ledger
+        pending = self._pending
+        orders = self.ledger.orders
         for ev in events:
-            entry: LedgerEntry | None = None
-            if isinstance(ev, Trade):
-                entry = self._settle(ev)
-            elif isinstance(ev, OrderCancelled | OrderExpired):
-                r = ledger.orders.get(ev.order_id)
+            t = type(ev)
+            if t is BookLevel:
+                continue
+            if t is OrderAccepted:
+                if pending:
+                    p = pending.pop(ev.order_id, None)
+                    if p is not None:
+                        out.append(self.ledger.reserve_entry(p[1], ev.order_id, p[0]))
+            elif t is Trade:
+                out.append(self._settle(ev))
+            elif t is OrderCancelled or t is OrderExpired:
+                r = orders.get(ev.order_id)
                 if r is not None:
                     self._give_back(ev.order_id, ev.ts, r.leaves)
                     self.risk.forget(ev.order_id)
-                    entry = ledger.release(ev.ts, ev.order_id)
-            elif isinstance(ev, OrderReplaced):
-                r = ledger.orders.get(ev.order_id)
-                if r is not None:
+                    entry = self.ledger.release(ev.ts, ev.order_id)
+                    if entry is not None:
+                        out.append(entry)
+            elif t is OrderReplaced:
+                if ev.order_id in orders:
                     entry = self._replaced(ev)
-            elif isinstance(ev, OrderRestated):
-                r = ledger.orders.get(ev.order_id)
+                    if entry is not None:
+                        out.append(entry)
+            elif t is OrderRestated:
+                r = orders.get(ev.order_id)
                 if r is not None and ev.leaves_qty != r.leaves:
                     self._give_back(ev.order_id, ev.ts, r.leaves - ev.leaves_qty)
-                    entry = ledger.resize(ev.ts, ev.order_id, ev.leaves_qty, kind="restate")
-            if entry is not None:
-                out.append(entry)
+                    entry = self.ledger.resize(ev.ts, ev.order_id, ev.leaves_qty, kind="restate")
+                    if entry is not None:
+                        out.append(entry)
+        if pending:  # accepted by pre_new but never by the core: undo, no entry
+            for oid, (_, ts) in pending.items():
+                r = orders[oid]
+                u = self.ledger.units[r.symbol]
+                self.risk.give_back(oid, r.account, u.quote, day_of(ts), u.quote_units(r.price, r.leaves))
+                self.risk.forget(oid)
+                self.ledger.unreserve(oid)
+            pending.clear()
         return out
 
     def _give_back(self, oid: int, ts: int, lots: int) -> None:
