@@ -28,6 +28,8 @@ class FixClient:
              sending_time: str | None = None) -> None:
         n = self.seq if seq is None else seq
         head = [(35, msg_type), (49, self.sender), (56, self.target), (34, n), (52, sending_time or now_fix())]
+        if seq is not None and seq < self.seq:
+            head += [(43, "Y"), (122, head[4][1])]
         body = Message.build(head + list(fields)).fields
         self.sock.sendall(encode(body))
         if seq is None:
@@ -45,6 +47,18 @@ class FixClient:
             fields += signed_logon_fields(key, key_id, self.sender, self.target, self.seq, st)
         self.send("A", fields + list(extra), sending_time=st)
         return self.expect("A")
+
+    def settle(self, seconds: float = 1.0) -> None:
+        """Answer what the venue asks right after a logon (a ResendRequest gets a gap fill)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if msg is None:
+                return
+            if msg.msg_type == "2":
+                self.send("4", [(123, "Y"), (36, self.seq)], seq=int(msg.get_str(7)))
+            elif msg.msg_type == "1":
+                self.send("0", [(112, msg.get_str(112))])
 
     def recv(self, timeout: float = 5.0) -> Message | None:
         deadline = time.monotonic() + timeout
@@ -83,6 +97,9 @@ class FixClient:
                 return msg
             if msg.msg_type == "1":
                 self.send("0", [(112, msg.get_str(112))])
+                continue
+            if msg.msg_type == "2":  # ResendRequest: this client keeps no store, it gap-fills
+                self.send("4", [(123, "Y"), (36, self.seq)], seq=int(msg.get_str(7)))
                 continue
             if skip_admin and msg.msg_type == "0":
                 continue
