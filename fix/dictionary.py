@@ -492,6 +492,7 @@ class DataDictionary:
         user_defined_fields: bool = True,
         unknown_fields: bool = False,
         fields_out_of_order: bool = True,
+        group_field_order: bool = True,
     ) -> Callable[[Message], Reject | None]:
         """``validate`` with one session's switches bound."""
         return functools.partial(
@@ -500,6 +501,7 @@ class DataDictionary:
             user_defined_fields=user_defined_fields,
             unknown_fields=unknown_fields,
             fields_out_of_order=fields_out_of_order,
+            group_field_order=group_field_order,
         )
 
     # ------------------------------------------------------------------ validation
@@ -510,12 +512,16 @@ class DataDictionary:
         user_defined_fields: bool = True,
         unknown_fields: bool = False,
         fields_out_of_order: bool = True,
+        group_field_order: bool = True,
     ) -> Reject | None:
         """Check a whole inbound message (8, 9, 35 … 10 in wire order); None if it is valid.
 
         Switches (QuickFIX settings): ``fields_have_values`` = ValidateFieldsHaveValues,
         ``user_defined_fields`` = ValidateUserDefinedFields, ``unknown_fields`` =
-        AllowUnknownMsgFields, ``fields_out_of_order`` = ValidateFieldsOutOfOrder.
+        AllowUnknownMsgFields, ``fields_out_of_order`` = ValidateFieldsOutOfOrder,
+        ``group_field_order`` = QuickFIX/J's ValidateUnorderedGroupFields (off: instances are
+        delimited as QuickFIX C++ does — a new one starts at the delimiter or at a field the
+        current instance already has — and the order inside an instance is free).
 
         A message without repeating groups that passes every check in one wire-order pass is
         accepted at once (every switch only relaxes checks, so that holds for any setting);
@@ -538,7 +544,8 @@ class DataDictionary:
                         else:
                             return None
         return self._validate_full(
-            msg, fields_have_values, user_defined_fields, unknown_fields, fields_out_of_order
+            msg, fields_have_values, user_defined_fields, unknown_fields, fields_out_of_order,
+            group_field_order,
         )
 
     def _validate_full(
@@ -548,6 +555,7 @@ class DataDictionary:
         user_defined_fields: bool,
         unknown_fields: bool,
         fields_out_of_order: bool,
+        group_field_order: bool = True,
     ) -> Reject | None:
         fields = msg.fields
         n = len(fields)
@@ -582,7 +590,7 @@ class DataDictionary:
                 header.append(item)
                 spec = header_groups.get(tag)
                 if spec is not None:
-                    i, err = self._parse_group(fields, i, spec, item[1], hdr_occ, ref_mt)
+                    i, err = self._parse_group(fields, i, spec, item[1], hdr_occ, ref_mt, group_field_order)
                     if err is not None:
                         return err
             elif tag in trailer_tags:
@@ -597,7 +605,7 @@ class DataDictionary:
                 body.append(item)
                 spec = body_groups.get(tag)
                 if spec is not None:
-                    i, err = self._parse_group(fields, i, spec, item[1], body_occ, ref_mt)
+                    i, err = self._parse_group(fields, i, spec, item[1], body_occ, ref_mt, group_field_order)
                     if err is not None:
                         return err
 
@@ -724,8 +732,14 @@ class DataDictionary:
         declared: bytes,
         out: list[_Occurrence],
         ref_mt: str | None,
+        strict: bool = True,
     ) -> tuple[int, Reject | None]:
-        """Delimit the instances following a NumInGroup field starting at index ``i``."""
+        """Delimit the instances following a NumInGroup field starting at index ``i``.
+
+        ``strict``: every instance starts with the delimiter and follows the dictionary's order
+        (else 15). Otherwise QuickFIX C++'s rule: a new instance starts at the delimiter or at a
+        member the current instance already holds.
+        """
         order = spec.order
         delimiter = spec.delimiter
         nested_specs = spec.groups
@@ -742,20 +756,20 @@ class DataDictionary:
             pos = order.get(tag)
             if pos is None:
                 break
-            if tag == delimiter:
+            if tag == delimiter or (not strict and (current is None or any(t == tag for t, _ in current))):
                 current = [item]
                 nested = []
                 instances.append((current, nested))
-                prev = 0
+                prev = pos
             else:
-                if current is None or pos <= prev:
+                if current is None or (strict and pos <= prev):
                     return i + 1, _reject(GROUP_FIELDS_OUT_OF_ORDER, tag, ref_mt)
                 prev = pos
                 current.append(item)
             i += 1
             sub = nested_specs.get(tag)
             if sub is not None:
-                i, err = self._parse_group(fields, i, sub, item[1], nested, ref_mt)
+                i, err = self._parse_group(fields, i, sub, item[1], nested, ref_mt, strict)
                 if err is not None:
                     return i, err
         return i, None

@@ -242,6 +242,15 @@ def test_group_instance_without_delimiter_373_15(dd: DataDictionary) -> None:
     assert dd.validate(msg) == rej(15, 447, "D")
 
 
+def test_unordered_group_fields_follow_quickfix_cpp_when_group_order_check_is_off(dd: DataDictionary) -> None:
+    loose = {"group_field_order": False}
+    assert dd.validate(app("D", NOS + "|453=1|448=A|452=1|447=D"), **loose) is None
+    # a repeated member opens a new instance: two instances for a count of 2
+    assert dd.validate(app("D", NOS + "|453=2|448=A|447=D|452=1|447=D|452=3"), **loose) is None
+    # a member before the delimiter opens an instance of its own: 2 instances for a count of 1
+    assert dd.validate(app("D", NOS + "|453=1|447=D|448=A|452=1"), **loose) == rej(16, 453, "D")
+
+
 def test_numingroup_count_mismatch_373_16(dd: DataDictionary) -> None:
     two = "448=A|447=D|452=1|448=B|447=D|452=3"
     assert dd.validate(app("D", NOS + "|453=2|" + two)) is None
@@ -561,15 +570,16 @@ _values = st.sampled_from([b"", b"D", b"1", b"2", b"0", b"Y", b"abc", b"+1", b"1
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(_tags, _values), max_size=30), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+@given(st.lists(st.tuples(_tags, _values), max_size=30), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
+       st.booleans())
 def test_random_messages_never_raise_and_fast_path_agrees(
-    fields: list[tuple[int, bytes]], fhv: bool, udf: bool, unk: bool, order: bool
+    fields: list[tuple[int, bytes]], fhv: bool, udf: bool, unk: bool, order: bool, group_order: bool
 ) -> None:
     dd = _module_dd()
     prefixed = [(8, b"FIX.4.4"), (9, b"10"), (35, b"D"), *fields]
     for candidate in (fields, prefixed):
-        got = dd.validate(Message(list(candidate)), fhv, udf, unk, order)
-        full = dd._validate_full(Message(list(candidate)), fhv, udf, unk, order)
+        got = dd.validate(Message(list(candidate)), fhv, udf, unk, order, group_order)
+        full = dd._validate_full(Message(list(candidate)), fhv, udf, unk, order, group_order)
         assert got == full
         assert got is None or got.text == REJECT_TEXT[got.reason]
 
