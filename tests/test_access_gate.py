@@ -78,6 +78,13 @@ def test_bad_signature_is_refused():
     assert (d.ok, d.code) == (False, "bad_signature")
 
 
+def test_raw_data_length_that_does_not_match_is_refused():
+    w = World()
+    f = w.fields()
+    f[95] = str(int(f[95]) + 1)
+    assert w.logon(f).code == "bad_signature"
+
+
 def test_signature_by_another_key_under_a_valid_key_id_is_refused():
     w = World()
     d = w.logon(w.fields(key=signing.generate_key(), key_id=w.key_id))

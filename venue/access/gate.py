@@ -8,6 +8,7 @@ The client only ever learns "refused"; the exact ``reason`` goes to the audit lo
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from venue import audit, registry
 from venue.access.signing import (
     TAG_RAW_DATA,
+    TAG_RAW_DATA_LENGTH,
     TAG_USERNAME,
     load_public_key,
     logon_payload,
@@ -97,7 +99,8 @@ class AccessGate:
         self.config = config or GateConfig()
         self._by_addr: dict[str, _Failures] = {}
         self._by_comp: dict[str, _Failures] = {}
-        self._seen: dict[bytes, int] = {}  # digest of (key id, signed payload) -> expiry ns
+        self._seen: set[bytes] = set()  # digests of (key id, signed payload) used within the window
+        self._expiry: list[tuple[int, bytes]] = []  # heap of (forget after ns, digest)
         self._set(sessions, accounts)
 
     def _set(self, sessions: Iterable[SessionRecord], accounts: Iterable[AccountRecord]) -> None:
@@ -177,6 +180,10 @@ class AccessGate:
                 return refuse("signature_missing", "logon carries no signature (RawData 96)", key_id)
             if not key_id:
                 return refuse("key_id_missing", "logon carries no key id (Username 553)")
+            length = fields.get(TAG_RAW_DATA_LENGTH)
+            if length is not None and length != str(len(signature)):
+                return refuse("bad_signature", f"RawDataLength {length} does not match RawData ({len(signature)})",
+                              key_id)
             state, pub = self._keys.get((sender_comp_id, key_id), (None, None))
             if state is None or pub is None:
                 return refuse(
@@ -237,7 +244,8 @@ class AccessGate:
             return "replayed", (
                 f"this signed logon (key {key_id}, MsgSeqNum {seq}, SendingTime {sending_time}) was already used"
             )
-        self._seen[digest] = sent_ns + window + NS
+        self._seen.add(digest)
+        heapq.heappush(self._expiry, (sent_ns + window + NS, digest))
         return None
 
     # ---- KYC --------------------------------------------------------------------------------
@@ -320,9 +328,10 @@ class AccessGate:
                 del table[name]
 
     def _prune_seen(self, now_ns: int) -> None:
-        if len(self._seen) > 1024 or (self._seen and next(iter(self._seen.values())) < now_ns):
-            for d in [d for d, exp in self._seen.items() if exp < now_ns]:
-                del self._seen[d]
+        """Forget logons whose SendingTime is out of the window anyway (they are refused as stale)."""
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now_ns:
+            self._seen.discard(heapq.heappop(expiry)[1])
 
 
 def _utc_date(now_ns: int) -> date:
