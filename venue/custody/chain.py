@@ -13,6 +13,7 @@ same signed transfer twice is idempotent (same txid, no second debit).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -108,10 +109,11 @@ class SimulatedChain:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._lock = asyncio.Lock()  # one node: its writes happen one at a time
 
     # ---- adapter interface --------------------------------------------------------------------
 
-    async def address_for(self, public_key: bytes, asset: str) -> str:
+    async def _address_for(self, public_key: bytes, asset: str) -> str:
         addr = _address(public_key, asset)
         async with self.engine.begin() as conn:
             row = await self._account(conn, addr, asset)
@@ -125,7 +127,7 @@ class SimulatedChain:
             raise BroadcastError("amount must be positive")
         return Transfer(asset, source, destination, amount, memo, ref)
 
-    async def broadcast(self, signed: SignedTransfer) -> str:
+    async def _broadcast(self, signed: SignedTransfer) -> str:
         t = signed.transfer
         txid = t.txid
         async with self.engine.begin() as conn:
@@ -199,7 +201,7 @@ class SimulatedChain:
 
     # ---- what only a simulation can do --------------------------------------------------------
 
-    async def send_external(self, source: str, destination: str, asset: str, amount: int, memo: str = "") -> str:
+    async def _send_external(self, source: str, destination: str, asset: str, amount: int, memo: str = "") -> str:
         """A transfer from an address outside the venue (the rest of the world is not checked)."""
         if amount <= 0:
             raise BroadcastError("amount must be positive")
@@ -209,7 +211,7 @@ class SimulatedChain:
             await self._insert_tx(conn, t, "pending")
         return t.txid
 
-    async def mine(self, blocks: int = 1) -> int:
+    async def _mine(self, blocks: int = 1) -> int:
         """Make ``blocks`` blocks; the first includes every pending transfer. Returns the new height."""
         tx = store.chain_txs
         async with self.engine.begin() as conn:
@@ -229,7 +231,7 @@ class SimulatedChain:
             await self._set_meta(conn, "height", str(height))
         return height
 
-    async def inject_faults(self, reject: int = 0, drop: int = 0) -> None:
+    async def _inject_faults(self, reject: int = 0, drop: int = 0) -> None:
         """The next ``reject`` broadcasts are refused; the next ``drop`` accepted ones are dropped."""
         async with self.engine.begin() as conn:
             await self._set_meta(conn, "faults", json.dumps({"reject": reject, "drop": drop}))
@@ -246,6 +248,32 @@ class SimulatedChain:
             pend = (await conn.execute(select(func.coalesce(func.sum(store.chain_txs.c.amount), 0)).where(
                 store.chain_txs.c.asset == asset, store.chain_txs.c.status.in_(("pending", "doomed"))))).scalar()
         return int(bal) + int(pend)
+
+
+    # ---- serialised entry points (one writer at a time, like one node) ---------------------------
+
+    async def address_for(self, public_key: bytes, asset: str) -> str:
+        async with self._lock:
+            return await self._address_for(public_key, asset)
+
+    async def broadcast(self, signed: SignedTransfer) -> str:
+        async with self._lock:
+            return await self._broadcast(signed)
+
+    async def send_external(self, source: str, destination: str, asset: str, amount: int, memo: str = "") -> str:
+        """A transfer from an address outside the venue (the rest of the world is not checked)."""
+        async with self._lock:
+            return await self._send_external(source, destination, asset, amount, memo)
+
+    async def mine(self, blocks: int = 1) -> int:
+        """Make ``blocks`` blocks; the first includes every pending transfer. Returns the new height."""
+        async with self._lock:
+            return await self._mine(blocks)
+
+    async def inject_faults(self, reject: int = 0, drop: int = 0) -> None:
+        """The next ``reject`` broadcasts are refused; the next ``drop`` accepted ones are dropped."""
+        async with self._lock:
+            await self._inject_faults(reject, drop)
 
     # ---- internals ----------------------------------------------------------------------------
 
