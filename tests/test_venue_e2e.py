@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import uuid
 
 import pytest
 
@@ -68,8 +70,38 @@ def test_two_clients_cross_and_both_sides_get_every_report_field(venue, dictiona
     seller.close()
 
 
+@pytest.fixture
+def postgres_url():
+    """A new, empty PostgreSQL database for one venue, dropped afterwards."""
+    import asyncpg
+
+    name = f"venue_e2e_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f"CREATE DATABASE {name}"))
+    except OSError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 def test_resting_order_survives_a_restart(tmp_path, dictionary):
-    v = VenueProcess(tmp_path / "data").start()
+    restart_keeps_resting_order(tmp_path, dictionary, {})
+
+
+def test_resting_order_survives_a_restart_on_postgresql(tmp_path, dictionary, postgres_url):
+    restart_keeps_resting_order(tmp_path, dictionary, {"VENUE_DATABASE_URL": postgres_url})
+
+
+def restart_keeps_resting_order(tmp_path, dictionary, env: dict[str, str]) -> None:
+    v = VenueProcess(tmp_path / "data", env=env).start()
     c = v.client("DEMO1")
     c.send("D", order("REST-1", "1", "0.1", "55000"))
     new = check(c.expect("8"), dictionary, t150="0")
@@ -77,7 +109,7 @@ def test_resting_order_survives_a_restart(tmp_path, dictionary):
     c.expect("5")
     c.close()
     assert v.stop() == 0
-    v2 = VenueProcess(tmp_path / "data", port=v.port).start()
+    v2 = VenueProcess(tmp_path / "data", port=v.port, env=env).start()
     try:
         c = v2.client("DEMO1", logon=False)  # the session resumes its sequence numbers
         c.seq = 4

@@ -30,7 +30,7 @@ class VenueProcess:
                  args: list[str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
-        self.env = env or {}
+        self.env = {"VENUE_FIX_LOGOUT_TIMEOUT": "1", **(env or {})}
         self.args = args or []
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
