@@ -220,3 +220,15 @@ def test_stage_from_registry_records_applies_account_and_tier_limits():
     assert code(stage, order(T0, "bob", Side.BUY, 21, 5_000_000), oid=2) == RejectCode.RISK_LIMIT  # 105 USDT
     assert code(stage, order(T0, "bob", Side.BUY, 20, 5_000_000), oid=3) is None
     assert stage.ledger.orders[3].fee_bps == 7
+
+
+def test_venue_accounts_never_trade_even_with_a_default_profile():
+    stage = RiskLedgerStage({}, Assets(), FEES, default_account=AccountRisk("*"))
+    assert code(stage, order(T0, "@fees", Side.SELL, 1, 5_000_000)) == RejectCode.RISK_LIMIT
+
+
+def test_market_sell_without_a_reference_price_is_refused():
+    stage = make_stage("alice")
+    stage.apply(Deposit(T0, "alice", "BTC", RICH))
+    inst = btc_usdt(ref_price=None)
+    assert code(stage, order(T0, "alice", Side.SELL, 1, None), inst=inst) == RejectCode.RISK_LIMIT

@@ -7,8 +7,10 @@ The core calls it (see venue/core/hooks.py):
 * ``pre_replace(cmd, order, inst)``: the same rules for the replaced order (reservation delta);
 * ``on_events(events)`` after every command: settles trades, releases what cancelled / expired /
   reduced orders no longer need, and returns the ``LedgerEntry`` events for the core to number;
-* ``apply(cmd)`` for Deposit / Withdraw (and SetKillSwitch, if routed here);
-* ``snapshot()`` / ``restore(d)``.
+* ``apply(cmd)`` for the commands the core does not own: Deposit / Withdraw (-> LedgerEntry or
+  LedgerRejected), custody holds, SetAccountRisk / SetKycLimits (-> AccountRiskChanged /
+  KycLimitsChanged: profile changes are journaled so a replay decides alike), SetKillSwitch if routed;
+* ``snapshot()`` / ``restore(d)``: balances, reservations, daily usage and the profiles in force.
 
 Rule order in ``pre_new``: no risk profile -> RISK_LIMIT; kill switch -> KILL_SWITCH; quantity and
 notional limits of the account -> RISK_LIMIT; KYC-tier per-order and per-day notional ->
@@ -157,8 +159,10 @@ class RiskLedgerStage:
         return out
 
     def profile(self, account: str) -> AccountRisk | None:
+        """The account's risk profile (a copy of ``default_account`` for an unlisted one, if set);
+        None: the account may not trade (venue accounts such as "@fees" never do)."""
         prof = self.accounts.get(account)
-        if prof is None and self.default_account is not None:
+        if prof is None and self.default_account is not None and not account.startswith("@"):
             prof = AccountRisk(account, self.default_account.kyc_tier, self.default_account.fee_tier,
                                self.default_account.max_order_qty, self.default_account.max_order_notional)
             self.accounts[account] = prof
