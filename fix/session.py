@@ -85,6 +85,9 @@ class SessionConfig:
     logout_timeout: float = 2.0
     logon_timeout: float = 10.0
     logon_reject_text: str = "Logon rejected"
+    persist_messages: bool = True
+    """QuickFIX PersistMessages: False keeps outbound application messages out of the store (a
+    ResendRequest is then answered with a gap fill), e.g. for market-data sessions."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for the application (account, permissions...)."""
 
@@ -714,7 +717,7 @@ class Session:
         self.next_sender = seq + 1
         now = self.now
         frame = self._frame(msg_type, seq, format_timestamp(now, self.config.timestamp_precision), body, extra)
-        if msg_type not in ADMIN_TYPES:
+        if msg_type not in ADMIN_TYPES and self.config.persist_messages:
             self._to_store.append((seq, frame))
         self._out.append(frame)
         self.last_sent = now
