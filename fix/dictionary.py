@@ -166,16 +166,9 @@ class _Layout:
     required: tuple[int, ...]  # ascending
     required_set: frozenset[int]
     groups: dict[int, GroupSpec]
-    # Fast path tables. ``plain``: every tag the message type may carry outside groups, NumInGroup
-    # tags excluded; ``position``: tag → 0 header / 1 body / 2 trailer / 3 CheckSum; ``checks``:
-    # tag → predicate covering format and enumerated values, for the ``checked`` tags.
-    plain: frozenset[int]
-    position: dict[int, int]
-    checks: dict[int, Check]
-    required_all: frozenset[int]  # header + body + trailer required tags
-    # Tag sequences already seen → the value checks they need, or False if the sequence itself
-    # fails (wrong order, tag not allowed, required tag missing, group present).
-    shapes: dict[tuple[int, ...], tuple[tuple[int, Check], ...] | bool] = field(default_factory=dict)
+    # Fast path: tag sequences of messages that passed the strictest validation → the value
+    # checks (position, predicate) that a message of the same sequence still needs.
+    plans: dict[tuple[int, ...], tuple[tuple[int, Check], ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -246,24 +239,14 @@ class DataDictionary:
         self._trailer_required = tuple(sorted(trl_req))
         self._header_groups = hdr_groups
 
-        fixed_position: dict[int, int] = {}
-        for tag in self._header_fields - set(hdr_groups):
-            fixed_position[tag] = 0
-        for tag in self._trailer_fields:
-            fixed_position[tag] = 3 if tag == 10 else 2
-        fixed_required = frozenset(hdr_req) | frozenset(trl_req)
         combined = {tag: self._combined_check(tag) for tag in model.fields}
         combined = {tag: check for tag, check in combined.items() if check is not None}
         self._combined = combined
+        self._numingroup = frozenset(t for t, f in model.fields.items() if f.type == "NUMINGROUP")
 
         self._layouts: dict[bytes, _Layout] = {}
         for mdef in model.messages.values():
             fields, allowed, req, groups = self._expand(mdef.items, f"message {mdef.msgtype}")
-            position = dict(fixed_position)
-            for tag in allowed:
-                if tag not in groups and tag not in self._header_tags and tag not in self._trailer_tags:
-                    position[tag] = 1
-            checks = {tag: combined[tag] for tag in position if tag in combined}
             self._layouts[mdef.msgtype.encode()] = _Layout(
                 msg_type=mdef.msgtype,
                 name=mdef.name,
@@ -273,27 +256,29 @@ class DataDictionary:
                 required=tuple(sorted(req)),
                 required_set=frozenset(req),
                 groups=groups,
-                plain=frozenset(position),
-                position=position,
-                checks=checks,
-                required_all=fixed_required | frozenset(req),
             )
 
-    def _plan(
-        self, layout: _Layout, idx: dict[int, bytes], shape: tuple[int, ...]
-    ) -> tuple[tuple[int, Check], ...] | bool:
-        """Judge a tag sequence once: structure, allowed tags, required tags, no groups."""
-        keys = idx.keys()
-        plan: tuple[tuple[int, Check], ...] | bool = False
-        if keys <= layout.plain and keys >= layout.required_all:
-            classes = [layout.position[tag] for tag in shape]
-            if classes[-1] == 3 and classes == sorted(classes):
-                checks = layout.checks
-                plan = tuple((tag, checks[tag]) for tag in shape if tag in checks)
-        if len(layout.shapes) >= _MAX_SHAPES:
-            layout.shapes.clear()
-        layout.shapes[shape] = plan
-        return plan
+    def _learn(self, layout: _Layout, fields: list[tuple[int, bytes]], shape: tuple[int, ...]) -> None:
+        """Remember the value checks for a tag sequence that just passed strict validation.
+
+        Whether a message is valid depends on its tag sequence (structure, groups, required and
+        allowed tags, repeats) and on each value (presence, format, enum, group counts). For a
+        sequence that passed once, the values are all that is left to check; NumInGroup values
+        are pinned to the ones seen, so the instance counts cannot differ.
+        """
+        combined = self._combined
+        numingroup = self._numingroup
+        plan: list[tuple[int, Check]] = []
+        for i, (tag, value) in enumerate(fields):
+            if tag in numingroup:
+                plan.append((i, value.__eq__))
+            else:
+                check = combined.get(tag)
+                if check is not None:
+                    plan.append((i, check))
+        if len(layout.plans) >= _MAX_SHAPES:
+            layout.plans.clear()
+        layout.plans[shape] = tuple(plan)
 
     def _combined_check(self, tag: int) -> Check | None:
         """One predicate for format and enumerated values together (which one failed is
@@ -523,30 +508,35 @@ class DataDictionary:
         delimited as QuickFIX C++ does — a new one starts at the delimiter or at a field the
         current instance already has — and the order inside an instance is free).
 
-        A message without repeating groups that passes every check in one wire-order pass is
-        accepted at once (every switch only relaxes checks, so that holds for any setting);
-        anything else takes the full pass, which reports the first failure in QuickFIX's order.
+        Fast path: a message whose tag sequence already passed strict validation (per MsgType,
+        a bounded cache) only has its values checked; every switch only relaxes checks, so that
+        holds for any setting. Anything else takes the full pass, which reports the first
+        failure in QuickFIX's order (and, if the message passes strictly, caches its sequence).
         """
         fields = msg.fields
-        if len(fields) > 3 and fields[0][0] == 8 and fields[1][0] == 9 and fields[2][0] == 35:
+        layout = None
+        shape: tuple[int, ...] = ()
+        if len(fields) > 3 and fields[2][0] == 35:
             layout = self._layouts.get(fields[2][1])
             if layout is not None:
-                idx = msg._idx()  # first-occurrence dict, shared with the session's look-ups
-                if len(idx) == len(fields) and all(idx.values()):  # no repeated tag, no empty value
-                    shape = tuple(idx)
-                    plan = layout.shapes.get(shape)
-                    if plan is None:
-                        plan = self._plan(layout, idx, shape)
-                    if plan is not False:
-                        for tag, check in plan:
-                            if not check(idx[tag]):
-                                break
-                        else:
-                            return None
-        return self._validate_full(
+                shape = tuple(map(_tag_key, fields))
+                plan = layout.plans.get(shape)
+                if plan is not None and all(map(_value_key, fields)):
+                    for i, check in plan:
+                        if not check(fields[i][1]):
+                            break
+                    else:
+                        return None
+        result = self._validate_full(
             msg, fields_have_values, user_defined_fields, unknown_fields, fields_out_of_order,
             group_field_order,
         )
+        if result is None and layout is not None:
+            strict = (fields_have_values and user_defined_fields and not unknown_fields
+                      and fields_out_of_order and group_field_order)
+            if strict or self._validate_full(msg, True, True, False, True, True) is None:
+                self._learn(layout, fields, shape)
+        return result
 
     def _validate_full(
         self,
@@ -785,6 +775,7 @@ class DataDictionary:
 
 
 _tag_key = operator.itemgetter(0)
+_value_key = operator.itemgetter(1)
 
 
 def _header_key(item: tuple[int, bytes]) -> int:

@@ -584,6 +584,28 @@ def test_random_messages_never_raise_and_fast_path_agrees(
         assert got is None or got.text == REJECT_TEXT[got.reason]
 
 
+_SHAPES = [
+    app("D", NOS),
+    app("D", NOS + "|453=2|448=A|447=D|452=1|802=1|523=s|803=2|448=B|447=D|452=3"),
+    app("E", "66=L1|68=1|394=1|73=1|11=A|67=1|55=X|54=1"),
+    frame(f"35=0|34=2|49=TW44|52={T}|56=ISLD|112=ping"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_SHAPES), st.lists(st.tuples(st.integers(0, 40), _values), max_size=3))
+def test_cached_tag_sequences_only_skip_work_never_change_the_answer(
+    template: Message, changes: list[tuple[int, bytes]]
+) -> None:
+    dd = _module_dd()
+    assert dd.validate(Message(list(template.fields))) is None  # learns the sequence
+    fields = list(template.fields)
+    for pos, value in changes:
+        i = pos % len(fields)
+        fields[i] = (fields[i][0], value)
+    assert dd.validate(Message(list(fields))) == dd._validate_full(Message(list(fields)), True, True, False, True)
+
+
 _DD_CACHE: list[DataDictionary] = []
 
 
