@@ -11,8 +11,10 @@ Order of the checks (the first failure is the one reported), as in QuickFIX's
    or trailer field, no body field after a trailer field, nothing after CheckSum (10) → 14
    *Tag specified out of required order*. Inside a repeating group each instance starts with
    the delimiter and its fields follow the dictionary's order → 15 *Repeating group fields out
-   of order* (QuickFIX/J's rule; QuickFIX C++ silently re-sorts). These are checked while the
-   groups are being delimited, so the first such problem on the wire wins.
+   of order* (QuickFIX/J's rule; with ``group_field_order=False`` instances are delimited as
+   QuickFIX C++ does and never give 15). These are checked while the groups are being
+   delimited, so the first such problem on the wire wins. (``fields_out_of_order=False``
+   turns the 14 checks off, as QuickFIX's ValidateFieldsOutOfOrder=N.)
 2. MsgType defined in the dictionary → 11 *Invalid MsgType* (no RefTagID).
 3. Required fields → 1 *Required tag missing*: header (ascending tag), trailer, body
    (ascending tag), then each group instance's required fields (groups by ascending
@@ -26,7 +28,12 @@ Order of the checks (the first failure is the one reported), as in QuickFIX's
    ``user_defined_fields=False`` exempts tags >= 5000): tag defined → 0 *Invalid tag number*;
    for body fields, tag defined for this message type → 2 *Tag not defined for this message
    type*; NumInGroup equal to the number of instances → 16 *Incorrect NumInGroup count for
-   repeating group*.
+   repeating group*. (Beyond QuickFIX C++, which checks neither group contents' values nor
+   header group counts, group members get the value checks and every NumInGroup is counted.)
+
+Required fields inside a group instance: those marked required in the group, and the required
+fields of its required components (QuickFIX C++ only enforces them when the group itself is
+required; QuickFIX/J, like this module, whenever an instance is present).
 """
 
 from __future__ import annotations
