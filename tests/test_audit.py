@@ -212,7 +212,27 @@ def test_audit_log_checkpoints_every_n_entries(backend, tmp_path):
             await engine.dispose()
 
     with database(backend, tmp_path) as url:
-        assert asyncio.run(main(url)) == [3, 6, 7]
+        assert asyncio.run(main(url)) == [1, 3, 6, 7]  # the first append, every 3rd, then on demand
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_appends_in_the_venues_own_transactions_are_checkpointed_too(backend, tmp_path):
+    async def main(url):
+        engine = engine_for(url)
+        try:
+            await audit.create_schema(engine)
+            key = signing.generate_key()
+            audit.AuditLog(engine, key, checkpoint_every=1000, checkpoint_interval_s=0)
+            async with engine.begin() as conn:
+                for i in range(3):
+                    await audit.append(conn, "batch", details={"i": i})
+            return [c.seq for c in await audit.checkpoints(engine)], await audit.verify(engine, key.public_key())
+        finally:
+            await engine.dispose()
+
+    with database(backend, tmp_path) as url:
+        seqs, problems = asyncio.run(main(url))
+    assert (seqs, problems) == ([1, 2, 3], [])
 
 
 def test_audit_key_is_created_once_under_the_data_dir(tmp_path):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,19 @@ class Problem:
 
     def __str__(self) -> str:
         return f"seq {self.seq}: {self.kind}: {self.message}"
+
+
+@dataclass(slots=True)
+class _Signer:
+    key: Ed25519PrivateKey
+    every: int
+    interval_ns: int
+    last_ns: int = 0
+
+
+# engine -> the venue's audit signer: every append on that engine (through ``append`` with an engine
+# or a connection) signs a checkpoint every N entries or when the last one is older than the interval
+_signers: weakref.WeakKeyDictionary[Any, _Signer] = weakref.WeakKeyDictionary()
 
 
 def canonical_details(details: dict[str, Any] | None) -> str:
@@ -208,6 +222,12 @@ async def _append_in(
             hash=h,
         )
     )
+    signer = _signers.get(conn.sync_engine.engine) if _signers else None
+    if signer is not None:
+        now = time.time_ns()
+        if (signer.every and seq % signer.every == 0) or now - signer.last_ns >= signer.interval_ns:
+            await _insert_checkpoint(conn, signer.key, seq, h, now)
+            signer.last_ns = now
     return AuditEntry(seq, t, kind, actor, subject, src, det, prev, h)
 
 
@@ -253,40 +273,47 @@ async def checkpoint(
         if done is not None:
             return None
         t = time.time_ns() if time_ns is None else time_ns
-        sig = key.sign(checkpoint_payload(last.seq, last.hash, t))
-        cp = Checkpoint(
-            last.seq, last.hash, t, signing.key_id_for(key.public_key()), base64.b64encode(sig).decode()
+        return await _insert_checkpoint(conn, key, last.seq, last.hash, t)
+
+
+async def _insert_checkpoint(
+    conn: AsyncConnection, key: Ed25519PrivateKey, seq: int, entry_hash_: str, t: int
+) -> Checkpoint:
+    sig = key.sign(checkpoint_payload(seq, entry_hash_, t))
+    cp = Checkpoint(seq, entry_hash_, t, signing.key_id_for(key.public_key()), base64.b64encode(sig).decode())
+    await conn.execute(
+        insert(audit_checkpoints).values(
+            seq=cp.seq, entry_hash=cp.entry_hash, time_ns=cp.time_ns, key_id=cp.key_id, signature=cp.signature
         )
-        await conn.execute(
-            insert(audit_checkpoints).values(
-                seq=cp.seq,
-                entry_hash=cp.entry_hash,
-                time_ns=cp.time_ns,
-                key_id=cp.key_id,
-                signature=cp.signature,
-            )
-        )
+    )
     return cp
 
 
 class AuditLog:
-    """The venue's handle on its audit log: appends, and signs a checkpoint every N entries."""
+    """The venue's handle on its audit log.
+
+    Made with the venue's key, it makes every append on ``engine`` (also a plain ``append(conn, ...)``
+    inside the venue's batch transactions) sign a checkpoint every ``checkpoint_every`` entries, or
+    when the last checkpoint is older than ``checkpoint_interval_s``; call ``checkpoint()`` at shutdown."""
 
     def __init__(
-        self, engine: AsyncEngine, key: Ed25519PrivateKey | None = None, checkpoint_every: int = 100
+        self,
+        engine: AsyncEngine,
+        key: Ed25519PrivateKey | None = None,
+        checkpoint_every: int = 100,
+        checkpoint_interval_s: float = 60.0,
     ):
         self.engine = engine
         self.key = key
         self.checkpoint_every = checkpoint_every
+        if key is not None:
+            _signers[engine.sync_engine] = _Signer(key, checkpoint_every, int(checkpoint_interval_s * 1e9))
 
     async def append(self, kind: str, **kwargs: Any) -> AuditEntry:
-        entry = await append(self.engine, kind, **kwargs)
-        if self.key is not None and self.checkpoint_every and entry.seq % self.checkpoint_every == 0:
-            await checkpoint(self.engine, self.key)
-        return entry
+        return await append(self.engine, kind, **kwargs)
 
     async def checkpoint(self) -> Checkpoint | None:
-        """Sign the head now (call periodically and at shutdown)."""
+        """Sign the head now (at shutdown, or from a timer)."""
         if self.key is None:
             return None
         return await checkpoint(self.engine, self.key)
@@ -340,9 +367,7 @@ def verify_entries(rows: list[AuditEntry]) -> list[Problem]:
     problems: list[Problem] = []
     by_hash = {r.hash: r.seq for r in rows}
     reordered: set[int] = set()
-    moved: list[
-        tuple[int, int]
-    ] = []  # (stored seq, written seq) of entries whose link is not otherwise flagged
+    moved: list[tuple[int, int]] = []  # (stored seq, written seq) of entries not otherwise flagged
     prev: AuditEntry | None = None
     for r in rows:
         exp_seq = 1 if prev is None else prev.seq + 1
