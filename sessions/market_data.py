@@ -105,12 +105,10 @@ class MDSessionState:
     queue: ConflatingQueue = field(default_factory=ConflatingQueue)
     held_since: float | None = None
     sent: int = 0
+    keys: set[tuple[str, int]] = field(default_factory=set)  # (instrument, depth) subscribed
 
-    def wants(self, u: MDUpdate) -> bool:
-        for s in self.subs.values():
-            if u.depth == s.depth and u.instrument in s.instruments and u.entry in s.entry_types:
-                return True
-        return False
+    def resubscribed(self) -> None:
+        self.keys = {(name, s.depth) for s in self.subs.values() for name in s.instruments}
 
 
 def parse_request(msg: Message, known: Callable[[str], bool], max_depth: int) -> tuple[str, str, Subscription]:
@@ -223,6 +221,7 @@ class MarketDataApp(Application):
             if srt == "2":
                 if state.subs.pop(req_id, None) is None:
                     raise RequestError(None, f"no subscription with MDReqID {req_id}")
+                state.resubscribed()
                 return
             if req_id in state.subs:
                 raise RequestError(REJ_DUPLICATE_ID, f"MDReqID {req_id} is already subscribed")
@@ -236,6 +235,7 @@ class MarketDataApp(Application):
         # a fresh snapshot replaces whatever updates are pending for these instruments
         if srt == "1":
             state.subs[req_id] = sub
+            state.resubscribed()
         for name in sub.instruments:
             self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
             state.sent += 1
@@ -252,17 +252,33 @@ class MarketDataApp(Application):
     # -- core side ---------------------------------------------------------------------------
     def on_core_events(self, events: Iterable[object]) -> None:
         """Apply a committed batch of core events and send what each subscription needs."""
-        if not self.sessions:
-            self.market.apply_events(events)
-            return
         updates = self.market.apply_events(events)
-        if updates:
-            statuses = [u for u in updates if isinstance(u, StatusUpdate)]
+        if not updates or not self.sessions:
+            return
+        if any(isinstance(u, StatusUpdate) for u in updates):  # rare: keep the core order exactly
             for state in self.sessions.values():
-                if statuses:
-                    state.queue.push(statuses)
-                if state.subs:
-                    state.queue.push(u for u in updates if isinstance(u, MDUpdate) and state.wants(u))
+                keys = state.keys
+                state.queue.push(u for u in updates if isinstance(u, StatusUpdate)
+                                 or (u.instrument, u.depth) in keys)
+        else:
+            groups: dict[tuple[str, int], list[MDUpdate]] = {}
+            for u in updates:
+                key = (u.instrument, u.depth)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [u]
+                else:
+                    group.append(u)
+            cache: dict[tuple[int, frozenset[EntryType]], list[tuple[int, bytes]]] = {}
+            for state in self.sessions.values():
+                keys = state.keys
+                if not keys or keys.isdisjoint(groups):
+                    continue
+                if (not len(state.queue) and state.held_since is None
+                        and self._backlog(state.session) <= self.high_water):
+                    self._send_groups(state, groups, cache)  # the common case: no copy, no queue
+                else:
+                    state.queue.push(u for key in keys for u in groups.get(key, ()))
         self.flush()
 
     def on_timer(self) -> None:
@@ -273,8 +289,9 @@ class MarketDataApp(Application):
             self._wake()
 
     def flush(self) -> None:
+        """Hand queued updates to every session that can take them; drop the hopeless."""
         now = self.clock()
-        cache: dict[int, list[tuple[int, object]]] = {}
+        cache: dict[tuple[int, frozenset[EntryType]], list[tuple[int, bytes]]] = {}
         for state in list(self.sessions.values()):
             if not len(state.queue):
                 state.held_since = None
@@ -289,14 +306,15 @@ class MarketDataApp(Application):
             self._send(state, cache)
 
     def _drop(self, state: MDSessionState, reason: str) -> None:
-        log.warning("market-data session %s disconnected: %s", getattr(state.session, "name", state.session), reason)
+        log.warning("market-data session %s disconnected: %s", getattr(state.session, "key", state.session), reason)
         self.sessions.pop(id(state.session), None)
         self.disconnected += 1
         self._disconnect(state.session, reason)
         if self._wake is not None:
             self._wake()
 
-    def _send(self, state: MDSessionState, cache: dict[int, list[tuple[int, object]]]) -> None:
+    def _send(self, state: MDSessionState, cache: dict[tuple[int, frozenset[EntryType]], list[tuple[int, bytes]]],
+              ) -> None:
         stale, pending = state.queue.drain()
         session = state.session
         for name in stale:
@@ -304,42 +322,50 @@ class MarketDataApp(Application):
                 if name in sub.instruments:
                     self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
                     state.sent += 1
-        run: list[MDUpdate] = []
+        groups: dict[tuple[str, int], list[MDUpdate]] = {}
         for u in pending:  # book updates and status changes, in core order
             if isinstance(u, StatusUpdate):
-                self._send_updates(state, run, cache)
-                run = []
+                self._send_groups(state, groups, cache)
+                groups = {}
                 self._out(session, self._status_msg(u))
                 state.sent += 1
             else:
-                run.append(u)
-        self._send_updates(state, run, cache)
+                groups.setdefault((u.instrument, u.depth), []).append(u)
+        self._send_groups(state, groups, cache)
 
-    def _send_updates(self, state: MDSessionState, pending: list[MDUpdate],
-                      cache: dict[int, list[tuple[int, object]]]) -> None:
-        if not pending:
+    def _send_groups(self, state: MDSessionState, groups: dict[tuple[str, int], list[MDUpdate]],
+                     cache: dict[tuple[int, frozenset[EntryType]], list[tuple[int, bytes]]]) -> None:
+        """One X (or W for 265=0) per subscription and instrument with updates in ``groups``."""
+        if not groups:
             return
         session = state.session
         for sub in state.subs.values():
-            mine = [u for u in pending if u.depth == sub.depth and u.entry in sub.entry_types
-                    and u.instrument in sub.instruments]
-            if not mine:
-                continue
-            if not sub.incremental:
-                for name in dict.fromkeys(u.instrument for u in mine):
+            for name in sub.instruments:
+                ups = groups.get((name, sub.depth))
+                if not ups:
+                    continue
+                if not sub.incremental:
                     self._out(session, self._snapshot_msg(sub, self.market.book(name).snapshot(sub.depth)))
                     state.sent += 1
-                continue
-            for i in range(0, len(mine), MAX_ENTRIES):
-                chunk = mine[i:i + MAX_ENTRIES]
-                fields: list[tuple[int, object]] = [(35, "X"), (262, sub.req_id), (268, len(chunk))]
-                for u in chunk:
-                    entry = cache.get(id(u))
-                    if entry is None:
-                        entry = cache[id(u)] = self._entry(u)
-                    fields.extend(entry)
-                self._out(session, Message.build(fields))
-                state.sent += 1
+                    continue
+                key = (id(ups), sub.entry_types)
+                chunks = cache.get(key)
+                if chunks is None:
+                    chunks = cache[key] = self._chunks([u for u in ups if u.entry in sub.entry_types])
+                rid = sub.req_id.encode()
+                for n, blob in chunks:
+                    # the entries are pre-encoded once for every session: the group travels as the
+                    # value of its first tag (279), which the session frames as b"279=" + blob + SOH
+                    self._out(session, Message([(35, b"X"), (262, rid), (268, b"%d" % n), (279, blob)]))
+                    state.sent += 1
+
+    def _chunks(self, ups: list[MDUpdate]) -> list[tuple[int, bytes]]:
+        out = []
+        for i in range(0, len(ups), MAX_ENTRIES):
+            chunk = ups[i:i + MAX_ENTRIES]
+            raw = b"".join(b"".join(b"%d=%s\x01" % (t, str(v).encode()) for t, v in self._entry(u)) for u in chunk)
+            out.append((len(chunk), raw[4:-1]))  # without the leading b"279=" and the last SOH
+        return out
 
     # -- messages ----------------------------------------------------------------------------
     def _u(self, name: str) -> Units:

@@ -229,3 +229,18 @@ def test_book_seeded_from_core_levels_matches_core() -> None:
     book.load(core.book_levels("BTC-USD", Side.BUY), core.book_levels("BTC-USD", Side.SELL))
     assert book.levels(Side.BUY) == [(p, q) for p, q, _ in core.book_levels("BTC-USD", Side.BUY)]
     assert book.levels(Side.SELL) == [(p, q) for p, q, _ in core.book_levels("BTC-USD", Side.SELL)]
+
+
+def test_batch_nets_level_changes_and_keeps_trades() -> None:
+    book = MarketDataBook("X")
+    book.apply(BookLevel(1, 1, "X", Side.SELL, 101, 9, 1))
+    ups = book.apply_batch([
+        BookLevel(2, 2, "X", Side.BUY, 100, 5, 1),   # appears...
+        BookLevel(3, 2, "X", Side.BUY, 100, 0, 0),   # ...and goes: nothing to say
+        BookLevel(4, 2, "X", Side.SELL, 101, 4, 1),  # changed twice: one CHANGE, final qty
+        Trade(5, 2, 1, "X", 101, 5, Side.BUY, 1, 2, "a", "b"),
+        BookLevel(6, 2, "X", Side.SELL, 101, 2, 1),
+    ])
+    assert [(u.entry, u.action, u.price, u.qty, u.seq) for u in ups] == [
+        (EntryType.OFFER, Action.CHANGE, 101, 2, 2), (EntryType.TRADE, Action.NEW, 101, 5, 3)]
+    assert book.levels(Side.BUY) == [] and book.levels(Side.SELL) == [(101, 2)]

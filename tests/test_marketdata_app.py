@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fix.application import BusinessReject
-from fix.message import Message
+from fix.message import Message, encode, parse_fields
 from sessions.market_data import MarketDataApp
 from tests.test_marketdata import _random_events
 from venue.core.events import BookLevel, TradingStatusChanged
@@ -26,7 +26,8 @@ class FakeSession:
         self.closed: str | None = None
 
     def send_app(self, msg: Message) -> None:
-        self.out.append(msg)
+        # framed and parsed again, as the session's wire format (the app pre-encodes groups)
+        self.out.append(Message(parse_fields(encode(msg.fields)[len(b"8=FIX.4.4\x01"):])[1:-1]))
 
     def disconnect(self, reason: str) -> None:
         self.closed = reason

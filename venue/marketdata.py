@@ -186,50 +186,80 @@ class MarketDataBook:
 
     # -- applying events ---------------------------------------------------------------------
     def apply(self, event: object) -> list[MDUpdate | StatusUpdate]:
-        """Apply one core event; return the updates it causes (full book first, then views)."""
-        if isinstance(event, BookLevel):
-            return self._apply_level(event)
-        if isinstance(event, Trade):
-            return self._apply_trade(event)
-        if isinstance(event, TradingStatusChanged):
-            self.status = event.status
-            self.ts = event.ts
-            return [StatusUpdate(self.instrument, event.status, event.ts, event.seq)]
-        return []
+        """Apply one core event; return the updates it causes."""
+        return self.apply_batch((event,))
 
-    def _apply_level(self, ev: BookLevel) -> list[MDUpdate | StatusUpdate]:
-        side = Side(ev.side)
-        book = self._book(side)
-        key = self._key(side, ev.price)
-        old = book.get(key, 0)
-        if ev.qty == old:
-            return []
-        if ev.qty <= 0:
-            action = Action.DELETE
-            del book[key]
-            self._orders.pop((side, ev.price), None)
-        else:
-            action = Action.NEW if old == 0 else Action.CHANGE
-            book[key] = ev.qty
-            self._orders[(side, ev.price)] = ev.orders
-        self.seq += 1
-        self.ts = ev.ts
-        entry = SIDE_ENTRY[side]
-        out: list[MDUpdate | StatusUpdate] = [
-            MDUpdate(self.instrument, 0, self.seq, action, entry, ev.price, max(ev.qty, 0), ev.ts, ev.seq,
-                     orders=ev.orders if ev.qty > 0 else 0)
-        ]
-        for view in self._views.values():
-            out.extend(self._update_view(view, side, ev))
+    def apply_batch(self, events: Iterable[object]) -> list[MDUpdate | StatusUpdate]:
+        """Apply a batch of this instrument's events; return the updates, netted per batch.
+
+        A level touched several times in the batch gives one entry (its final quantity, at the
+        place of its first change; none if it ends as it began). Trades and status changes keep
+        their order. Depth views are diffed once at the end of the batch.
+        """
+        before: dict[tuple[Side, int], int] = {}
+        last: dict[tuple[Side, int], BookLevel] = {}
+        order: list[object] = []
+        trades: list[MDUpdate] = []
+        for ev in events:
+            if isinstance(ev, BookLevel):
+                side = Side(ev.side)
+                key = (side, ev.price)
+                book = self._book(side)
+                bkey = self._key(side, ev.price)
+                if key not in before:
+                    before[key] = book.get(bkey, 0)
+                    order.append(key)
+                last[key] = ev
+                if ev.qty <= 0:
+                    book.pop(bkey, None)
+                    self._orders.pop(key, None)
+                else:
+                    book[bkey] = ev.qty
+                    self._orders[key] = ev.orders
+            else:
+                order.append(ev)
+        out: list[MDUpdate | StatusUpdate] = []
+        for item in order:
+            if isinstance(item, tuple):
+                side, price = item
+                old = before[item]
+                new = self._book(side).get(self._key(side, price), 0)
+                if old == new:
+                    continue
+                ev = last[item]
+                action = Action.DELETE if new == 0 else Action.NEW if old == 0 else Action.CHANGE
+                self.seq += 1
+                self.ts = ev.ts
+                out.append(MDUpdate(self.instrument, 0, self.seq, action, SIDE_ENTRY[side], price, new, ev.ts,
+                                    ev.seq, orders=self._orders.get(item, 0) if new else 0))
+            elif isinstance(item, Trade):
+                self.seq += 1
+                self.ts = item.ts
+                trade = MDUpdate(self.instrument, 0, self.seq, Action.NEW, EntryType.TRADE, item.price, item.qty,
+                                 item.ts, item.seq, trade_id=item.trade_id, aggressor=Side(item.aggressor_side))
+                self.last_trade = trade
+                trades.append(trade)
+                out.append(trade)
+            elif isinstance(item, TradingStatusChanged):
+                self.status = item.status
+                self.ts = item.ts
+                out.append(StatusUpdate(self.instrument, item.status, item.ts, item.seq))
+        if self._views and (before or trades):
+            sides = {side for side, _ in before}
+            ts = self.ts
+            ev_seq = max([e.seq for e in last.values()] + [t.event_seq for t in trades], default=0)
+            for view in self._views.values():
+                for side in (Side.BUY, Side.SELL):
+                    if side in sides:
+                        out.extend(self._diff_view(view, side, ts, ev_seq))
+                for t in trades:
+                    view.seq += 1
+                    out.append(MDUpdate(self.instrument, view.depth, view.seq, Action.NEW, EntryType.TRADE, t.price,
+                                        t.qty, t.ts, t.event_seq, trade_id=t.trade_id, aggressor=t.aggressor))
         return out
 
-    def _update_view(self, view: DepthView, side: Side, ev: BookLevel) -> list[MDUpdate]:
+    def _diff_view(self, view: DepthView, side: Side, ts: int, ev_seq: int) -> list[MDUpdate]:
         mine = view._side(side)
-        if ev.price not in mine and len(mine) >= view.depth:
-            worst = min(mine) if side is Side.BUY else max(mine)
-            better = ev.price > worst if side is Side.BUY else ev.price < worst
-            if not better:
-                return []
         new = dict(self.levels(side, view.depth))
         out: list[MDUpdate] = []
         entry = SIDE_ENTRY[side]
@@ -237,8 +267,7 @@ class MarketDataBook:
         for price in [p for p in mine if p not in new]:
             del mine[price]
             view.seq += 1
-            out.append(MDUpdate(self.instrument, view.depth, view.seq, Action.DELETE, entry, price, 0,
-                                ev.ts, ev.seq))
+            out.append(MDUpdate(self.instrument, view.depth, view.seq, Action.DELETE, entry, price, 0, ts, ev_seq))
         for price, qty in new.items():
             old = mine.get(price)
             if old == qty:
@@ -246,21 +275,8 @@ class MarketDataBook:
             mine[price] = qty
             view.seq += 1
             action = Action.NEW if old is None else Action.CHANGE
-            out.append(MDUpdate(self.instrument, view.depth, view.seq, action, entry, price, qty, ev.ts,
-                                ev.seq, orders=self._orders.get((side, price), 0)))
-        return out
-
-    def _apply_trade(self, ev: Trade) -> list[MDUpdate | StatusUpdate]:
-        self.seq += 1
-        self.ts = ev.ts
-        trade = MDUpdate(self.instrument, 0, self.seq, Action.NEW, EntryType.TRADE, ev.price, ev.qty, ev.ts,
-                         ev.seq, trade_id=ev.trade_id, aggressor=Side(ev.aggressor_side))
-        self.last_trade = trade
-        out: list[MDUpdate | StatusUpdate] = [trade]
-        for view in self._views.values():
-            view.seq += 1
-            out.append(MDUpdate(self.instrument, view.depth, view.seq, Action.NEW, EntryType.TRADE, ev.price,
-                                ev.qty, ev.ts, ev.seq, trade_id=ev.trade_id, aggressor=trade.aggressor))
+            out.append(MDUpdate(self.instrument, view.depth, view.seq, action, entry, price, qty, ts, ev_seq,
+                                orders=self._orders.get((side, price), 0)))
         return out
 
 
@@ -282,11 +298,19 @@ class MarketData:
         return instrument in self.books
 
     def apply_events(self, events: Iterable[object]) -> list[MDUpdate | StatusUpdate]:
-        """Apply a batch of core events (others are ignored); return the updates, in order."""
-        out: list[MDUpdate | StatusUpdate] = []
+        """Apply a batch of core events (others are ignored); return the updates, netted per
+        instrument over the batch (see :meth:`MarketDataBook.apply_batch`)."""
+        per: dict[str, list[object]] = {}
         for ev in events:
             if isinstance(ev, (BookLevel, Trade, TradingStatusChanged)):
-                out.extend(self.book(ev.instrument).apply(ev))
+                lst = per.get(ev.instrument)
+                if lst is None:
+                    per[ev.instrument] = [ev]
+                else:
+                    lst.append(ev)
+        out: list[MDUpdate | StatusUpdate] = []
+        for name, evs in per.items():
+            out.extend(self.book(name).apply_batch(evs))
         return out
 
 
