@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from venue.core.commands import ConsumeHold, Deposit, HoldFunds, ReleaseHold
 from venue.core.events import LedgerEntry, LedgerRejected
@@ -33,16 +33,21 @@ class LedgerRefused(Exception):
 
 
 class CustomerLedger(Protocol):
-    async def hold(self, ts: int, account: str, asset: str, amount: int, ref: str) -> None:
+    """``conn``: the caller's open transaction, for a ledger that journals into the same database
+    (so the custody state change and the ledger entry commit together); others ignore it."""
+
+    async def hold(self, ts: int, account: str, asset: str, amount: int, ref: str,
+                   conn: AsyncConnection | None = None) -> None:
         """Reserve available funds under ``ref``; LedgerRefused if short."""
 
-    async def release(self, ts: int, ref: str) -> None:
+    async def release(self, ts: int, ref: str, conn: AsyncConnection | None = None) -> None:
         """Give the hold back; LedgerRefused if it is not open (already released or consumed)."""
 
-    async def consume(self, ts: int, ref: str) -> None:
+    async def consume(self, ts: int, ref: str, conn: AsyncConnection | None = None) -> None:
         """Debit the held funds to the outside world; LedgerRefused if the hold is not open."""
 
-    async def deposit(self, ts: int, account: str, asset: str, amount: int, ref: str) -> None: ...
+    async def deposit(self, ts: int, account: str, asset: str, amount: int, ref: str,
+                      conn: AsyncConnection | None = None) -> None: ...
 
     async def available(self, account: str, asset: str) -> int: ...
 
@@ -67,10 +72,14 @@ class CoreLedger:
         self._submit = submit
         self.ledger = ledger
 
-    async def _run(self, cmd: Any) -> LedgerEntry:
+    async def _run(self, cmd: Any, conn: AsyncConnection | None = None) -> LedgerEntry:
         events = self._submit(cmd)
         if inspect.isawaitable(events):
             events = await events
+        return self._entry(events, cmd)
+
+    @staticmethod
+    def _entry(events: Sequence[Any] | None, cmd: Any) -> LedgerEntry:
         for ev in events or ():
             if isinstance(ev, LedgerRejected):
                 raise LedgerRefused(ev.text)
@@ -78,17 +87,19 @@ class CoreLedger:
                 return ev
         raise LedgerRefused(f"the core produced no ledger entry for {type(cmd).__name__}")
 
-    async def hold(self, ts: int, account: str, asset: str, amount: int, ref: str) -> None:
-        await self._run(HoldFunds(ts, account, asset, amount, ref))
+    async def hold(self, ts: int, account: str, asset: str, amount: int, ref: str,
+                   conn: AsyncConnection | None = None) -> None:
+        await self._run(HoldFunds(ts, account, asset, amount, ref), conn)
 
-    async def release(self, ts: int, ref: str) -> None:
-        await self._run(ReleaseHold(ts, ref))
+    async def release(self, ts: int, ref: str, conn: AsyncConnection | None = None) -> None:
+        await self._run(ReleaseHold(ts, ref), conn)
 
-    async def consume(self, ts: int, ref: str) -> None:
-        await self._run(ConsumeHold(ts, ref))
+    async def consume(self, ts: int, ref: str, conn: AsyncConnection | None = None) -> None:
+        await self._run(ConsumeHold(ts, ref), conn)
 
-    async def deposit(self, ts: int, account: str, asset: str, amount: int, ref: str) -> None:
-        await self._run(Deposit(ts, account, asset, amount, ref))
+    async def deposit(self, ts: int, account: str, asset: str, amount: int, ref: str,
+                      conn: AsyncConnection | None = None) -> None:
+        await self._run(Deposit(ts, account, asset, amount, ref), conn)
 
     async def available(self, account: str, asset: str) -> int:
         return self.ledger.available(account, asset)
@@ -101,6 +112,71 @@ class CoreLedger:
 
     async def net_deposits(self, asset: str) -> int:
         return -self.ledger.balance(EXTERNAL, asset)[0]
+
+
+class JournalLedger(CoreLedger):
+    """``CustomerLedger`` for tools run while the venue is stopped: the core is recovered from the
+    journal (snapshot + replay) and every custody command is processed by it and journaled in the
+    caller's transaction, exactly as the running venue would. Never use it while the venue runs:
+    the journal has one writer (``venue_running`` tells)."""
+
+    def __init__(self, engine: AsyncEngine, core: Any, ledger: Ledger, journal: Any) -> None:
+        super().__init__(core.process, ledger)
+        self.engine = engine
+        self.core = core
+        self.journal = journal
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> JournalLedger:
+        from venue import refdata, registry
+        from venue.core.assets import Assets
+        from venue.core.fees import FeeSchedule
+        from venue.core.risk import AccountRisk
+        from venue.core.stage import RiskLedgerStage
+        from venue.journal import Journal
+
+        await refdata.create_schema(engine)
+        instruments = await refdata.load_instruments(engine)
+        accounts = await registry.load_accounts(engine)
+        stage = RiskLedgerStage({a.account_id: AccountRisk.from_record(a) for a in accounts}, Assets(),
+                                FeeSchedule())
+        journal = await Journal.open(engine)
+        core = await Journal.recover(engine, instruments, stage)
+        return cls(engine, core, stage.ledger, journal)
+
+    async def _run(self, cmd: Any, conn: AsyncConnection | None = None) -> LedgerEntry:
+        events = self.core.process(cmd)
+        if conn is not None:  # a refused command is journaled too: its events are numbered
+            await self.journal.write(conn, [cmd], events)
+        else:
+            async with self.engine.begin() as own:
+                await self.journal.write(own, [cmd], events)
+        return self._entry(events, cmd)
+
+
+async def venue_running(engine: AsyncEngine) -> bool:
+    """True when the audit log says the venue started and has not stopped since."""
+    from sqlalchemy import select
+
+    from venue import audit
+
+    q = select(audit.audit_log.c.kind).where(audit.audit_log.c.kind.in_(("venue.started", "venue.stopped"))) \
+        .order_by(audit.audit_log.c.seq.desc()).limit(1)
+    async with engine.connect() as conn:
+        return (await conn.execute(q)).scalar() == "venue.started"
+
+
+def venue_submit(submit: Callable[[Any, Callable[[list[Any]], None]], None]) -> Submit:
+    """Adapt a running venue's ``submit(command, done)`` (venue.server.Venue.submit) to the
+    ``CoreLedger`` submit: an awaitable of the command's events."""
+    import asyncio
+
+    def run(cmd: Any) -> Awaitable[Sequence[Any]]:
+        fut: asyncio.Future[Sequence[Any]] = asyncio.get_running_loop().create_future()
+        submit(cmd, lambda events: fut.done() or fut.set_result(events))
+        return fut
+
+    return run
 
 
 @dataclass(slots=True, frozen=True)

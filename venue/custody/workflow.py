@@ -266,7 +266,7 @@ class Custody:
                             {"amount": req.amount, "asset": req.asset, "destination": req.destination})
             problem = None
             try:
-                await self.ledger.hold(now, req.account, req.asset, amount, rid)
+                await self.ledger.hold(now, req.account, req.asset, amount, rid, conn=conn)
             except LedgerRefused as exc:
                 problem = f"insufficient available balance: {exc.reason}"
             if problem is None:
@@ -597,7 +597,7 @@ class Custody:
                 await audit.append(conn, "custody.deposit", actor="chain", subject=account, time_ns=now,
                                    details={"txid": inc.txid, "asset": inc.asset, "amount": inc.amount,
                                             "wallet": w.tier})
-                await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}")
+                await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}", conn=conn)
             credited.append(inc.txid)
         return credited
 
@@ -624,10 +624,10 @@ class Custody:
             row = await self._row(conn, rid)
             if row.funds == "held":
                 if to == S.CONFIRMED:
-                    await self.ledger.consume(now, rid)
+                    await self.ledger.consume(now, rid, conn=conn)
                     settled = "consumed"
                 else:
-                    await self.ledger.release(now, rid)
+                    await self.ledger.release(now, rid, conn=conn)
                     settled = "released"
                 await conn.execute(update(r).where(r.c.id == rid, r.c.funds == "held").values(funds=settled))
         await self._log(conn, rid, frm, to, now, actor, {"reason": reason, **{k: v for k, v in values.items()}})
