@@ -143,6 +143,8 @@ class Venue:
         self.port = await self.acceptor.start(self.cfg["fix"]["host"], int(self.cfg["fix"]["port"]),
                                               ssl_context=ctx, create_tables=False)
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        log.info("venue listening on %s:%d (database %s, journal at command %d, event %d)",
+                 self.cfg["fix"]["host"], self.port, self.engine.dialect.name, self.journal.cmd_count, self.journal.seq)
         await self.audit_log.append("venue.started", actor="venue", subject=self.comp_id,
                                     details={"port": self.port, "database": self.engine.dialect.name})
         return self.port
