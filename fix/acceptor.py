@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fix.application import Application
 from fix.codec import FrameReader, parse_frame
@@ -145,6 +145,7 @@ class Acceptor:
         self._flusher: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
+        self._conn: AsyncConnection | None = None  # the flusher's own connection, kept open
         self.batches = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -200,6 +201,9 @@ class Acceptor:
             await server.wait_closed()
         for lg in self._logs:
             lg.close()
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     # ------------------------------------------------------------------ venue seams
 
@@ -345,9 +349,17 @@ class Acceptor:
                 batch.append((bound.get(session.key), out))
         if not batch and not self.application.has_pending_write():
             return
-        async with self.engine.begin() as conn:
-            await store.flush(conn)
-            await self.application.write_batch(conn)
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = await self.engine.connect()
+        try:
+            async with conn.begin():
+                await store.flush(conn)
+                await self.application.write_batch(conn)
+        except Exception:
+            await conn.close()
+            self._conn = None
+            raise
         self.batches += 1
         for conn, out in batch:
             if conn is None or conn.closed:

@@ -9,7 +9,6 @@ reaches the session, so it consumes no sequence number (FIX 4.4 vol. 2, "garbled
 from __future__ import annotations
 
 import calendar
-import re
 import time
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ DATA_FIELDS: dict[int, int] = {
     358: 359, 360: 361, 362: 363, 364: 365, 445: 446, 618: 619, 621: 622,
 }
 _DATA_VALUE_TAGS = frozenset(DATA_FIELDS.values())
-_HAS_DATA = re.compile(rb"\x01(?:90|93|95|212|348|350|352|354|356|358|360|362|364|445|618|621)=")
+_DATA_LENGTH_TAGS = frozenset(DATA_FIELDS)
 
 
 @dataclass(slots=True)
@@ -151,19 +150,26 @@ def parse_frame(raw: bytes) -> Message:
     """Parse a complete frame into a :class:`Message` (values as bytes, data fields kept whole).
 
     Raises ``ValueError`` on a field without '=' or a non-numeric tag (the frame is then garbled).
+    The message's first-occurrence index is built here too (one C-level ``dict`` call).
     """
-    if _HAS_DATA.search(raw) is not None:
-        return Message(_parse_with_data(raw), raw)
-    out: list[tuple[int, bytes]] = []
-    append = out.append
     parts = raw.split(SOH)
     parts.pop()  # the empty tail after the final SOH
-    for part in parts:
-        tag, sep, value = part.partition(b"=")
-        if not sep:
-            raise ValueError(f"field without '=': {part[:20]!r}")
-        append((int(tag), value))
-    return Message(out, raw)
+    try:
+        fields = [(int(t), v) for t, sep, v in [p.partition(b"=") for p in parts] if sep]
+        plain = len(fields) == len(parts)
+    except ValueError:
+        plain = False
+    if plain:
+        index = dict(reversed(fields))
+        if _DATA_LENGTH_TAGS.isdisjoint(index):
+            msg = Message(fields, raw)
+            msg._index = index
+            return msg
+    fields = _parse_with_data(raw)  # data fields may hold SOH; raises ValueError on garbage
+    index = dict(reversed(fields))
+    msg = Message(fields, raw)
+    msg._index = index
+    return msg
 
 
 def _parse_with_data(raw: bytes) -> list[tuple[int, bytes]]:
@@ -212,22 +218,39 @@ def format_timestamp(now: float, precision: int = 3) -> bytes:
     return prefix + b".%09d" % min(int((now - sec) * 1_000_000_000), 999_999_999)
 
 
+_ts_cache: list = [b"", 0.0]
+
+
 def parse_timestamp(value: bytes) -> float | None:
     """Epoch seconds for a UTCTimestamp, or ``None`` if it is not one."""
     n = len(value)
-    if n < 17 or value[8:9] != b"-" or value[11:12] != b":" or value[14:15] != b":":
+    if n < 17:
+        return None
+    head = value[:17]
+    if head == _ts_cache[0]:
+        base = _ts_cache[1]
+    else:
+        base = _parse_seconds(head)
+        if base is None:
+            return None
+        _ts_cache[0] = head
+        _ts_cache[1] = base
+    if n == 17:
+        return base
+    tail = value[18:]
+    if value[17:18] != b"." or not tail.isdigit() or len(tail) > 9:
+        return None
+    return base + int(tail) / (10 ** len(tail))
+
+
+def _parse_seconds(value: bytes) -> float | None:
+    if value[8:9] != b"-" or value[11:12] != b":" or value[14:15] != b":":
         return None
     d, t1, t2, t3 = value[:8], value[9:11], value[12:14], value[15:17]
     if not (d.isdigit() and t1.isdigit() and t2.isdigit() and t3.isdigit()):
         return None
-    frac = 0.0
-    if n > 17:
-        tail = value[18:]
-        if value[17:18] != b"." or not tail.isdigit() or len(tail) > 9:
-            return None
-        frac = int(tail) / (10 ** len(tail))
     year, month, day = int(d[:4]), int(d[4:6]), int(d[6:8])
     hour, minute, second = int(t1), int(t2), int(t3)
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second <= 60):
         return None
-    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + frac
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))

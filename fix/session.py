@@ -295,6 +295,12 @@ class Session:
             raise ValueError("send_app needs MsgType (35)")
         return self._send(msg_type, body, extra or None)
 
+    def send_app_fields(self, msg_type: bytes, body: list[tuple[int, bytes]],
+                        header: list[tuple[int, bytes]] | None = None) -> int:
+        """Fast path of :meth:`send_app`: values already bytes, body and extra header fields
+        (115/128/97...) already separated, body in the order it goes on the wire."""
+        return self._send(msg_type, body, header or None)
+
     def logout(self, text: str | None = None, now: float | None = None) -> None:
         """Start the logout handshake (the venue: KYC revoked, shutdown); disconnects after the
         client's Logout or after ``logout_timeout``. Not logged on: just disconnect."""
@@ -396,21 +402,22 @@ class Session:
             except ValueError as exc:
                 self._event(f"Garbled message dropped ({exc})")
                 continue
-            if not self.received_logon and msg.get(35) != b"A":
+            if not self.received_logon and msg._idx().get(35) != b"A":
                 self.disconnect("First message is not a Logon")
                 return
             self._next(msg, queued=False)
 
     def _next(self, msg: Message, queued: bool) -> None:
-        msg_type = msg.get(35) or b""
+        get = msg._idx().get
+        msg_type = get(35) or b""
         try:
             for tag in (49, 56):
-                if msg.get(tag) is None:
+                if get(tag) is None:
                     self._reject(msg, 1, tag)
                     if msg_type == b"A":
                         self.disconnect("Required field missing from logon")
                     return
-            if msg.get(8) != self._begin:
+            if get(8) != self._begin:
                 if msg_type == b"5":
                     self._next_logout(msg)
                 else:
@@ -433,7 +440,7 @@ class Session:
                     self.next_target += 1
             elif msg_type == b"1":
                 if self._verify(msg):
-                    self._send(b"0", [(112, msg.get(112) or b"")])
+                    self._send(b"0", [(112, get(112) or b"")])
                     self.next_target += 1
             elif msg_type == b"4":
                 self._next_sequence_reset(msg)
@@ -579,19 +586,20 @@ class Session:
         return msg_type in (b"4", b"3") or (msg_type == b"5" and self.sent_logon)
 
     def _verify(self, msg: Message, check_high: bool = True, check_low: bool = True) -> bool:
+        get = msg._idx().get
         cfg = self.config
-        msg_type = msg.get(35) or b""
+        msg_type = get(35) or b""
         if not self._valid_logon_state(msg_type):
             self.disconnect("Logon state is not valid for message")
             return False
         if cfg.check_latency:
-            sent = parse_timestamp(msg.get(52) or b"")
+            sent = parse_timestamp(get(52) or b"")
             if sent is None or abs(self.now - sent) > cfg.max_latency:
                 self._reject(msg, 10)
                 if self.connected:
                     self._generate_logout(None)
                 return False
-        if cfg.check_comp_id and (msg.get(49) != self._target or msg.get(56) != self._sender):
+        if cfg.check_comp_id and (get(49) != self._target or get(56) != self._sender):
             self._reject(msg, 9)
             if self.connected:
                 self._generate_logout(None)

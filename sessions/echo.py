@@ -31,17 +31,18 @@ class EchoApplication(Application):
         self._seen.pop(session.key, None)
 
     def from_app(self, session: Session, msg: Message) -> None:
-        msg_type = msg.get(35)
+        get = msg._idx().get
+        msg_type = get(35)
         if msg_type not in ECHO_TYPES:
             raise UnsupportedMessageType()
         if msg_type == b"D":
-            cl_ord_id = msg.get(11)
+            cl_ord_id = get(11)
             seen = self._seen.setdefault(session.key, set())
-            if msg.get(97) == b"Y" and cl_ord_id in seen:
+            if get(97) == b"Y" and cl_ord_id in seen:
                 return
             seen.add(cl_ord_id)
         body = [f for f in msg.fields if f[0] not in _SKIP]
-        session.send_app([(35, msg_type), *_sorted_body(body, session, msg_type)])
+        session.send_app_fields(msg_type, _sorted_body(body, session, msg_type))
 
 
 def _sorted_body(body: list[tuple[int, bytes]], session: Session, msg_type: bytes) -> list[tuple[int, bytes]]:
