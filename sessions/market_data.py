@@ -61,27 +61,6 @@ TRAD_SES_STATUS = {TradingStatus.OPEN: "2", TradingStatus.HALTED: "1", TradingSt
 ORDER_MSG_TYPES = frozenset({"D", "F", "G", "H", "q", "AF", "8", "9", "E", "s", "AB", "AC"})
 
 
-DICTIONARY_EXTENSION = """<fix major='4' minor='4'>
- <header/><trailer/>
- <messages>
-  <message name='MarketDataSnapshotFullRefresh' msgtype='W' msgcat='app'>
-   <field name='RptSeq' required='N' />
-  </message>
- </messages>
- <components>
-  <component name='MDIncGrp'>
-   <group name='NoMDEntries' required='Y'>
-    <field name='RptSeq' required='N' />
-   </group>
-  </component>
- </components>
- <fields/>
-</fix>
-"""
-"""What the market-data messages need beyond FIX44.xml (QuickFIX extension format): RptSeq (83) in
-the W body (the sequence the snapshot is at) and in each X entry (FIX 4.4 SP2 / 5.0 placement)."""
-
-
 class RequestError(Exception):
     def __init__(self, reason: str | None, text: str) -> None:
         super().__init__(text)

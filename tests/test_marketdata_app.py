@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -219,16 +218,13 @@ def test_slow_session_is_conflated_then_disconnected_without_affecting_others() 
     assert id(slow) not in app.sessions
 
 
-def test_every_message_sent_validates_against_the_fix44_dictionary() -> None:
+def test_every_message_sent_validates_against_the_venue_dictionary() -> None:
     from fix.codec import parse_frame
     from fix.dictionary import DataDictionary
     from fix.session import Session, SessionConfig
-    from sessions.market_data import DICTIONARY_EXTENSION
+    from venue.server import dictionary_paths
 
-    spec = Path(__file__).resolve().parents[2] / "shared" / "spec" / "FIX44.xml"
-    if not spec.exists():
-        spec = Path("/work/shared/spec/FIX44.xml")
-    dd = DataDictionary.from_xml(spec.read_text(), DICTIONARY_EXTENSION)
+    dd = DataDictionary.load(*dictionary_paths())  # the venue's dialect (FIX44.xml + venue-fix44.xml)
     app = _app()
     s = FakeSession()
     app.on_logon(s)
