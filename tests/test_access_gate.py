@@ -134,15 +134,14 @@ def test_replayed_logon_is_refused():
     assert (d.ok, d.code) == (False, "replayed")
 
 
-def test_replay_memory_survives_a_registry_reload():
-    async def main():
+def test_replay_memory_survives_a_registry_reload(tmp_path):
+    async def main(url):
         engine = engine_for(url)
         try:
-            await demo.seed_demo(engine, tmp)
+            await demo.seed_demo(engine, tmp_path)
             gate = await AccessGate.load(engine)
-            key, kid = demo.load_demo_key(tmp, "DEMO1")
-            st = ts(NOW)
-            f = {35: "A", 34: "1", 52: st, **dict(signing.signed_logon_fields(key, kid, "DEMO1", "VENUE", 1, st))}
+            key, kid = demo.load_demo_key(tmp_path, "DEMO1")
+            f = _signed(key, kid, "DEMO1", 1)
             first = gate.check_logon("DEMO1", "VENUE", f, "127.0.0.1", NOW)
             await gate.reload(engine)
             second = gate.check_logon("DEMO1", "VENUE", f, "127.0.0.1", NOW)
@@ -150,12 +149,8 @@ def test_replay_memory_survives_a_registry_reload():
         finally:
             await engine.dispose()
 
-    import tempfile
-    from pathlib import Path
-
-    tmp = Path(tempfile.mkdtemp())
-    with database("sqlite", tmp) as url:
-        first, second = asyncio.run(main())
+    with database("sqlite", tmp_path) as url:
+        first, second = asyncio.run(main(url))
     assert first.ok and second.code == "replayed"
 
 
