@@ -41,7 +41,7 @@ from venue.core import commands as cmd
 from venue.core.assets import Assets
 from venue.core.engine import Core
 from venue.core.fees import FeeSchedule
-from venue.core.risk import AccountRisk
+from venue.core.risk import AccountRisk, KycLimits
 from venue.core.stage import RiskLedgerStage
 from venue.core.types import Side, TradingStatus
 from venue.db import make_engine
@@ -101,14 +101,16 @@ class Venue:
         if demo:
             await self._seed_demo()
         instruments = await refdata.load_instruments(self.engine)
-        accounts = await registry.load_accounts(self.engine)
-        self.stage = RiskLedgerStage({a.account_id: AccountRisk.from_record(a) for a in accounts}, Assets(),
-                                     FeeSchedule())
+        # Risk profiles reach the stage as journaled commands (replayed on recovery), so the stage
+        # starts empty and is brought in line with the registry after recovery.
+        self.stage = RiskLedgerStage({}, Assets(), FeeSchedule())
         self.core = await Journal.recover(self.engine, instruments, self.stage)
         for inst in self.core.instruments():
             self.views[inst.symbol] = InstrumentView(inst.symbol, inst.tick_size, inst.lot_size)
-        if demo and self.journal.cmd_count == 0:
-            await self._demo_deposits(accounts)
+        first_start = self.journal.cmd_count == 0
+        await self._run_and_journal(await self._risk_sync_commands())
+        if demo and first_start:
+            await self._demo_deposits(await registry.load_accounts(self.engine))
         self.gate = await AccessGate.load(self.engine, GateConfig.from_config(self.cfg["access"]))
         await self._load_sessions()
         self.audit_log = audit.AuditLog(self.engine, audit.load_or_create_audit_key(self.data_dir))
@@ -193,9 +195,22 @@ class Venue:
         ts = time.time_ns()
         cmds = [cmd.Deposit(ts=ts, account=a.account_id, asset=code, amount=assets[code].to_units(amount), ref="demo")
                 for a in accounts if a.firm_id == "DEMO" for code, amount in DEMO_DEPOSITS.items()]
+        await self._run_and_journal(cmds)
+
+    async def _run_and_journal(self, cmds: list[Any]) -> None:
+        """Before the acceptor runs: process commands and journal them in one transaction."""
+        if not cmds:
+            return
         events = self.core.process_batch(cmds)
         async with self.engine.begin() as conn:
             await self.journal.write(conn, cmds, events)
+
+    async def _risk_sync_commands(self) -> list[Any]:
+        """Commands bringing the stage's risk profiles and KYC-tier limits in line with the registry."""
+        accounts = await registry.load_accounts(self.engine)
+        tiers = await registry.load_kyc_tiers(self.engine)
+        return self.stage.sync_commands(time.time_ns(), [AccountRisk.from_record(a) for a in accounts],
+                                        [KycLimits.from_record(t) for t in tiers])
 
     async def _load_sessions(self) -> None:
         self.records = {r.sender_comp_id: r for r in await registry.load_sessions(self.engine)}
@@ -361,6 +376,8 @@ class Venue:
                     self.submit(cmd.Tick(ts=now))
                 await self.gate.reload(self.engine)
                 await self._load_sessions()
+                for command in await self._risk_sync_commands():
+                    self.submit(command)
                 for sid in self.gate.kyc_violations(now):
                     session = self._session_of(sid)
                     if session is not None and session.is_logged_on:
