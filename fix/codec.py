@@ -204,18 +204,22 @@ _sec_cache: list = [None, b""]
 
 def format_timestamp(now: float, precision: int = 3) -> bytes:
     """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss]`` for ``now`` (epoch seconds); precision 0, 3, 6 or 9."""
-    sec = int(now)
+    if precision <= 0:
+        sec, frac = int(now), 0
+    else:
+        scale = 1000 if precision == 3 else 10 ** precision
+        sec, frac = divmod(round(now * scale), scale)
     if _sec_cache[0] != sec:
         _sec_cache[0] = sec
         _sec_cache[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(sec)).encode()
     prefix: bytes = _sec_cache[1]
     if precision == 3:
-        return prefix + b".%03d" % min(int((now - sec) * 1000), 999)
+        return prefix + b".%03d" % frac
     if precision <= 0:
         return prefix
     if precision == 6:
-        return prefix + b".%06d" % min(int((now - sec) * 1_000_000), 999_999)
-    return prefix + b".%09d" % min(int((now - sec) * 1_000_000_000), 999_999_999)
+        return prefix + b".%06d" % frac
+    return prefix + b".%09d" % frac
 
 
 _ts_cache: list = [b"", 0.0]
