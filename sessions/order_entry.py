@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fix.application import Application, BusinessReject
+from fix.application import Application
 from fix.message import Message
 from sessions import order_entry_codec as codec
 from sessions.errors import EdgeError, EdgeReject
 from sessions.throttle import TokenBucket
 from venue.core import commands as cmd
 from venue.core import events as ev
+from venue.core.assets import AssetError, Assets, InstrumentUnits, instrument_units
 from venue.core.types import RejectCode, Side, TradingStatus
 
 log = logging.getLogger("venue.order_entry")
@@ -45,10 +46,19 @@ class SessionRights:
 
 class CoreView(Protocol):
     def order(self, order_id: int) -> Any: ...
+    def instrument(self, symbol: str) -> Any: ...
     def order_by_cl_ord_id(self, account: str, cl_ord_id: str) -> Any: ...
     def open_orders(self, account: str | None = None, instrument: str | None = None,
                     session: str | None = None) -> list[Any]: ...
     def instruments(self) -> list[Any]: ...
+
+
+class Refused(Exception):  # noqa: N818 - answered with a BusinessMessageReject
+    """A request the venue answers with BusinessMessageReject: reason (380), text, VenueErrorCode."""
+
+    def __init__(self, reason: int, text: str, code: int) -> None:
+        super().__init__(text)
+        self.reason, self.text, self.code = reason, text, int(code)
 
 
 Submit = Callable[[Any, Callable[[list[Any]], None] | None], None]
@@ -67,6 +77,7 @@ class OrderEntryApp(Application):
         sessions: Callable[[str], Any],
         precision: int = 3,
         clock_ns: Callable[[], int] = time.time_ns,
+        assets: Assets | None = None,
     ) -> None:
         self.core = core
         self.submit = submit
@@ -75,6 +86,8 @@ class OrderEntryApp(Application):
         self.session_by_id = sessions
         self.precision = precision
         self.clock_ns = clock_ns
+        self.assets = assets or Assets()
+        self._units: dict[str, InstrumentUnits] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._reject_ids = itertools.count(1)
 
@@ -104,10 +117,12 @@ class OrderEntryApp(Application):
         mt = msg.msg_type
         handler = self._handlers.get(mt)
         if handler is None:
-            raise BusinessReject(3, f"Unsupported Message Type {mt} (VenueErrorCode {EdgeError.UNSUPPORTED_MESSAGE})")
+            self._business_reject(session, msg, 3, f"Unsupported Message Type {mt}", EdgeError.UNSUPPORTED_MESSAGE)
+            return
         rights = self.rights(sid)
         if rights is None:
-            raise BusinessReject(4, "session has no trading rights")
+            self._business_reject(session, msg, 6, "session has no trading rights", RejectCode.NOT_ENTITLED)
+            return
         bucket = self._buckets.get(sid)
         if bucket is not None and not bucket.take(time.monotonic()):
             self._throttled(session, msg)
@@ -116,7 +131,22 @@ class OrderEntryApp(Application):
                 session.logout("Throttle limit exceeded repeatedly")
             return
         ctx = codec.EdgeContext(sid, rights.accounts, self.instrument)
-        handler(self, session, msg, ctx)
+        try:
+            handler(self, session, msg, ctx)
+        except Refused as exc:
+            self._business_reject(session, msg, exc.reason, exc.text, exc.code)
+
+    @staticmethod
+    def _business_reject(session: Any, msg: Message, reason: int, text: str, code: int) -> None:
+        """BusinessMessageReject (j) with BusinessRejectReason (380), Text (58) and VenueErrorCode (7001)."""
+        fields: list[tuple[int, object]] = [(35, "j")]
+        if (seq := msg.get_str(34)) is not None:
+            fields.append((45, seq))
+        fields.append((372, msg.msg_type))
+        if (ref := msg.get_str(11) or msg.get_str(584) or msg.get_str(320)) is not None:
+            fields.append((379, ref))
+        fields += [(380, reason), (58, text), (7001, int(code))]
+        session.send_app(fields)
 
     def _throttled(self, session: Any, msg: Message) -> None:
         text = "throttled: message rate limit exceeded"
@@ -126,7 +156,7 @@ class OrderEntryApp(Application):
         elif mt in ("F", "G"):
             self._reject_cancel(session, msg, EdgeReject(RejectCode.THROTTLED, text, 99))
         else:
-            raise BusinessReject(0, f"{text} (VenueErrorCode {int(RejectCode.THROTTLED)})")
+            self._business_reject(session, msg, 0, text, RejectCode.THROTTLED)
 
     def _on_new(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
         try:
@@ -157,7 +187,7 @@ class OrderEntryApp(Application):
             account = ctx.account(msg)
             inst = ctx.inst(msg)
         except EdgeReject as rej:
-            raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+            raise Refused(2 if rej.code == RejectCode.UNKNOWN_INSTRUMENT else 0, rej.text, rej.code) from None
         order = None
         if (oid := msg.get_str(37)) and oid.isdigit():
             order = self.core.order(int(oid))
@@ -194,15 +224,16 @@ class OrderEntryApp(Application):
             try:
                 symbol = ctx.inst(msg).symbol
             except EdgeReject as rej:
-                raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+                raise Refused(2 if rej.code == RejectCode.UNKNOWN_INSTRUMENT else 0, rej.text, rej.code) from None
         elif req_type not in ("7", "8"):
-            raise BusinessReject(0, f"MassStatusReqType (585) {req_type} is not supported; use 1, 7 or 8")
+            raise Refused(0, f"MassStatusReqType (585) {req_type} is not supported; use 1, 7 or 8",
+                          EdgeError.BAD_VALUE)
         accounts = ctx.accounts
         if msg.get_str(1) is not None:
             try:
                 accounts = (ctx.account(msg),)
             except EdgeReject as rej:
-                raise BusinessReject(0, f"{rej.text} (VenueErrorCode {rej.code})") from None
+                raise Refused(2 if rej.code == RejectCode.UNKNOWN_INSTRUMENT else 0, rej.text, rej.code) from None
         orders = [o for a in accounts for o in self.core.open_orders(account=a, instrument=symbol)]
         orders.sort(key=lambda o: o.order_id)
         if not orders:
@@ -310,13 +341,33 @@ class OrderEntryApp(Application):
 
     # ------------------------------------------------------------------ outbound
 
+    def units(self, symbol: str) -> InstrumentUnits | None:
+        """The ledger's unit factors of an instrument (None if unknown or not settleable)."""
+        u = self._units.get(symbol)
+        if u is None:
+            inst = self.core.instrument(symbol)
+            if inst is None:
+                return None
+            try:
+                u = self._units[symbol] = instrument_units(inst, self.assets)
+            except (AssetError, KeyError):
+                return None
+        return u
+
+    def commissions(self, events: list[Any]) -> dict[tuple[int, int], str]:
+        """(order_id, trade_id) -> Commission (12) of each fill in ``events``, as the ledger booked it."""
+        return codec.fill_commissions(events, self.units, self.assets)
+
     def deliver(self, events: Iterable[Any]) -> None:
         """Send each order event's report to the session that must get it."""
+        events = list(events)
+        fees = self.commissions(events) if any(isinstance(e, ev.OrderFilled) for e in events) else {}
         for e in events:
             inst = self.instrument(getattr(e, "instrument", ""))
             if inst is None:
                 continue
-            out = codec.report(e, inst, self.precision)
+            commission = fees.get((e.order_id, e.trade_id)) if isinstance(e, ev.OrderFilled) else None
+            out = codec.report(e, inst, self.precision, commission)
             if out is None:
                 continue
             target = e.owner_session if isinstance(e, ev.OrderCancelled) else e.session

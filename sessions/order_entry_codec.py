@@ -7,7 +7,7 @@ Decimal strings exist only here; the core sees integer ticks and lots.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -16,6 +16,7 @@ from fix.message import Message
 from sessions.errors import EdgeError, EdgeReject
 from venue.core import commands as cmd
 from venue.core import events as ev
+from venue.core.assets import Asset, InstrumentUnits
 from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce
 
 Fields = list[tuple[int, str]]
@@ -33,6 +34,8 @@ ORD_REJ_REASON = {
     RejectCode.QTY_TOO_SMALL: 13,
     RejectCode.NOT_ENTITLED: 15,
     RejectCode.UNKNOWN_ORDER: 5,
+    RejectCode.KILL_SWITCH: 0,  # Broker / Exchange option
+    RejectCode.INVALID_ORDER: 11,  # Unsupported order characteristic
 }
 # RejectCode -> CxlRejReason (102)
 CXL_REJ_REASON = {
@@ -278,8 +281,11 @@ def _er(
     return f
 
 
-def report(e, inst: InstrumentView, precision: int = 3) -> tuple[str, Fields] | None:
-    """Translate one order event into (MsgType, body fields), or None for non-order events."""
+def report(e, inst: InstrumentView, precision: int = 3, commission: str | None = None) -> tuple[str, Fields] | None:
+    """Translate one order event into (MsgType, body fields), or None for non-order events.
+
+    ``commission``: for a fill, the fee the ledger booked on the order's account for it (in the
+    quote asset), sent as Commission (12) with CommType (13) = 3 (absolute)."""
     if isinstance(e, ev.OrderAccepted):
         extra = [(40, e.ord_type.value), (59, e.tif.value)]
         if e.stop_price is not None:
@@ -290,6 +296,8 @@ def report(e, inst: InstrumentView, precision: int = 3) -> tuple[str, Fields] | 
         status = "2" if e.leaves_qty == 0 else "1"
         extra = [(32, inst.qty(e.last_qty)), (31, inst.px(e.last_px)), (880, str(e.trade_id)),
                  (1057, "Y" if e.aggressor else "N")]
+        if commission is not None:
+            extra += [(12, commission), (13, "3")]
         return "8", _er(e, inst, "F", status, order_id=e.order_id, cl=e.cl_ord_id, leaves=e.leaves_qty,
                         cum=e.cum_qty, cum_notional=e.cum_notional, extra=extra, precision=precision)
     if isinstance(e, ev.OrderCancelled):
@@ -319,6 +327,39 @@ def report(e, inst: InstrumentView, precision: int = 3) -> tuple[str, Fields] | 
         return "9", cancel_reject(e.cl_ord_id, e.orig_cl_ord_id, e.order_id, e.is_replace, int(e.code), e.text,
                                   CXL_REJ_REASON.get(e.code, 99), e.account)
     return None
+
+
+def fill_commissions(events: list, units: Callable[[str], InstrumentUnits | None],
+                     assets: Mapping[str, Asset]) -> dict[tuple[int, int], str]:
+    """(order_id, trade_id) -> the fee the ledger booked for that fill, as a decimal string.
+
+    Read from the batch's own ``LedgerEntry(kind="trade", ref="trade:<id>")``: the account's
+    quote posting is -(notional + fee) for the buyer and notional - fee for the seller, so the
+    fee is exactly what the ledger moved. A self-trade (both orders of one account) books one
+    net posting: its whole fee is reported on the aggressor's fill and 0 on the resting one.
+    """
+    trades: dict[int, ev.Trade] = {}
+    entries: dict[int, ev.LedgerEntry] = {}
+    for e in events:
+        if isinstance(e, ev.Trade):
+            trades[e.trade_id] = e
+        elif isinstance(e, ev.LedgerEntry) and e.kind == "trade" and e.ref.startswith("trade:"):
+            entries[int(e.ref[6:])] = e
+    out: dict[tuple[int, int], str] = {}
+    for e in events:
+        if not isinstance(e, ev.OrderFilled):
+            continue
+        entry, trade, u = entries.get(e.trade_id), trades.get(e.trade_id), units(e.instrument)
+        if entry is None or trade is None or u is None:
+            continue
+        posted = sum(d for acc, asset, d in entry.postings if acc == e.account and asset == u.quote)
+        notional = u.quote_units(e.last_px, e.last_qty)
+        if trade.maker_account == trade.taker_account:
+            fee = -posted if e.aggressor else 0
+        else:
+            fee = -posted - notional if e.side == Side.BUY else notional - posted
+        out[(e.order_id, e.trade_id)] = _plain(assets[u.quote].to_decimal(fee))
+    return out
 
 
 def rejected_report(exec_id: object, ts: int, cl: str, account: str, symbol: str, side: str, code: int,
