@@ -7,16 +7,13 @@ import itertools
 import pytest
 
 from tests.core_helpers import BOOKS, B, S
-from venue.core.book import Order
-from venue.core.types import OrdType, StpMode, TimeInForce
+from venue.core.book import LEAVES_QTY, ORDER_ID, VISIBLE_QTY, Row, new_row
 
 _ids = itertools.count(1)
 
 
-def order(side, price, qty, display=None, account="a") -> Order:
-    vis = qty if display is None else min(display, qty)
-    return Order(next(_ids), "c", account, "X", side, OrdType.LIMIT, TimeInForce.GTC, price, qty, qty,
-                 display_qty=display, visible_qty=vis, stp=StpMode.EXPIRE_TAKER)
+def order(side, price, qty, display=None, account="a") -> Row:
+    return new_row(next(_ids), "c", account, "X", side, qty, price, display_qty=display)
 
 
 @pytest.fixture(params=BOOKS, ids=lambda b: b.__name__)
@@ -67,7 +64,7 @@ def test_full_fill_removes_the_head(book):
     a, b = order(S, 100, 2), order(S, 100, 3)
     book.add(a)
     book.add(b)
-    a.leaves_qty = 0
+    a[LEAVES_QTY] = 0
     book.fill(a, 2)
     assert book.head(S) is b and book.levels(S) == [(100, 3, 1)]
 
@@ -76,7 +73,7 @@ def test_partial_fill_keeps_the_head(book):
     a = order(S, 100, 5)
     book.add(a)
     book.add(order(S, 100, 1))
-    a.leaves_qty = 3
+    a[LEAVES_QTY] = 3
     book.fill(a, 2)
     assert book.head(S) is a and book.levels(S) == [(100, 4, 2)]
 
@@ -85,9 +82,9 @@ def test_iceberg_refresh_goes_to_the_back(book):
     ice, other = order(S, 100, 10, display=3), order(S, 100, 1)
     book.add(ice)
     book.add(other)
-    ice.leaves_qty = 7
+    ice[LEAVES_QTY] = 7
     book.fill(ice, 3)
-    assert book.head(S) is other and ice.visible_qty == 3
+    assert book.head(S) is other and ice[VISIBLE_QTY] == 3
     assert book.levels(S) == [(100, 4, 2)]
     assert list(book.orders(S)) == [other, ice]
 
@@ -114,4 +111,4 @@ def test_orders_iterates_in_priority_order(book):
     xs = [order(B, p, 1) for p in (100, 101, 100, 102)]
     for o in xs:
         book.add(o)
-    assert [o.order_id for o in book.orders(B)] == [xs[3].order_id, xs[1].order_id, xs[0].order_id, xs[2].order_id]
+    assert [o[ORDER_ID] for o in book.orders(B)] == [xs[3][ORDER_ID], xs[1][ORDER_ID], xs[0][ORDER_ID], xs[2][ORDER_ID]]

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core_helpers import SYM, B, S, instrument
-from venue.core.book import NaiveBook
+from venue.core.book import ORDER_ID, NaiveBook
 from venue.core.commands import CancelOrder, MassCancel, NewOrder, ReplaceOrder, SetAccountStp
 from venue.core.engine import Core
 from venue.core.events import (
@@ -94,8 +94,8 @@ def run(cmds, book_factory=None):
     core = Core([instrument()]) if book_factory is None else Core([instrument()], book_factory=book_factory)
     per_cmd = []
     for cmd in cmds:
-        pre_bids = [o.order_id for o in core.book(SYM).orders(B)]
-        pre_asks = [o.order_id for o in core.book(SYM).orders(S)]
+        pre_bids = [o[ORDER_ID] for o in core.book(SYM).orders(B)]
+        pre_asks = [o[ORDER_ID] for o in core.book(SYM).orders(S)]
         per_cmd.append((cmd, core.process(cmd), pre_bids, pre_asks))
         book = core.book(SYM)
         assert book.best_bid is None or book.best_ask is None or book.best_bid < book.best_ask, "crossed book"

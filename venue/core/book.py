@@ -28,9 +28,48 @@ BUY = Side.BUY
 SELL = Side.SELL
 
 
-@dataclass(slots=True, eq=False)
+# An open order inside the core is a plain list ("row") indexed by these constants: building a
+# 22-slot object per order costs several times more than a list literal on the hot path. Outside
+# the core, orders are seen as ``Order`` snapshots (``Order.from_row``).
+FIELDS = (
+    "order_id", "cl_ord_id", "account", "instrument", "side", "ord_type", "tif", "price", "qty",
+    "leaves_qty", "cum_qty", "cum_notional", "display_qty", "visible_qty", "stop_price", "stp",
+    "post_only", "expire_at", "session", "ts", "triggered", "live",
+)
+(ORDER_ID, CL_ORD_ID, ACCOUNT, INSTRUMENT, SIDE, ORD_TYPE, TIF, PRICE, QTY, LEAVES_QTY, CUM_QTY,
+ CUM_NOTIONAL, DISPLAY_QTY, VISIBLE_QTY, STOP_PRICE, STP, POST_ONLY, EXPIRE_AT, SESSION, TS, TRIGGERED,
+ LIVE) = range(len(FIELDS))
+
+Row = list  # an order row (see FIELDS)
+
+
+def new_row(order_id: int, cl_ord_id: str, account: str, instrument: str, side: Side, qty: int,
+            price: int | None = None, ord_type: OrdType = OrdType.LIMIT, tif: TimeInForce = TimeInForce.GTC,
+            display_qty: int | None = None, stop_price: int | None = None,
+            stp: StpMode = StpMode.EXPIRE_TAKER, post_only: bool = False, expire_at: int | None = None,
+            session: str = "", ts: int = 0) -> Row:
+    """A fresh order row (leaves = qty, visible = display part)."""
+    vis = qty if display_qty is None else min(display_qty, qty)
+    return [order_id, cl_ord_id, account, instrument, side, ord_type, tif, price, qty, qty, 0, 0,
+            display_qty, vis, stop_price, stp, post_only, expire_at, session, ts, False, True]
+
+
+def row_to_json(o: Row) -> list:
+    """A row as JSON values (enums as their values; the ``live`` flag dropped)."""
+    v = o[:LIVE]
+    v[SIDE], v[ORD_TYPE], v[TIF], v[STP] = o[SIDE].value, o[ORD_TYPE].value, o[TIF].value, o[STP].value
+    return v
+
+
+def row_from_json(v: list) -> Row:
+    o = list(v[:LIVE]) + [True]
+    o[SIDE], o[ORD_TYPE], o[TIF], o[STP] = Side(v[SIDE]), OrdType(v[ORD_TYPE]), TimeInForce(v[TIF]), StpMode(v[STP])
+    return o
+
+
+@dataclass(slots=True, frozen=True)
 class Order:
-    """An open order as the core keeps it (quantities in lots, prices in ticks)."""
+    """A read-only snapshot of an open order (quantities in lots, prices in ticks)."""
 
     order_id: int
     cl_ord_id: str
@@ -42,46 +81,26 @@ class Order:
     price: int | None
     qty: int
     leaves_qty: int
-    cum_qty: int = 0
-    cum_notional: int = 0
-    display_qty: int | None = None
-    visible_qty: int = 0
-    stop_price: int | None = None
-    stp: StpMode = StpMode.EXPIRE_TAKER
-    post_only: bool = False
-    expire_at: int | None = None
-    session: str = ""
-    ts: int = 0
-    triggered: bool = False
-    live: bool = True  # this object's queue position is valid (False once removed)
+    cum_qty: int
+    cum_notional: int
+    display_qty: int | None
+    visible_qty: int
+    stop_price: int | None
+    stp: StpMode
+    post_only: bool
+    expire_at: int | None
+    session: str
+    ts: int
+    triggered: bool
 
-    def clone(self) -> Order:
-        """A copy that can take a new queue position (the old one stays dead)."""
-        return Order(
-            self.order_id, self.cl_ord_id, self.account, self.instrument, self.side, self.ord_type,
-            self.tif, self.price, self.qty, self.leaves_qty, self.cum_qty, self.cum_notional,
-            self.display_qty, self.visible_qty, self.stop_price, self.stp, self.post_only,
-            self.expire_at, self.session, self.ts, self.triggered, True,
-        )
+    @classmethod
+    def from_row(cls, o: Row) -> Order:
+        return cls(*o[:LIVE])
 
     @property
     def is_stop_waiting(self) -> bool:
+        """A stop order still waiting for its trigger (not in the visible book)."""
         return self.stop_price is not None and not self.triggered
-
-    def to_list(self) -> list:
-        return [
-            self.order_id, self.cl_ord_id, self.account, self.instrument, self.side.value,
-            self.ord_type.value, self.tif.value, self.price, self.qty, self.leaves_qty, self.cum_qty,
-            self.cum_notional, self.display_qty, self.visible_qty, self.stop_price, self.stp.value,
-            self.post_only, self.expire_at, self.session, self.ts, self.triggered,
-        ]
-
-    @classmethod
-    def from_list(cls, v: list) -> Order:
-        return cls(
-            v[0], v[1], v[2], v[3], Side(v[4]), OrdType(v[5]), TimeInForce(v[6]), v[7], v[8], v[9],
-            v[10], v[11], v[12], v[13], v[14], StpMode(v[15]), v[16], v[17], v[18], v[19], v[20], True,
-        )
 
 
 class Level:
@@ -93,7 +112,7 @@ class Level:
         self.price = price
         self.qty = 0
         self.count = 0
-        self.orders: deque[Order] = deque()
+        self.orders: deque[Row] = deque()
 
 
 class Book:
@@ -108,11 +127,11 @@ class Book:
         self.best_ask: int | None = None
         self.dirty: dict[int, None] = {}
 
-    def add(self, o: Order) -> Level:
-        """Rest ``o`` at the back of its price level (``o.visible_qty`` counts as visible);
+    def add(self, o: Row) -> Level:
+        """Rest ``o`` at the back of its price level (``o[VISIBLE_QTY]`` counts as visible);
         returns the level (its state after the change)."""
-        price = o.price
-        if o.side is BUY:
+        price = o[PRICE]
+        if o[SIDE] is BUY:
             lvl = self.bids.get(price)
             if lvl is None:
                 lvl = self.bids[price] = Level(price)
@@ -126,9 +145,9 @@ class Book:
                 if self.best_ask is None or price < self.best_ask:
                     self.best_ask = price
             self.dirty[price] = None
-        o.live = True
+        o[LIVE] = True
         lvl.orders.append(o)
-        lvl.qty += o.visible_qty
+        lvl.qty += o[VISIBLE_QTY]
         lvl.count += 1
         return lvl
 
@@ -142,26 +161,26 @@ class Book:
             if price == self.best_ask:
                 self.best_ask = self.asks.peekitem(0)[0] if self.asks else None
 
-    def remove(self, o: Order) -> Level:
+    def remove(self, o: Row) -> Level:
         """Take a resting order out of the book (O(1): flagged dead, aggregates updated);
         returns the level (its state after the change; qty 0 and count 0 when it is gone)."""
-        price = o.price
-        if o.side is BUY:
+        price = o[PRICE]
+        if o[SIDE] is BUY:
             lvl = self.bids[price]
             self.dirty[-price] = None
         else:
             lvl = self.asks[price]
             self.dirty[price] = None
-        o.live = False
-        lvl.qty -= o.visible_qty
+        o[LIVE] = False
+        lvl.qty -= o[VISIBLE_QTY]
         lvl.count -= 1
         if lvl.count == 0:
-            self._drop_level(o.side, price)
+            self._drop_level(o[SIDE], price)
         elif len(lvl.orders) > 2 * lvl.count + 16:
-            lvl.orders = deque([x for x in lvl.orders if x.live])
+            lvl.orders = deque([x for x in lvl.orders if x[LIVE]])
         return lvl
 
-    def head(self, side: Side) -> Order | None:
+    def head(self, side: Side) -> Row | None:
         """The first order in time priority at the best price of ``side``."""
         if side is BUY:
             if self.best_bid is None:
@@ -172,48 +191,48 @@ class Book:
                 return None
             q = self.asks[self.best_ask].orders
         o = q[0]
-        while not o.live:
+        while not o[LIVE]:
             q.popleft()
             o = q[0]
         return o
 
-    def fill(self, o: Order, qty: int) -> None:
-        """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o.leaves_qty`` is
+    def fill(self, o: Row, qty: int) -> None:
+        """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o[LEAVES_QTY]`` is
         already reduced. Refreshes an iceberg (back of the level) or removes a finished order."""
-        price = o.price
-        if o.side is BUY:
+        price = o[PRICE]
+        if o[SIDE] is BUY:
             lvl = self.bids[price]
             self.dirty[-price] = None
         else:
             lvl = self.asks[price]
             self.dirty[price] = None
-        o.visible_qty -= qty
+        o[VISIBLE_QTY] -= qty
         lvl.qty -= qty
-        if o.visible_qty == 0:
+        if o[VISIBLE_QTY] == 0:
             lvl.orders.popleft()
-            if o.leaves_qty > 0:
-                vis = o.display_qty if o.display_qty < o.leaves_qty else o.leaves_qty
-                o.visible_qty = vis
+            if o[LEAVES_QTY] > 0:
+                vis = o[DISPLAY_QTY] if o[DISPLAY_QTY] < o[LEAVES_QTY] else o[LEAVES_QTY]
+                o[VISIBLE_QTY] = vis
                 lvl.qty += vis
                 lvl.orders.append(o)
             else:
-                o.live = False
+                o[LIVE] = False
                 lvl.count -= 1
                 if lvl.count == 0:
-                    self._drop_level(o.side, price)
+                    self._drop_level(o[SIDE], price)
 
-    def reduce(self, o: Order, leaves: int) -> None:
+    def reduce(self, o: Row, leaves: int) -> None:
         """Lower a resting order's leaves in place (keeps time priority); ``leaves`` > 0."""
-        vis = o.visible_qty if o.visible_qty < leaves else leaves
-        if o.side is BUY:
-            lvl = self.bids[o.price]
-            self.dirty[-o.price] = None
+        vis = o[VISIBLE_QTY] if o[VISIBLE_QTY] < leaves else leaves
+        if o[SIDE] is BUY:
+            lvl = self.bids[o[PRICE]]
+            self.dirty[-o[PRICE]] = None
         else:
-            lvl = self.asks[o.price]
-            self.dirty[o.price] = None
-        lvl.qty -= o.visible_qty - vis
-        o.visible_qty = vis
-        o.leaves_qty = leaves
+            lvl = self.asks[o[PRICE]]
+            self.dirty[o[PRICE]] = None
+        lvl.qty -= o[VISIBLE_QTY] - vis
+        o[VISIBLE_QTY] = vis
+        o[LEAVES_QTY] = leaves
 
     def level(self, side: Side, price: int) -> tuple[int, int]:
         """(visible qty, order count) at a price; (0, 0) when there is no level."""
@@ -236,7 +255,7 @@ class Book:
             out.append((p, lvl.qty, lvl.count))
         return out
 
-    def orders(self, side: Side) -> Iterator[Order]:
+    def orders(self, side: Side) -> Iterator[Row]:
         """Resting orders of ``side`` in priority order."""
         if side is BUY:
             book = self.bids
@@ -246,7 +265,7 @@ class Book:
             prices = iter(book.keys())
         for p in prices:
             for o in list(book[p].orders):
-                if o.live:
+                if o[LIVE]:
                     yield o
 
     def take_dirty(self) -> list[tuple[Side, int, int, int]]:
@@ -267,7 +286,7 @@ class NaiveBook:
     """Reference book: one arrival-ordered list per side, everything by linear scan."""
 
     def __init__(self) -> None:
-        self._side: dict[Side, list[Order]] = {BUY: [], SELL: []}
+        self._side: dict[Side, list[Row]] = {BUY: [], SELL: []}
         self.dirty: dict[int, None] = {}
 
     @staticmethod
@@ -275,7 +294,7 @@ class NaiveBook:
         return -price if side is BUY else price
 
     def _best(self, side: Side) -> int | None:
-        prices = [o.price for o in self._side[side]]
+        prices = [o[PRICE] for o in self._side[side]]
         if not prices:
             return None
         return max(prices) if side is BUY else min(prices)
@@ -293,53 +312,53 @@ class NaiveBook:
         lvl.qty, lvl.count = self.level(side, price)
         return lvl
 
-    def add(self, o: Order) -> Level:
-        o.live = True
-        self._side[o.side].append(o)
-        self.dirty[self._key(o.side, o.price)] = None
-        return self._level_obj(o.side, o.price)
+    def add(self, o: Row) -> Level:
+        o[LIVE] = True
+        self._side[o[SIDE]].append(o)
+        self.dirty[self._key(o[SIDE], o[PRICE])] = None
+        return self._level_obj(o[SIDE], o[PRICE])
 
-    def remove(self, o: Order) -> Level:
-        self._side[o.side].remove(o)
-        o.live = False
-        self.dirty[self._key(o.side, o.price)] = None
-        return self._level_obj(o.side, o.price)
+    def remove(self, o: Row) -> Level:
+        self._side[o[SIDE]].remove(o)
+        o[LIVE] = False
+        self.dirty[self._key(o[SIDE], o[PRICE])] = None
+        return self._level_obj(o[SIDE], o[PRICE])
 
-    def head(self, side: Side) -> Order | None:
+    def head(self, side: Side) -> Row | None:
         best = self._best(side)
         if best is None:
             return None
-        return next(o for o in self._side[side] if o.price == best)
+        return next(o for o in self._side[side] if o[PRICE] == best)
 
-    def fill(self, o: Order, qty: int) -> None:
-        o.visible_qty -= qty
-        self.dirty[self._key(o.side, o.price)] = None
-        if o.visible_qty == 0:
-            self._side[o.side].remove(o)
-            if o.leaves_qty > 0:
-                o.visible_qty = min(o.display_qty, o.leaves_qty)
-                self._side[o.side].append(o)
+    def fill(self, o: Row, qty: int) -> None:
+        o[VISIBLE_QTY] -= qty
+        self.dirty[self._key(o[SIDE], o[PRICE])] = None
+        if o[VISIBLE_QTY] == 0:
+            self._side[o[SIDE]].remove(o)
+            if o[LEAVES_QTY] > 0:
+                o[VISIBLE_QTY] = min(o[DISPLAY_QTY], o[LEAVES_QTY])
+                self._side[o[SIDE]].append(o)
             else:
-                o.live = False
+                o[LIVE] = False
 
-    def reduce(self, o: Order, leaves: int) -> None:
-        o.visible_qty = min(o.visible_qty, leaves)
-        o.leaves_qty = leaves
-        self.dirty[self._key(o.side, o.price)] = None
+    def reduce(self, o: Row, leaves: int) -> None:
+        o[VISIBLE_QTY] = min(o[VISIBLE_QTY], leaves)
+        o[LEAVES_QTY] = leaves
+        self.dirty[self._key(o[SIDE], o[PRICE])] = None
 
     def level(self, side: Side, price: int) -> tuple[int, int]:
-        at = [o for o in self._side[side] if o.price == price]
-        return sum(o.visible_qty for o in at), len(at)
+        at = [o for o in self._side[side] if o[PRICE] == price]
+        return sum(o[VISIBLE_QTY] for o in at), len(at)
 
     def levels(self, side: Side, depth: int | None = None) -> list[tuple[int, int, int]]:
-        prices = sorted({o.price for o in self._side[side]}, reverse=side is BUY)
+        prices = sorted({o[PRICE] for o in self._side[side]}, reverse=side is BUY)
         out = [(p, *self.level(side, p)) for p in prices]
         return out if depth is None else out[:depth]
 
-    def orders(self, side: Side) -> Iterator[Order]:
-        prices = sorted({o.price for o in self._side[side]}, reverse=side is BUY)
+    def orders(self, side: Side) -> Iterator[Row]:
+        prices = sorted({o[PRICE] for o in self._side[side]}, reverse=side is BUY)
         for p in prices:
-            yield from [o for o in self._side[side] if o.price == p]
+            yield from [o for o in self._side[side] if o[PRICE] == p]
 
     def take_dirty(self) -> list[tuple[Side, int, int, int]]:
         out = []

@@ -29,7 +29,34 @@ from dataclasses import replace as dc_replace
 
 from sortedcontainers import SortedDict
 
-from venue.core.book import Book, Level, Order
+from venue.core.book import (
+    ACCOUNT,
+    CL_ORD_ID,
+    CUM_NOTIONAL,
+    CUM_QTY,
+    DISPLAY_QTY,
+    EXPIRE_AT,
+    INSTRUMENT,
+    LEAVES_QTY,
+    LIVE,
+    ORDER_ID,
+    POST_ONLY,
+    PRICE,
+    QTY,
+    SESSION,
+    SIDE,
+    STOP_PRICE,
+    STP,
+    TIF,
+    TRIGGERED,
+    VISIBLE_QTY,
+    Book,
+    Level,
+    Order,
+    Row,
+    row_from_json,
+    row_to_json,
+)
 from venue.core.commands import (
     CancelOrder,
     EndOfSession,
@@ -123,8 +150,8 @@ class Core:
         self.cmd_count = 0
         self._next_order_id = 1
         self._next_trade_id = 1
-        self._orders: dict[int, Order] = {}
-        self._by_clid: dict[str, dict[str, Order]] = {}
+        self._orders: dict[int, Row] = {}
+        self._by_clid: dict[str, dict[str, Row]] = {}
         self._stp_default: dict[str, StpMode] = {}
         self._kill: set[str] = set()
         self._gtd: list[tuple[int, int]] = []
@@ -183,21 +210,25 @@ class Core:
         return [m.inst for m in self._markets.values()]
 
     def order(self, order_id: int) -> Order | None:
-        return self._orders.get(order_id)
+        """A snapshot of an open order (None once it is closed)."""
+        o = self._orders.get(order_id)
+        return None if o is None else Order.from_row(o)
 
     def order_by_cl_ord_id(self, account: str, cl_ord_id: str) -> Order | None:
         clids = self._by_clid.get(account)
-        return None if clids is None else clids.get(cl_ord_id)
+        o = None if clids is None else clids.get(cl_ord_id)
+        return None if o is None else Order.from_row(o)
 
     def open_orders(self, account: str | None = None, instrument: str | None = None,
                     session: str | None = None) -> list[Order]:
-        """Open orders (resting and waiting stops) matching all given filters, by order id."""
+        """Snapshots of the open orders (resting and waiting stops) matching all filters, by id."""
         src = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
-        return sorted(
-            (o for o in src if (instrument is None or o.instrument == instrument)
-             and (session is None or o.session == session)),
+        rows = sorted(
+            (o for o in src if (instrument is None or o[INSTRUMENT] == instrument)
+             and (session is None or o[SESSION] == session)),
             key=_by_id,
         )
+        return [Order.from_row(o) for o in rows]
 
     def book_levels(self, instrument: str, side: Side, depth: int | None = None) -> list[tuple[int, int, int]]:
         """[(price, visible qty, order count)], best first."""
@@ -216,16 +247,16 @@ class Core:
         return self._stp_default.get(account, DEFAULT_STP)
 
     # ------------------------------------------------------------------ helpers
-    def _register(self, o: Order) -> None:
-        self._orders[o.order_id] = o
-        clids = self._by_clid.get(o.account)
+    def _register(self, o: Row) -> None:
+        self._orders[o[ORDER_ID]] = o
+        clids = self._by_clid.get(o[ACCOUNT])
         if clids is None:
-            clids = self._by_clid[o.account] = {}
-        clids[o.cl_ord_id] = o
+            clids = self._by_clid[o[ACCOUNT]] = {}
+        clids[o[CL_ORD_ID]] = o
 
-    def _unregister(self, o: Order) -> None:
-        del self._orders[o.order_id]
-        del self._by_clid[o.account][o.cl_ord_id]
+    def _unregister(self, o: Row) -> None:
+        del self._orders[o[ORDER_ID]]
+        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
 
     def _flush(self, mkt: _Market, ts: int, out: list) -> None:
         book = mkt.book
@@ -249,46 +280,46 @@ class Core:
                                   cmd.instrument, is_replace, code, text, cmd.session))
 
     @staticmethod
-    def _expire(o: Order, reason: str, ts: int, out: list) -> None:
-        out.append(OrderExpired(0, ts, o.order_id, o.cl_ord_id, o.account, o.instrument, o.side, o.price,
-                                o.qty, o.leaves_qty, o.cum_qty, o.cum_notional, reason, o.session))
-        o.leaves_qty = 0
+    def _expire(o: Row, reason: str, ts: int, out: list) -> None:
+        out.append(OrderExpired(0, ts, o[ORDER_ID], o[CL_ORD_ID], o[ACCOUNT], o[INSTRUMENT], o[SIDE], o[PRICE],
+                                o[QTY], o[LEAVES_QTY], o[CUM_QTY], o[CUM_NOTIONAL], reason, o[SESSION]))
+        o[LEAVES_QTY] = 0
 
-    def _take_out(self, mkt: _Market, o: Order) -> None:
+    def _take_out(self, mkt: _Market, o: Row) -> None:
         """Remove an open order from wherever it rests (book or stop book) and the registry."""
-        if o.stop_price is not None and not o.triggered:
-            stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
-            lvl = stops[o.stop_price]
-            o.live = False
+        if o[STOP_PRICE] is not None and not o[TRIGGERED]:
+            stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
+            lvl = stops[o[STOP_PRICE]]
+            o[LIVE] = False
             lvl.count -= 1
             if lvl.count == 0:
-                del stops[o.stop_price]
+                del stops[o[STOP_PRICE]]
             elif len(lvl.orders) > 2 * lvl.count + 16:
-                lvl.orders = deque([x for x in lvl.orders if x.live])
+                lvl.orders = deque([x for x in lvl.orders if x[LIVE]])
         else:
             mkt.book.remove(o)
         self._unregister(o)
 
-    def _cancel_order(self, mkt: _Market, o: Order, ts: int, out: list, reason: str, cl_ord_id: str,
+    def _cancel_order(self, mkt: _Market, o: Row, ts: int, out: list, reason: str, cl_ord_id: str,
                       session: str) -> None:
         self._take_out(mkt, o)
-        out.append(OrderCancelled(0, ts, o.order_id, cl_ord_id or o.cl_ord_id, o.cl_ord_id, o.account,
-                                  o.instrument, o.side, o.price, o.qty, o.leaves_qty, o.cum_qty,
-                                  o.cum_notional, reason, session, o.session))
-        o.leaves_qty = 0
+        out.append(OrderCancelled(0, ts, o[ORDER_ID], cl_ord_id or o[CL_ORD_ID], o[CL_ORD_ID], o[ACCOUNT],
+                                  o[INSTRUMENT], o[SIDE], o[PRICE], o[QTY], o[LEAVES_QTY], o[CUM_QTY],
+                                  o[CUM_NOTIONAL], reason, session, o[SESSION]))
+        o[LEAVES_QTY] = 0
 
-    def _rest(self, mkt: _Market, o: Order) -> None:
-        d = o.display_qty
-        o.visible_qty = d if d is not None and d < o.leaves_qty else o.leaves_qty
+    def _rest(self, mkt: _Market, o: Row) -> None:
+        d = o[DISPLAY_QTY]
+        o[VISIBLE_QTY] = d if d is not None and d < o[LEAVES_QTY] else o[LEAVES_QTY]
         mkt.book.add(o)
         self._register(o)
 
-    def _add_stop(self, mkt: _Market, o: Order) -> None:
-        stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
-        lvl = stops.get(o.stop_price)
+    def _add_stop(self, mkt: _Market, o: Row) -> None:
+        stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
+        lvl = stops.get(o[STOP_PRICE])
         if lvl is None:
-            lvl = stops[o.stop_price] = Level(o.stop_price)
-        o.live = True
+            lvl = stops[o[STOP_PRICE]] = Level(o[STOP_PRICE])
+        o[LIVE] = True
         lvl.orders.append(o)
         lvl.count += 1
         self._register(o)
@@ -386,8 +417,8 @@ class Core:
         cl = cmd.cl_ord_id
         session = cmd.session
         sym = mkt.sym
-        o = Order(oid, cl, account, sym, side, ot, tif, price, qty, qty, 0, 0, disp, 0, stop, stp,
-                  post_only, expire_at, session, ts, False, True)
+        o = [oid, cl, account, sym, side, ot, tif, price, qty, qty, 0, 0, disp, 0, stop, stp,
+             post_only, expire_at, session, ts, False, True]
         out.append(OrderAccepted(0, ts, oid, cl, account, sym, side, ot, tif, price, qty, stop, disp, qty,
                                  session))
         if expire_at is not None:
@@ -403,7 +434,7 @@ class Core:
             else (book.best_bid is None or price > book.best_bid)
         ):
             # passive fast path: one level touched, reported directly
-            o.visible_qty = disp if disp is not None and disp < qty else qty
+            o[VISIBLE_QTY] = disp if disp is not None and disp < qty else qty
             lvl = book.add(o)
             book.dirty.clear()
             self._orders[oid] = o
@@ -420,43 +451,43 @@ class Core:
                 out.append(BookLevel(0, ts, sym, bside, bprice, bqty, bcount))
 
     # ------------------------------------------------------------------ matching
-    def _work(self, mkt: _Market, o: Order, ts: int, out: list) -> bool:
+    def _work(self, mkt: _Market, o: Row, ts: int, out: list) -> bool:
         """An accepted/triggered/re-priced order (not registered, not resting) meets the book:
         FOK check, matching, then rest or expire the remainder. Returns True if it traded."""
-        buy = o.side is BUY
-        if o.price is None:
+        buy = o[SIDE] is BUY
+        if o[PRICE] is None:
             limit = mkt.band_hi if buy else mkt.band_lo
         else:
-            limit = o.price
-        if o.tif is FOK and self._available(mkt.book, o, limit) < o.leaves_qty:
+            limit = o[PRICE]
+        if o[TIF] is FOK and self._available(mkt.book, o, limit) < o[LEAVES_QTY]:
             self._expire(o, "fok", ts, out)
             return False
         traded = self._match(mkt, o, limit, ts, out)
-        if o.leaves_qty == 0:
+        if o[LEAVES_QTY] == 0:
             return traded
-        if o.price is None:
+        if o[PRICE] is None:
             best = mkt.book.best_ask if buy else mkt.book.best_bid
             self._expire(o, "market_no_liquidity" if best is None else "price_band", ts, out)
-        elif o.tif is IOC:
+        elif o[TIF] is IOC:
             self._expire(o, "ioc", ts, out)
-        elif o.tif is FOK:  # pragma: no cover - guarded by _available
+        elif o[TIF] is FOK:  # pragma: no cover - guarded by _available
             self._expire(o, "fok", ts, out)
         else:
             self._rest(mkt, o)
         return traded
 
-    def _available(self, book, o: Order, limit: int | None) -> int:
+    def _available(self, book, o: Row, limit: int | None) -> int:
         """What ``o`` would fill if matched now, counting STP stops exactly (FOK check)."""
-        buy = o.side is BUY
-        stp = o.stp
+        buy = o[SIDE] is BUY
+        stp = o[STP]
         stp_on = stp is not STP_NONE
-        need = o.leaves_qty
+        need = o[LEAVES_QTY]
         before = 0  # fully consumable quantity at better levels
         level_px = None
         level_all = 0  # all leaves at the current level
         level_ahead = 0  # what is reachable before an own order at the current level
         for m in book.orders(SELL if buy else BUY):
-            p = m.price
+            p = m[PRICE]
             if limit is not None and (p > limit if buy else p < limit):
                 break
             if p != level_px:
@@ -464,23 +495,23 @@ class Core:
                 if before >= need:
                     return before
                 level_px, level_all, level_ahead = p, 0, 0
-            if stp_on and m.account == o.account:
+            if stp_on and m[ACCOUNT] == o[ACCOUNT]:
                 if stp is EXPIRE_MAKER:
                     continue
                 return before + level_ahead
-            level_all += m.leaves_qty
-            level_ahead += m.leaves_qty if m.display_qty is None else m.visible_qty
+            level_all += m[LEAVES_QTY]
+            level_ahead += m[LEAVES_QTY] if m[DISPLAY_QTY] is None else m[VISIBLE_QTY]
         return before + level_all
 
-    def _match(self, mkt: _Market, o: Order, limit: int | None, ts: int, out: list) -> bool:
+    def _match(self, mkt: _Market, o: Row, limit: int | None, ts: int, out: list) -> bool:
         """Match taker ``o`` against the opposite side down to ``limit`` (None: no limit)."""
         book = mkt.book
-        buy = o.side is BUY
+        buy = o[SIDE] is BUY
         mside = SELL if buy else BUY
-        account = o.account
-        stp = o.stp
+        account = o[ACCOUNT]
+        stp = o[STP]
         stp_on = stp is not STP_NONE
-        sym = o.instrument
+        sym = o[INSTRUMENT]
         first = px = None
         append = out.append
         while True:
@@ -488,7 +519,7 @@ class Core:
             if p is None or (limit is not None and (p > limit if buy else p < limit)):
                 break
             m = book.head(mside)
-            if stp_on and m.account == account:
+            if stp_on and m[ACCOUNT] == account:
                 if stp is EXPIRE_TAKER:
                     self._expire(o, "self_trade", ts, out)
                     break
@@ -501,51 +532,51 @@ class Core:
                         break
                     continue
                 # decrement and cancel: both lose the smaller leaves
-                d = o.leaves_qty if o.leaves_qty < m.leaves_qty else m.leaves_qty
-                if m.leaves_qty == d:
+                d = o[LEAVES_QTY] if o[LEAVES_QTY] < m[LEAVES_QTY] else m[LEAVES_QTY]
+                if m[LEAVES_QTY] == d:
                     book.remove(m)
                     self._unregister(m)
                     self._expire(m, "self_trade", ts, out)
                 else:
-                    m.qty -= d
-                    book.reduce(m, m.leaves_qty - d)
-                    append(OrderRestated(0, ts, m.order_id, m.cl_ord_id, m.account, sym, m.side, m.price, m.qty,
-                                         m.leaves_qty, m.cum_qty, m.cum_notional, "self_trade", m.session))
-                if o.leaves_qty == d:
+                    m[QTY] -= d
+                    book.reduce(m, m[LEAVES_QTY] - d)
+                    append(OrderRestated(0, ts, m[ORDER_ID], m[CL_ORD_ID], m[ACCOUNT], sym, m[SIDE], m[PRICE], m[QTY],
+                                         m[LEAVES_QTY], m[CUM_QTY], m[CUM_NOTIONAL], "self_trade", m[SESSION]))
+                if o[LEAVES_QTY] == d:
                     self._expire(o, "self_trade", ts, out)
                     break
-                o.qty -= d
-                o.leaves_qty -= d
-                append(OrderRestated(0, ts, o.order_id, o.cl_ord_id, account, sym, o.side, o.price, o.qty,
-                                     o.leaves_qty, o.cum_qty, o.cum_notional, "self_trade", o.session))
+                o[QTY] -= d
+                o[LEAVES_QTY] -= d
+                append(OrderRestated(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], o[PRICE], o[QTY],
+                                     o[LEAVES_QTY], o[CUM_QTY], o[CUM_NOTIONAL], "self_trade", o[SESSION]))
                 continue
-            q = o.leaves_qty if o.leaves_qty < m.visible_qty else m.visible_qty
+            q = o[LEAVES_QTY] if o[LEAVES_QTY] < m[VISIBLE_QTY] else m[VISIBLE_QTY]
             tid = self._next_trade_id
             self._next_trade_id = tid + 1
             n = p * q
-            m.leaves_qty -= q
-            m.cum_qty += q
-            m.cum_notional += n
-            o.leaves_qty -= q
-            o.cum_qty += q
-            o.cum_notional += n
+            m[LEAVES_QTY] -= q
+            m[CUM_QTY] += q
+            m[CUM_NOTIONAL] += n
+            o[LEAVES_QTY] -= q
+            o[CUM_QTY] += q
+            o[CUM_NOTIONAL] += n
             book.fill(m, q)
-            if m.leaves_qty == 0:
+            if m[LEAVES_QTY] == 0:
                 self._unregister(m)
-            append(OrderFilled(0, ts, m.order_id, m.cl_ord_id, m.account, sym, mside, tid, p, q, m.leaves_qty,
-                               m.cum_qty, m.cum_notional, False, m.session))
-            append(OrderFilled(0, ts, o.order_id, o.cl_ord_id, account, sym, o.side, tid, p, q, o.leaves_qty,
-                               o.cum_qty, o.cum_notional, True, o.session))
-            append(Trade(0, ts, tid, sym, p, q, o.side, m.order_id, o.order_id, m.account, account))
+            append(OrderFilled(0, ts, m[ORDER_ID], m[CL_ORD_ID], m[ACCOUNT], sym, mside, tid, p, q, m[LEAVES_QTY],
+                               m[CUM_QTY], m[CUM_NOTIONAL], False, m[SESSION]))
+            append(OrderFilled(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], tid, p, q, o[LEAVES_QTY],
+                               o[CUM_QTY], o[CUM_NOTIONAL], True, o[SESSION]))
+            append(Trade(0, ts, tid, sym, p, q, o[SIDE], m[ORDER_ID], o[ORDER_ID], m[ACCOUNT], account))
             if first is None:
                 first = p
             px = p
-            if o.leaves_qty == 0:
+            if o[LEAVES_QTY] == 0:
                 break
         if px is None:
             return False
         mkt.last_px = px
-        mkt.aggressor = o.side
+        mkt.aggressor = o[SIDE]
         if buy:
             mkt.trade_lo, mkt.trade_hi = first, px
         else:
@@ -564,8 +595,8 @@ class Core:
                 return
             lvl = stops.pop(price)
             for s in lvl.orders:
-                if s.live:
-                    s.live = False
+                if s[LIVE]:
+                    s[LIVE] = False
                     pending.append(s)
 
     def _collect_triggers(self, mkt: _Market, pending: deque) -> None:
@@ -584,29 +615,29 @@ class Core:
             self._collect_triggers(mkt, pending)
         while pending:
             o = pending.popleft()
-            if o.order_id in self._orders:
-                del self._orders[o.order_id]
-                del self._by_clid[o.account][o.cl_ord_id]
-            o.triggered = True
-            out.append(OrderTriggered(0, ts, o.order_id, o.cl_ord_id, o.account, o.instrument, o.side, o.price,
-                                      o.qty, o.leaves_qty, o.session))
-            if o.price is not None and mkt.band_lo is not None and not mkt.band_lo <= o.price <= mkt.band_hi:
+            if o[ORDER_ID] in self._orders:
+                del self._orders[o[ORDER_ID]]
+                del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+            o[TRIGGERED] = True
+            out.append(OrderTriggered(0, ts, o[ORDER_ID], o[CL_ORD_ID], o[ACCOUNT], o[INSTRUMENT], o[SIDE], o[PRICE],
+                                      o[QTY], o[LEAVES_QTY], o[SESSION]))
+            if o[PRICE] is not None and mkt.band_lo is not None and not mkt.band_lo <= o[PRICE] <= mkt.band_hi:
                 self._expire(o, "price_band", ts, out)
                 continue
             if self._work(mkt, o, ts, out):
                 self._collect_triggers(mkt, pending)
 
     # ------------------------------------------------------------------ cancel / replace
-    def _find(self, cmd) -> Order | None:
+    def _find(self, cmd) -> Row | None:
         if cmd.order_id is not None:
             o = self._orders.get(cmd.order_id)
-            if o is not None and o.account != cmd.account:
+            if o is not None and o[ACCOUNT] != cmd.account:
                 return None
         elif cmd.orig_cl_ord_id is not None:
             o = self._by_clid.get(cmd.account, {}).get(cmd.orig_cl_ord_id)
         else:
             return None
-        if o is not None and cmd.instrument and o.instrument != cmd.instrument:
+        if o is not None and cmd.instrument and o[INSTRUMENT] != cmd.instrument:
             return None
         return o
 
@@ -615,48 +646,48 @@ class Core:
         if o is None:
             return self._cxl_reject(cmd, out, False, RejectCode.UNKNOWN_ORDER, "unknown order")
         ts = cmd.ts
-        if o.stop_price is not None and not o.triggered:
-            mkt = self._markets[o.instrument]
+        if o[STOP_PRICE] is not None and not o[TRIGGERED]:
+            mkt = self._markets[o[INSTRUMENT]]
             self._cancel_order(mkt, o, ts, out, "client", cmd.cl_ord_id, cmd.session)
             return
         # fast path: one order out of the book, one level reported
-        book = self._markets[o.instrument].book
+        book = self._markets[o[INSTRUMENT]].book
         lvl = book.remove(o)
         book.dirty.clear()
-        del self._orders[o.order_id]
-        del self._by_clid[o.account][o.cl_ord_id]
-        out.append(OrderCancelled(0, ts, o.order_id, cmd.cl_ord_id or o.cl_ord_id, o.cl_ord_id, o.account,
-                                  o.instrument, o.side, o.price, o.qty, o.leaves_qty, o.cum_qty,
-                                  o.cum_notional, "client", cmd.session, o.session))
-        o.leaves_qty = 0
-        out.append(BookLevel(0, ts, o.instrument, o.side, lvl.price, lvl.qty, lvl.count))
+        del self._orders[o[ORDER_ID]]
+        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+        out.append(OrderCancelled(0, ts, o[ORDER_ID], cmd.cl_ord_id or o[CL_ORD_ID], o[CL_ORD_ID], o[ACCOUNT],
+                                  o[INSTRUMENT], o[SIDE], o[PRICE], o[QTY], o[LEAVES_QTY], o[CUM_QTY],
+                                  o[CUM_NOTIONAL], "client", cmd.session, o[SESSION]))
+        o[LEAVES_QTY] = 0
+        out.append(BookLevel(0, ts, o[INSTRUMENT], o[SIDE], lvl.price, lvl.qty, lvl.count))
 
     def _replace(self, cmd: ReplaceOrder, out: list) -> None:
         o = self._find(cmd)
         if o is None:
             return self._cxl_reject(cmd, out, True, RejectCode.UNKNOWN_ORDER, "unknown order")
-        mkt = self._markets[o.instrument]
+        mkt = self._markets[o[INSTRUMENT]]
         inst = mkt.inst
         ts = cmd.ts
         if inst.status is not OPEN:
             code = RejectCode.INSTRUMENT_HALTED if inst.status is HALTED else RejectCode.INSTRUMENT_CLOSED
             return self._cxl_reject(cmd, out, True, code, f"instrument {inst.status.value}")
-        if o.account in self._kill:
+        if o[ACCOUNT] in self._kill:
             return self._cxl_reject(cmd, out, True, RejectCode.KILL_SWITCH, "kill switch on")
         qty = cmd.qty
         if type(qty) is not int or qty <= 0:
             return self._cxl_reject(cmd, out, True, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
-        price = o.price if cmd.price is None else cmd.price
+        price = o[PRICE] if cmd.price is None else cmd.price
         if cmd.price is not None:
-            if o.price is None:
+            if o[PRICE] is None:
                 return self._cxl_reject(cmd, out, True, RejectCode.INVALID_ORDER, "order has no limit price")
             if type(price) is not int or price <= 0:
                 return self._cxl_reject(cmd, out, True, RejectCode.BAD_TICK, "price must be a positive number of ticks")
         cl = cmd.cl_ord_id
-        clids = self._by_clid[o.account]
-        if cl != o.cl_ord_id and cl in clids:
+        clids = self._by_clid[o[ACCOUNT]]
+        if cl != o[CL_ORD_ID] and cl in clids:
             return self._cxl_reject(cmd, out, True, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
-        if qty <= o.cum_qty:
+        if qty <= o[CUM_QTY]:
             self._cancel_order(mkt, o, ts, out, "client", cl, cmd.session)
             return self._flush(mkt, ts, out)
         if qty < inst.min_qty:
@@ -664,41 +695,41 @@ class Core:
         if qty > inst.max_qty:
             return self._cxl_reject(cmd, out, True, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
         if price is not None:
-            if price != o.price and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
+            if price != o[PRICE] and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
                 return self._cxl_reject(cmd, out, True, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
             if price * qty < inst._min_notional_units:
                 return self._cxl_reject(cmd, out, True, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
-        waiting_stop = o.stop_price is not None and not o.triggered
+        waiting_stop = o[STOP_PRICE] is not None and not o[TRIGGERED]
         book = mkt.book
-        if o.post_only and not waiting_stop:
-            best = book.best_ask if o.side is BUY else book.best_bid
-            if best is not None and (price >= best if o.side is BUY else price <= best):
+        if o[POST_ONLY] and not waiting_stop:
+            best = book.best_ask if o[SIDE] is BUY else book.best_bid
+            if best is not None and (price >= best if o[SIDE] is BUY else price <= best):
                 return self._cxl_reject(cmd, out, True, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
         if not self._plain:
-            verdict = self._hooks.pre_replace(cmd, o, inst)
+            verdict = self._hooks.pre_replace(cmd, Order.from_row(o), inst)
             if verdict is not None:
                 return self._cxl_reject(cmd, out, True, verdict[0], verdict[1])
-        old_price, old_qty, old_cl = o.price, o.qty, o.cl_ord_id
-        leaves = qty - o.cum_qty
+        old_price, old_qty, old_cl = o[PRICE], o[QTY], o[CL_ORD_ID]
+        leaves = qty - o[CUM_QTY]
         kept = price == old_price and qty <= old_qty
         if kept:
             if waiting_stop:
-                o.leaves_qty = leaves
+                o[LEAVES_QTY] = leaves
             else:
                 book.reduce(o, leaves)
-            o.qty = qty
+            o[QTY] = qty
             if cl != old_cl:
                 del clids[old_cl]
-                o.cl_ord_id = cl
+                o[CL_ORD_ID] = cl
                 clids[cl] = o
-            out.append(OrderReplaced(0, ts, o.order_id, cl, old_cl, o.account, o.instrument, o.side, price, qty,
-                                     old_price, old_qty, leaves, o.cum_qty, o.cum_notional, True, cmd.session))
+            out.append(OrderReplaced(0, ts, o[ORDER_ID], cl, old_cl, o[ACCOUNT], o[INSTRUMENT], o[SIDE], price, qty,
+                                     old_price, old_qty, leaves, o[CUM_QTY], o[CUM_NOTIONAL], True, cmd.session))
         else:
             self._take_out(mkt, o)
-            n = o.clone()
-            n.price, n.qty, n.leaves_qty, n.cl_ord_id, n.visible_qty = price, qty, leaves, cl, 0
-            out.append(OrderReplaced(0, ts, n.order_id, cl, old_cl, n.account, n.instrument, n.side, price, qty,
-                                     old_price, old_qty, leaves, n.cum_qty, n.cum_notional, False, cmd.session))
+            n = o[:]
+            n[PRICE], n[QTY], n[LEAVES_QTY], n[CL_ORD_ID], n[VISIBLE_QTY] = price, qty, leaves, cl, 0
+            out.append(OrderReplaced(0, ts, n[ORDER_ID], cl, old_cl, n[ACCOUNT], n[INSTRUMENT], n[SIDE], price, qty,
+                                     old_price, old_qty, leaves, n[CUM_QTY], n[CUM_NOTIONAL], False, cmd.session))
             if waiting_stop:
                 self._add_stop(mkt, n)
             elif self._work(mkt, n, ts, out):
@@ -712,14 +743,14 @@ class Core:
             src = self._orders.values()
         victims = sorted(
             (o for o in src
-             if (cmd.instrument is None or o.instrument == cmd.instrument)
-             and (cmd.side is None or o.side == cmd.side)
-             and (cmd.session_filter is None or o.session == cmd.session_filter)
-             and not (cmd.spare_gtc and o.tif is GTC)),
+             if (cmd.instrument is None or o[INSTRUMENT] == cmd.instrument)
+             and (cmd.side is None or o[SIDE] == cmd.side)
+             and (cmd.session_filter is None or o[SESSION] == cmd.session_filter)
+             and not (cmd.spare_gtc and o[TIF] is GTC)),
             key=_by_id,
         )
         for o in victims:
-            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
+            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
         self._flush_all(cmd.ts, out)
 
     def _set_kill(self, cmd: SetKillSwitch, out: list) -> None:
@@ -728,7 +759,7 @@ class Core:
             return
         self._kill.add(cmd.account)
         for o in sorted(self._by_clid.get(cmd.account, {}).values(), key=_by_id):
-            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, "kill_switch", "", cmd.session)
+            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, "kill_switch", "", cmd.session)
         self._flush_all(cmd.ts, out)
 
     def _set_stp(self, cmd: SetAccountStp, out: list) -> None:
@@ -745,11 +776,11 @@ class Core:
     def _end_of_session(self, cmd: EndOfSession, out: list) -> None:
         victims = sorted(
             (o for o in self._orders.values()
-             if o.tif is DAY and (cmd.instrument is None or o.instrument == cmd.instrument)),
+             if o[TIF] is DAY and (cmd.instrument is None or o[INSTRUMENT] == cmd.instrument)),
             key=_by_id,
         )
         for o in victims:
-            self._take_out(self._markets[o.instrument], o)
+            self._take_out(self._markets[o[INSTRUMENT]], o)
             self._expire(o, "day", cmd.ts, out)
         self._flush_all(cmd.ts, out)
 
@@ -760,8 +791,8 @@ class Core:
         while heap and heap[0][0] <= ts:
             _, oid = heapq.heappop(heap)
             o = self._orders.get(oid)
-            if o is not None and o.expire_at is not None and o.expire_at <= ts:
-                self._take_out(self._markets[o.instrument], o)
+            if o is not None and o[EXPIRE_AT] is not None and o[EXPIRE_AT] <= ts:
+                self._take_out(self._markets[o[INSTRUMENT]], o)
                 self._expire(o, "gtd", ts, out)
                 touched = True
         if touched:
@@ -774,10 +805,10 @@ class Core:
         for sym, mkt in self._markets.items():
             markets[sym] = {
                 "last_px": mkt.last_px,
-                "bids": [o.to_list() for o in mkt.book.orders(BUY)],
-                "asks": [o.to_list() for o in mkt.book.orders(SELL)],
-                "stops_buy": [o.to_list() for lvl in mkt.stops_buy.values() for o in lvl.orders if o.live],
-                "stops_sell": [o.to_list() for lvl in mkt.stops_sell.values() for o in lvl.orders if o.live],
+                "bids": [row_to_json(o) for o in mkt.book.orders(BUY)],
+                "asks": [row_to_json(o) for o in mkt.book.orders(SELL)],
+                "stops_buy": [row_to_json(o) for lvl in mkt.stops_buy.values() for o in lvl.orders if o[LIVE]],
+                "stops_sell": [row_to_json(o) for lvl in mkt.stops_sell.values() for o in lvl.orders if o[LIVE]],
             }
         return {
             "version": SNAPSHOT_VERSION,
@@ -811,12 +842,12 @@ class Core:
             mkt.last_px = m["last_px"]
             for key in ("bids", "asks"):
                 for row in m[key]:
-                    o = Order.from_list(row)
+                    o = row_from_json(row)
                     mkt.book.add(o)
                     core._register(o)
             for key in ("stops_buy", "stops_sell"):
                 for row in m[key]:
-                    core._add_stop(mkt, Order.from_list(row))
+                    core._add_stop(mkt, row_from_json(row))
             mkt.book.dirty.clear()
         core._hooks.restore(d.get("hooks") or {})
         return core
@@ -828,4 +859,4 @@ class Core:
 
 
 def _by_id(o: Order) -> int:
-    return o.order_id
+    return o[ORDER_ID]
