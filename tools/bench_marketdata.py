@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import random
 import re
+import socket
 import tempfile
 import time
 from decimal import Decimal
@@ -55,7 +56,8 @@ class MarketDataHarness(Application):
     queues a core command; the batch runs in ``before_flush`` (as in the venue).
     """
 
-    def __init__(self, db_url: str, instruments: list[Instrument], prefix: str = "MD", **md_kw: Any) -> None:
+    def __init__(self, db_url: str, instruments: list[Instrument], prefix: str = "MD", sndbuf: int | None = None,
+                 **md_kw: Any) -> None:
         self.core = Core(instruments)
         units = {i.symbol: Units(i.tick_size, i.lot_size) for i in instruments}
         self.engine = make_engine(db_url)
@@ -65,6 +67,7 @@ class MarketDataHarness(Application):
                                 disconnect=lambda s, reason: s.disconnect(reason),
                                 wake=self.acceptor.schedule_flush, **md_kw)
         self._pending: list[Any] = []
+        self.sndbuf = sndbuf  # a small kernel send buffer makes a slow reader show quickly (tests)
         self.events = 0
         self.book_changes = 0  # BookLevel events of the core
 
@@ -96,6 +99,11 @@ class MarketDataHarness(Application):
 
     # Application: everything goes to the market-data app
     def on_logon(self, session: Session) -> None:
+        if self.sndbuf:
+            conn = self.acceptor._bound.get(session.key)
+            sock = conn.transport.get_extra_info("socket") if conn and conn.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
         self.md.on_logon(session)
 
     def on_logout(self, session: Session, reason: str) -> None:
