@@ -357,9 +357,17 @@ class Acceptor:
                 await store.flush(conn)
                 await self.application.write_batch(conn)
         except Exception:
-            await conn.close()
-            self._conn = None
-            raise
+            # Nothing of this batch was committed, so nothing of it may be sent: close the
+            # connections concerned (clients reconnect and resynchronise by resend/gap fill).
+            log.exception("Batch commit failed; closing the %d connection(s) of the batch", len(batch))
+            for fix_conn, _ in batch:
+                if fix_conn is not None:
+                    fix_conn.close("Message store failure")
+            try:
+                await conn.close()
+            finally:
+                self._conn = None
+            return
         self.batches += 1
         for conn, out in batch:
             if conn is None or conn.closed:
