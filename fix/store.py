@@ -20,6 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fix.session import Outbound
@@ -116,7 +117,15 @@ class MessageStore:
             await self._flush_sqlite(conn, staged, rows, resets)
             return
         if staged:
-            await conn.execute(_update_state, [{"k": k, "s": s, "t": t} for k, (s, t) in staged.items()])
+            values = [{"session_key": k, "next_sender": s, "next_target": t} for k, (s, t) in staged.items()]
+            if conn.dialect.name == "postgresql":
+                stmt = pg_insert(session_state)
+                stmt = stmt.on_conflict_do_update(index_elements=[session_state.c.session_key], set_={
+                    "next_sender": stmt.excluded.next_sender, "next_target": stmt.excluded.next_target})
+                await conn.execute(stmt, values)
+            else:
+                await conn.execute(_update_state, [
+                    {"k": v["session_key"], "s": v["next_sender"], "t": v["next_target"]} for v in values])
         if resets:
             await conn.execute(delete(outbound_messages).where(outbound_messages.c.session_key.in_(resets)))
         if rows:

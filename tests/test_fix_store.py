@@ -1,0 +1,140 @@
+"""The FIX message store on SQLite and on PostgreSQL (a unique schema per run)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+
+from fix.session import Outbound
+from fix.store import MessageStore
+from venue.db import make_engine, sqlite_url
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """An async factory of (engine, store) on a fresh database; cleaned up afterwards."""
+    schema = f"fixstore_{uuid.uuid4().hex[:12]}"
+    engines = []
+
+    async def factory():
+        if request.param == "sqlite":
+            engine = make_engine(sqlite_url(tmp_path))
+        else:
+            conn = await asyncpg.connect(PG_DSN)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.close()
+            engine = make_engine(PG_DSN, connect_args={"server_settings": {"search_path": schema}})
+        engines.append(engine)
+        store = MessageStore(engine)
+        await store.create_tables()
+        return engine, store
+
+    yield factory
+
+    async def cleanup():
+        for engine in engines:
+            await engine.dispose()
+        if request.param == "postgresql":
+            conn = await asyncpg.connect(PG_DSN)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.close()
+
+    asyncio.run(cleanup())
+
+
+def _out(rows, sender, target, reset=False) -> Outbound:
+    return Outbound(b"", rows, sender, target, reset, None)
+
+
+async def _flush(engine, store) -> None:
+    async with engine.begin() as conn:
+        await store.flush(conn)
+
+
+def test_a_new_session_starts_at_one_and_its_row_persists(make_store):
+    async def main():
+        engine, store = await make_store()
+        assert await store.load("FIX.4.4:ISLD->TW") == (1, 1)
+        store.stage("FIX.4.4:ISLD->TW", _out([], 7, 9))
+        await _flush(engine, store)
+        assert await MessageStore(engine).load("FIX.4.4:ISLD->TW") == (7, 9)
+
+    asyncio.run(main())
+
+
+def test_flushed_messages_come_back_by_range_in_order(make_store):
+    async def main():
+        engine, store = await make_store()
+        await store.load("A")
+        await store.load("B")
+        store.stage("A", _out([(1, b"a1"), (2, b"a2")], 3, 2))
+        store.stage("B", _out([(1, b"b1")], 2, 2))
+        store.stage("A", _out([(5, b"a5")], 6, 2))
+        await _flush(engine, store)
+        assert await store.fetch("A", 2, 10) == [(2, b"a2"), (5, b"a5")]
+        assert await store.fetch("B", 1, 1) == [(1, b"b1")]
+        assert await store.load("A") == (6, 2)
+
+    asyncio.run(main())
+
+
+def test_reset_forgets_the_stored_messages_and_restarts_numbering(make_store):
+    async def main():
+        engine, store = await make_store()
+        await store.load("A")
+        store.stage("A", _out([(1, b"old1"), (2, b"old2")], 3, 3))
+        await _flush(engine, store)
+        store.stage("A", _out([(1, b"new1")], 2, 2, reset=True))
+        await _flush(engine, store)
+        assert await store.fetch("A", 1, 100) == [(1, b"new1")]
+        assert await store.load("A") == (2, 2)
+
+    asyncio.run(main())
+
+
+def test_a_rolled_back_batch_leaves_nothing_behind(make_store):
+    async def main():
+        engine, store = await make_store()
+        await store.load("A")
+        store.stage("A", _out([(1, b"x")], 2, 2))
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as conn:
+                await store.flush(conn)
+                raise RuntimeError("the venue's journal failed")
+        assert await store.fetch("A", 1, 10) == []
+        assert await store.load("A") == (1, 1)
+        assert not store.pending
+
+    asyncio.run(main())
+
+
+def test_a_session_staged_without_load_is_created(make_store):
+    async def main():
+        engine, store = await make_store()
+        store.stage("NEW", _out([(1, b"n1")], 2, 5))
+        await _flush(engine, store)
+        assert await store.load("NEW") == (2, 5)
+
+    asyncio.run(main())
+
+
+def test_large_batches_are_written_whole(make_store):
+    async def main():
+        engine, store = await make_store()
+        keys = [f"S{i}" for i in range(20)]
+        for key in keys:
+            await store.load(key)
+        for key in keys:
+            store.stage(key, _out([(n, b"m%d" % n) for n in range(1, 101)], 101, 50))
+        await _flush(engine, store)
+        for key in (keys[0], keys[-1]):
+            rows = await store.fetch(key, 1, 1000)
+            assert len(rows) == 100 and rows[-1] == (100, b"m100")
+            assert await store.load(key) == (101, 50)
+
+    asyncio.run(main())
