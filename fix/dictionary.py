@@ -636,7 +636,7 @@ class DataDictionary:
             header.sort(key=_header_key)
         else:  # 8, 9, 35 are first (checked above) and not repeated: the rest by tag
             header[3:] = sorted(header[3:], key=_tag_key)
-        hdr_counts = {occ.spec.count_tag: len(occ.instances) for occ in hdr_occ} if hdr_occ else None
+        hdr_counts = _instance_counts(hdr_occ) if hdr_occ else None
         err = self._iterate(header, None, hdr_counts, fhv, udf, unk, ref_mt)
         if err is not None:
             return err
@@ -646,7 +646,7 @@ class DataDictionary:
         if err is not None:
             return err
         body.sort(key=_tag_key)
-        counts = {occ.spec.count_tag: len(occ.instances) for occ in body_occ} if body_occ else None
+        counts = _instance_counts(body_occ) if body_occ else None
         err = self._iterate(body, layout.allowed, counts, fhv, udf, unk, ref_mt)
         if err is not None:
             return err
@@ -795,6 +795,15 @@ def _trailer_key(item: tuple[int, bytes]) -> int:
 
 def _occ_key(occ: _Occurrence) -> int:
     return occ.spec.count_tag
+
+
+def _instance_counts(occs: list[_Occurrence]) -> dict[int, int]:
+    """Instances per NumInGroup tag; a repeated NumInGroup adds up (as QuickFIX's group map)."""
+    counts: dict[int, int] = {}
+    for occ in occs:
+        tag = occ.spec.count_tag
+        counts[tag] = counts.get(tag, 0) + len(occ.instances)
+    return counts
 
 
 def _check_group_required(occs: Iterable[_Occurrence], ref_mt: str | None) -> Reject | None:

@@ -258,6 +258,14 @@ def test_numingroup_count_mismatch_373_16(dd: DataDictionary) -> None:
     assert dd.validate(app("D", NOS + "|453=1|" + two)) == rej(16, 453, "D")
 
 
+def test_repeated_numingroup_counts_all_its_instances_like_quickfix(dd: DataDictionary) -> None:
+    one, other = "448=A|447=D|452=1", "448=B|447=D|452=3"
+    msg = app("D", NOS + f"|453=1|{one}|58=x|453=1|{other}")
+    assert dd.validate(msg) == rej(16, 453, "D")  # 2 instances under the first 453
+    msg = app("D", NOS + f"|453=2|{one}|58=x|453=1|{other}")
+    assert dd.validate(msg) == rej(13, 453, "D")
+
+
 def test_nested_group_count_mismatch_373_16(dd: DataDictionary) -> None:
     ok = "453=1|448=A|447=D|452=1|802=2|523=x|803=1|523=y|803=2"
     assert dd.validate(app("D", NOS + "|" + ok)) is None
