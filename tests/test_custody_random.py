@@ -47,11 +47,12 @@ async def scenario(env, seed: int, steps: int) -> None:
             await asyncio.sleep(0)
 
     async def withdrawer():
-        for _ in range(steps):
+        for i in range(steps):
             acc = rng.choice(CUSTOMERS)
             asset = rng.choice(("BTC", "USDT"))
             avail = env.ledger.available(acc, asset)
-            amount = rng.randint(1, max(1, avail)) if rng.random() < 0.8 else avail + rng.randint(1, 100)
+            overdraw = i == 0 or rng.random() < 0.2
+            amount = avail + rng.randint(1, 100) if overdraw else rng.randint(1, max(1, avail))
             t = tick()
             try:
                 view = await env.custody.request_withdrawal(env.request(acc, amount, asset, now=t), t)
@@ -72,15 +73,22 @@ async def scenario(env, seed: int, steps: int) -> None:
         for asset, amount in (("BTC", 5 * BTC), ("USDT", 50_000 * USDT)):
             await env.deposit(acc, amount, asset, now=tick())
             deposited[asset] += amount
+    await env.chain.inject_faults(reject=1, drop=1)
     await asyncio.gather(depositor(), trader(), withdrawer(), network())
     for acc in CUSTOMERS:
         env.core.process(MassCancel(tick(), account=acc))
     await env.chain.inject_faults()
     for _ in range(20):
         await env.chain.mine(1)
-        await env.custody.process(tick())
-        if not await env.custody.list(open_only=True):
+        t = tick()
+        await env.custody.process(t)
+        still = await env.custody.list(open_only=True)
+        if not still:
             break
+        for v in still:  # top-ups proposed at low water get their quorum
+            if v.state == "pending_approval" and v.kind == "topup":
+                for op in ("op1", "op2", "op3"):
+                    await env.custody.decide(await env.approval(op, v.id, now=t), t)
     return deposited
 
 
@@ -99,8 +107,8 @@ def check_agreement(env, deposited, views, statuses, external) -> None:
         assert external[a] == paid  # the chain shows exactly what was paid out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("backend", "seed"), [(b, s) for s, b in enumerate(BACKENDS, 1)])
+@pytest.mark.slow
 def test_concurrent_deposits_trades_and_failing_withdrawals_leave_ledger_wallets_and_chain_in_agreement(
         backend, seed, tmp_path):
     with database(backend, tmp_path) as url:
@@ -108,7 +116,7 @@ def test_concurrent_deposits_trades_and_failing_withdrawals_leave_ledger_wallets
             engine = engine_for(url)
             try:
                 env = await make_env(engine, tiers={"A1": 2, "A2": 2, "A3": 2})
-                deposited = await scenario(env, seed, steps=25)
+                deposited = await scenario(env, seed, steps=15)
                 views = await env.custody.list()
                 assert all(v.state in ("confirmed", "rejected", "failed", "expired", "cancelled") for v in views)
                 kinds = {v.state for v in views if v.kind == "withdrawal"}

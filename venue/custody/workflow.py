@@ -424,10 +424,17 @@ class Custody:
                            force: bool = False) -> RequestView | None:
         policy = await load_policy(conn)
         ap = policy.asset(asset)
-        hot = (await load_wallets(conn, asset))["hot"].balance
-        if (hot <= ap.high_water and not force) or hot <= ap.target or await self._open_internal(conn, asset, "sweep"):
+        free = (await load_wallets(conn, asset))["hot"].balance - await self._due_from_hot(conn, asset)
+        if (free <= ap.high_water and not force) or free <= ap.target or \
+                await self._open_internal(conn, asset, "sweep"):
             return None
-        return await self._internal(conn, "sweep", asset, hot - ap.target, "hot", "cold", initiator, now)
+        return await self._internal(conn, "sweep", asset, free - ap.target, "hot", "cold", initiator, now)
+
+    async def _due_from_hot(self, conn: AsyncConnection, asset: str) -> int:
+        """What approved (not yet broadcast) payments will take out of the hot wallet."""
+        r = store.requests
+        return int((await conn.execute(select(func.coalesce(func.sum(r.c.amount), 0)).where(
+            r.c.asset == asset, r.c.source == "hot", r.c.state.in_((S.APPROVED, S.SIGNING))))).scalar())
 
     async def _open_internal(self, conn: AsyncConnection, asset: str, kind: str) -> bool:
         r = store.requests
@@ -480,7 +487,9 @@ class Custody:
             policy = await self.policy()
             r = store.requests
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(select(r.c.id, r.c.state).where(r.c.state.in_(tuple(OPEN)))
+                due = (r.c.state.in_((S.APPROVED, S.SIGNING, S.BROADCAST))
+                       | ((r.c.state == S.PENDING_APPROVAL) & (r.c.expiry <= now)))
+                rows = (await conn.execute(select(r.c.id, r.c.state).where(due)
                                            .order_by(r.c.created_at, r.c.id))).all()
             for row in rows:
                 new = await self._advance(row.id, policy, now)
@@ -498,9 +507,9 @@ class Custody:
                     if swept is not None:
                         report.proposed.append(swept.id)
                     ap = policy.asset(asset)
-                    hot = ws["hot"].balance
-                    if hot < ap.low_water and not await self._open_internal(conn, asset, "topup"):
-                        want = min(ap.target - hot, ws["cold"].balance)
+                    free = ws["hot"].balance - await self._due_from_hot(conn, asset)
+                    if free < ap.low_water and not await self._open_internal(conn, asset, "topup"):
+                        want = min(ap.target - free, ws["cold"].balance)
                         if want > 0:
                             t = await self._internal(conn, "topup", asset, want, "cold", "hot", "venue", now)
                             report.proposed.append(t.id)
