@@ -39,6 +39,7 @@ SESSIONS = {
     "EEXP": ("KYCEXP-ACC", "127.0.0.17"),
     "ELOCK": ("DEMO1-ACC", "127.0.0.18"),
     "EROT": ("DEMO1-ACC", "127.0.0.19"),
+    "EKYCX": ("KYCX-ACC", "127.0.0.20"),
 }
 
 
@@ -58,6 +59,8 @@ def venue(tmp_path_factory):
         cli(data, "account", "create", "KYCPEND-ACC", "--firm", "DEMO", "--status", "pending")
         cli(data, "account", "create", "KYCEXP-ACC", "--firm", "DEMO", "--status", "verified",
             "--expires", "2020-01-01")
+        cli(data, "account", "create", "KYCX-ACC", "--firm", "DEMO", "--status", "verified",
+            "--expires", "2099-01-01")
         for sender, (account, ip) in SESSIONS.items():
             cli(data, "session", "create", sender, "--firm", "DEMO", "--account", account, "--allow", f"{ip}/32",
                 "--key-out", str(keys / f"{sender}.pem"))
@@ -283,11 +286,12 @@ def test_kyc_revoked_while_logged_on_logs_out_and_cancels_orders(venue):
     new = buyer.expect("8")
     assert new.get_str(150) == "0", new
     cli(venue.data_dir, "account", "kyc", "DEMO1-ACC", "--status", "rejected")
-    logout = buyer.expect("5", timeout=5)
-    assert logout is not None
+    buyer.expect("5", timeout=5)
+    buyer.send("5")
+    assert buyer.closed()
     buyer.close()
-    [entry] = audit_rows(venue, "session.kyc_logout", "DEMO1")
-    assert "DEMO1-ACC KYC status is rejected" in entry.data["reason"]
+    entries = audit_rows(venue, "session.kyc_logout", "DEMO1")
+    assert entries and all("DEMO1-ACC KYC status is rejected" in e.data["reason"] for e in entries)
     # the buy order is gone: a sell at its price no longer trades
     seller = venue.client("DEMO2")
     seller.send("D", order("KYC-S1", "2", "0.1", "60000"))
@@ -302,6 +306,20 @@ def test_kyc_revoked_while_logged_on_logs_out_and_cancels_orders(venue):
     again.send("A", [(98, 0), (108, 30), (141, "Y")] + signing.signed_logon_fields(
         key, kid, "DEMO1", "VENUE", 1, st := fix_time()), seq=1, sending_time=st)
     expect_refused(again)
+
+
+def test_kyc_expiring_while_logged_on_logs_out(venue):
+    c = connect(venue, "EKYCX")
+    key, kid = key_of(venue, "EKYCX")
+    c.signed_logon(key, kid)
+    c.expect("A")
+    cli(venue.data_dir, "account", "kyc", "KYCX-ACC", "--status", "verified", "--expires", "2020-01-01")
+    c.expect("5", timeout=5)
+    c.send("5")  # answer the venue's Logout, as a client does
+    assert c.closed()
+    c.close()
+    entries = audit_rows(venue, "session.kyc_logout", "EKYCX")
+    assert entries and all("KYCX-ACC KYC expired on 2020-01-01" in e.data["reason"] for e in entries)
 
 
 def test_audit_log_of_the_run_verifies_and_the_venue_is_still_up(venue):
