@@ -22,6 +22,7 @@ from typing import Any
 from fix.application import Application, BusinessReject
 from fix.message import Message
 from sessions.order_entry_codec import InstrumentView, report
+from venue.core.events import OrderFilled
 
 Translate = Callable[[object], "tuple[str, list[tuple[int, str]]] | None"]
 
@@ -35,14 +36,19 @@ class DropCopyApp(Application):
         instrument: Callable[[str], InstrumentView | None] | None = None,
         *,
         translate: Translate | None = None,
+        commissions: Callable[[list[Any]], dict[tuple[int, int], str]] | None = None,
         precision: int = 3,
         wall: Callable[[], float] | None = None,
     ) -> None:
-        """``accounts_of(session)``: the accounts a session is entitled to. ``translate(event)``:
-        the order-entry translation ``(MsgType, body fields)`` (default: the order-entry codec's
-        ``report`` with ``instrument(symbol)``). ``wall()``: epoch seconds for SendingTime (None:
-        the session's own last ``now``)."""
+        """``accounts_of(session)``: the accounts a session is entitled to. ``instrument(symbol)``:
+        the edge's view of an instrument. ``commissions(events)``: (order_id, trade_id) -> the
+        Commission (12) of each fill of a batch, as the order-entry app reports it
+        (``OrderEntryApp.commissions``), so that the copies are the very same reports.
+        ``translate(event)``: a full replacement of the translation (``(MsgType, body fields)``).
+        ``wall()``: epoch seconds for SendingTime (None: the session's own last ``now``)."""
         self._wall = wall
+        self._commissions = commissions
+        self._fees: dict[tuple[int, int], str] = {}
         if translate is None:
             if instrument is None:
                 raise ValueError("DropCopyApp needs translate or instrument")
@@ -50,7 +56,10 @@ class DropCopyApp(Application):
 
             def translate(e: object) -> tuple[str, list[tuple[int, str]]] | None:
                 inst = inst_of(getattr(e, "instrument", ""))
-                return None if inst is None else report(e, inst, precision)
+                if inst is None:
+                    return None
+                fee = self._fees.get((e.order_id, e.trade_id)) if isinstance(e, OrderFilled) else None
+                return report(e, inst, precision, fee)
 
         self._translate = translate
         self._accounts_of = accounts_of
@@ -90,6 +99,11 @@ class DropCopyApp(Application):
         by_account = self._by_account
         if not by_account:
             return
+        events = list(events)
+        if self._commissions is not None and any(isinstance(e, OrderFilled) for e in events):
+            self._fees = self._commissions(events)
+        else:
+            self._fees = {}
         for e in events:
             account = getattr(e, "account", None)
             if account is None:

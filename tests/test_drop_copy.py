@@ -86,3 +86,14 @@ def test_drop_copy_session_is_read_only() -> None:
     with pytest.raises(BusinessReject) as info:
         app.from_app(s, Message.build([(35, "D"), (11, "x")]))
     assert info.value.reason == 3 and "read-only" in (info.value.text or "")
+
+
+def test_fill_copies_carry_the_commission_the_order_entry_app_reports() -> None:
+    app = DropCopyApp(lambda s: s.accounts, lambda sym: INST, commissions=lambda evs: {(1, 9): "0.42"})
+    broker = FakeSession(("A1",))
+    app.on_create(broker)
+    events = _events()
+    app.on_core_events(events)
+    fill = next(m for m in broker.out if m.get_str(150) == "F")
+    assert (fill.get_str(12), fill.get_str(13)) == ("0.42", "3")
+    assert [(t, v.decode()) for t, v in fill.fields[1:]] == report(events[3], INST, 3, "0.42")[1]

@@ -118,8 +118,9 @@ class Venue:
         self.dictionary = DataDictionary.load(*dictionary_paths())
         self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
                                          rights=self._rights, sessions=self._session_of, precision=self.precision)
-        self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision)
-        self.market_data = MarketDataApp(self._units, wall=time.time,
+        self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision,
+                                     commissions=self.order_entry.commissions)
+        self.market_data = MarketDataApp(self._units, wall=time.time, backlog=self._backlog,
                                          disconnect=lambda s, reason: self.acceptor.logout(s, reason))
         for inst in self.core.instruments():
             self.market_data.seed(inst.symbol, [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
@@ -226,6 +227,7 @@ class Venue:
             max_heart_bt_int=min(int(f["heartbeat_max"]), rec.heartbeat_max),
             timestamp_precision=self.precision, max_latency=float(f["max_latency"]),
             logout_timeout=float(f["logout_timeout"]), extra={"kind": rec.kind},
+            persist_messages=rec.kind != "market_data",  # market data is never resent: gap fill
         )
 
     def _rights(self, sid: str) -> SessionRights | None:
@@ -241,6 +243,12 @@ class Venue:
 
     def _session_of(self, sid: str) -> Session | None:
         return self.acceptor.find_session(sid, self.comp_id) if self.acceptor else None
+
+    def _backlog(self, session: Session) -> int:
+        """Bytes written to a session's socket that the kernel has not taken yet (slow consumers)."""
+        conn = self.acceptor._bound.get(session.key) if self.acceptor is not None else None
+        transport = getattr(conn, "transport", None)
+        return transport.get_write_buffer_size() if transport is not None and not conn.closed else 0
 
     def _units(self, symbol: str) -> Units | None:
         v = self.views.get(symbol)
