@@ -160,9 +160,18 @@ def load_or_create_audit_key(data_dir: str | Path) -> Ed25519PrivateKey:
         return signing.load_private_key_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = signing.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(signing.private_key_pem(key))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)  # atomic, and never replaces a key another process made first
+    except FileExistsError:
+        key = signing.load_private_key_file(path)
+    finally:
+        tmp.unlink()
     return key
 
 
