@@ -90,6 +90,8 @@ class OrderEntryApp(Application):
         self._units: dict[str, InstrumentUnits] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._reject_ids = itertools.count(1)
+        # ExecIDs the edge makes (rejects "R", status "S") carry the start time: unique across restarts
+        self._id_prefix = format(clock_ns() // 1_000_000, "x")
 
     # ------------------------------------------------------------------ session life
 
@@ -195,7 +197,7 @@ class OrderEntryApp(Application):
             order = self.core.order_by_cl_ord_id(account, cl)
         extra = [(790, v)] if (v := msg.get_str(790)) else []
         if order is None or order.account != account:
-            fields = codec.rejected_report(f"S{next(self._reject_ids)}", self.clock_ns(), msg.get_str(11) or "",
+            fields = codec.rejected_report(self._exec_id("S"), self.clock_ns(), msg.get_str(11) or "",
                                            account, inst.symbol, msg.get_str(54) or "1",
                                            int(RejectCode.UNKNOWN_ORDER), "unknown order", 5, self.precision)
             fields = [(t, "I" if t == 150 else v) for t, v in fields] + extra
@@ -207,7 +209,7 @@ class OrderEntryApp(Application):
         inst = self.instrument(order.instrument)
         status = "1" if order.cum_qty else "0"
         return [
-            (37, str(order.order_id)), (11, order.cl_ord_id), (17, f"S{next(self._reject_ids)}"), (150, "I"),
+            (37, str(order.order_id)), (11, order.cl_ord_id), (17, self._exec_id("S")), (150, "I"),
             (39, status), (1, order.account), (55, order.instrument), (54, order.side.value),
             (38, inst.qty(order.qty)), *([(44, inst.px(order.price))] if order.price is not None else []),
             (40, order.ord_type.value), (59, order.tif.value),
@@ -237,7 +239,7 @@ class OrderEntryApp(Application):
         orders = [o for a in accounts for o in self.core.open_orders(account=a, instrument=symbol)]
         orders.sort(key=lambda o: o.order_id)
         if not orders:
-            session.send_app([(35, "8"), (37, "NONE"), (11, "NONE"), (17, f"S{next(self._reject_ids)}"),
+            session.send_app([(35, "8"), (37, "NONE"), (11, "NONE"), (17, self._exec_id("S")),
                               (150, "I"), (39, "0"), (54, "1"), (151, "0"), (14, "0"), (6, "0"),
                               (584, req_id), (911, "0"), (912, "Y"), (58, "no open orders")])
             return
@@ -326,9 +328,19 @@ class OrderEntryApp(Application):
 
     # ------------------------------------------------------------------ edge rejects
 
+    def _exec_id(self, kind: str) -> str:
+        return f"{kind}{self._id_prefix}-{next(self._reject_ids)}"
+
+    def _account_of(self, session: Any, msg: Message) -> str:
+        """Account (1) as sent, else the session's only account (for reports of refused requests)."""
+        if (account := msg.get_str(1)) is not None:
+            return account
+        rights = self.rights(self.session_id(session))
+        return rights.accounts[0] if rights is not None and len(rights.accounts) == 1 else ""
+
     def _reject_new(self, session: Any, msg: Message, rej: EdgeReject) -> None:
         fields = codec.rejected_report(
-            f"R{next(self._reject_ids)}", self.clock_ns(), msg.get_str(11) or "NONE", msg.get_str(1) or "",
+            self._exec_id("R"), self.clock_ns(), msg.get_str(11) or "NONE", self._account_of(session, msg),
             msg.get_str(55) or "", msg.get_str(54) or "1", rej.code, rej.text, rej.ord_rej_reason, self.precision)
         session.send_app([(35, "8"), *fields])
 
@@ -336,7 +348,7 @@ class OrderEntryApp(Application):
         order_id = msg.get_str(37)
         fields = codec.cancel_reject(msg.get_str(11) or "NONE", msg.get_str(41), int(order_id) if order_id and order_id.isdigit() else None,
                                      msg.msg_type == "G", rej.code, rej.text,
-                                     codec.CXL_REJ_REASON.get(rej.code, 99), msg.get_str(1) or "")
+                                     codec.CXL_REJ_REASON.get(rej.code, 99), self._account_of(session, msg))
         session.send_app([(35, "9"), *fields])
 
     # ------------------------------------------------------------------ outbound

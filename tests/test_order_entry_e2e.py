@@ -346,7 +346,7 @@ def test_insufficient_balance_is_rejected_with_code_14(venue, clients):
 def test_price_off_the_tick_is_rejected_with_code_4(clients):
     c = clients.open("DEMO1")
     c.send("D", nos("TICK-1", "1", "0.1", "60000.005"))
-    rejected(c, 4, "99", "tick", t11="TICK-1")
+    rejected(c, 4, "99", "tick", t11="TICK-1", t1="DEMO1-ACC")
 
 
 def test_quantity_off_the_lot_is_rejected_with_code_5(clients):
