@@ -143,6 +143,8 @@ def test_account_kyc_changes_status_tier_expiry_and_is_audited(tmp_path):
         (["session", "disable", "NOPE"], "unknown session NOPE"),
         (["session", "rotate-key", "C1", "--public-key", "garbage"], "public key"),
         (["session", "rotate-key", "C1"], "--public-key"),
+        (["session", "create", "C2", "--firm", "F1", "--public-key", "x", "--key-out", "y.pem"], "not both"),
+        (["session", "allow", "C1", "--remove", "10.0.0.0/8"], "not in the allow-list"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_nonzero_exit_and_changes_nothing(tmp_path, args, message):

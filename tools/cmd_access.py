@@ -397,6 +397,8 @@ def session_create(
         nets = registry.parse_networks(nets)
     except RegistryError as exc:
         raise click.BadParameter(str(exc), param_hint="--allow") from None
+    if public_key and key_out:
+        raise click.UsageError("give either --public-key or --key-out, not both")
     if key_out and Path(key_out).exists() and not force:
         raise click.ClickException(f"{key_out} exists (use --force to overwrite)")
     key = _new_or_given_key(public_key, None, force) if public_key else None
@@ -546,8 +548,8 @@ def session_rotate_key(
     ctx: Ctx, sender_comp_id: str, public_key: str | None, key_out: str | None, force: bool
 ) -> None:
     """Add a new active key; both keys work until the old one is retired with retire-key."""
-    if not public_key and not key_out:
-        raise click.UsageError("give the new key with --public-key, or --key-out to generate one")
+    if bool(public_key) == bool(key_out):
+        raise click.UsageError("give the new key with --public-key, or --key-out to generate one (not both)")
     if key_out and Path(key_out).exists() and not force:
         raise click.ClickException(f"{key_out} exists (use --force to overwrite)")
     new_key = signing.generate_key() if key_out else None
