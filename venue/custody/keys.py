@@ -27,9 +27,10 @@ MIN_SCRYPT_N = 2**15
 
 
 class KeyPurpose(StrEnum):
-    LOGON = "logon"
-    APPROVAL = "approval"
-    CUSTODY = "custody"
+    LOGON = "logon"  # FIX logon signatures
+    APPROVAL = "approval"  # operators' approvals of withdrawals and transfers
+    CUSTODY = "custody"  # the venue's wallet keys (sign chain transfers)
+    WITHDRAWAL = "withdrawal"  # a customer's key for signing withdrawal requests
 
 
 class SealError(ValueError):

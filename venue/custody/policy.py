@@ -153,3 +153,23 @@ async def load_policy(conn: AsyncConnection, version: int | None = None) -> Poli
     if row is None:
         raise PolicyError("no custody policy stored" if version is None else f"no custody policy version {version}")
     return Policy.from_json(row.body, row.version)
+
+
+# whole units: auto threshold, hot per-tx cap, hot 24 h cap, low water, target, high water,
+# tier 1 per withdrawal / 24 h, tier 2 per withdrawal / 24 h
+_STARTER: dict[str, tuple[int, ...]] = {
+    "BTC": (1, 5, 20, 2, 10, 30, 2, 3, 10, 50),
+    "ETH": (10, 50, 200, 20, 100, 300, 20, 30, 100, 500),
+    "USDT": (10_000, 100_000, 500_000, 1_000, 50_000, 200_000, 10_000, 20_000, 100_000, 1_000_000),
+}
+
+
+def starter_policy(decimals: dict[str, int]) -> Policy:
+    """A sensible first policy for the given assets (code -> decimals): 2-of-n approvals above the
+    automatic threshold, 3-of-n for cold -> hot, 24 h whitelist time-lock."""
+    assets = {}
+    for code, dec in decimals.items():
+        auto, tx, day, low, target, high, t1, t1d, t2, t2d = (v * 10**dec for v in _STARTER.get(code, _STARTER["ETH"]))
+        assets[code] = AssetPolicy(auto, tx, day, 2, 3, low, target, high,
+                                   {1: TierLimit(t1, t1d), 2: TierLimit(t2, t2d)})
+    return Policy(assets=assets)

@@ -9,7 +9,7 @@ fees) and exactly what the chain shows at their addresses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -101,13 +101,21 @@ async def in_flight(conn: AsyncConnection, asset: str) -> int:
 class WalletSigner:
     """Unlocks wallet custody keys (scrypt, once per key per process) to sign transfers."""
 
-    def __init__(self, engine: AsyncEngine, passphrases: Mapping[str, str]) -> None:
+    def __init__(self, engine: AsyncEngine, passphrases: Mapping[str, str] | Callable[[str], str]) -> None:
+        """``passphrases``: tier -> passphrase, or a function asked once per tier when first needed."""
         self.engine = engine
-        self._passphrases = dict(passphrases)
+        self._passphrases = passphrases
         self._cache: dict[str, Ed25519PrivateKey] = {}
 
     def __repr__(self) -> str:  # never show passphrases or keys
-        return f"WalletSigner(tiers={sorted(self._passphrases)})"
+        return f"WalletSigner(unlocked={len(self._cache)})"
+
+    def _passphrase(self, tier: str) -> str:
+        if callable(self._passphrases):
+            return self._passphrases(tier)
+        if tier not in self._passphrases:
+            raise WalletError(f"no passphrase to unlock the {tier} wallet")
+        return self._passphrases[tier]
 
     async def key(self, wallet: Wallet) -> Ed25519PrivateKey:
         k = self._cache.get(wallet.key_id)
@@ -117,9 +125,7 @@ class WalletSigner:
                     store.sealed_keys.c.key_id == wallet.key_id))).scalar()
             if text is None:
                 raise WalletError(f"no stored key {wallet.key_id} for the {wallet.asset} {wallet.tier} wallet")
-            if wallet.tier not in self._passphrases:
-                raise WalletError(f"no passphrase to unlock the {wallet.tier} wallet")
-            k = keys.unseal(keys.SealedKey.from_json(text), self._passphrases[wallet.tier], keys.KeyPurpose.CUSTODY)
+            k = keys.unseal(keys.SealedKey.from_json(text), self._passphrase(wallet.tier), keys.KeyPurpose.CUSTODY)
             self._cache[wallet.key_id] = k
         return k
 

@@ -1,0 +1,136 @@
+"""The custody CLI end to end: deposit, whitelist, signed withdrawal, approvals, and a cold-to-hot
+top-up proposed at low water, approved by the quorum, executed and shown by `venue custody status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.access_db import BACKENDS, database, pg_database
+from venue import registry
+from venue.access.signing import private_key_pem, public_key_b64
+from venue.custody.policy import starter_policy
+from venue.db import make_engine
+
+ENV = {"VENUE_CUSTODY_HOT_PASSPHRASE": "h", "VENUE_CUSTODY_WARM_PASSPHRASE": "w",
+       "VENUE_CUSTODY_COLD_PASSPHRASE": "c", "VENUE_KEY_PASSPHRASE": "customer-pass"}
+
+
+def _engine(url: str):
+    return make_engine(url)
+
+
+def _db(backend: str, tmp_path: Path):
+    """A database URL the CLI can take as it is: a SQLite file, or a fresh PostgreSQL database."""
+    return database("sqlite", tmp_path) if backend == "sqlite" else pg_database()
+
+
+async def _registry(url: str, tmp: Path) -> None:
+    engine = _engine(url)
+    try:
+        await registry.create_schema(engine)
+        await registry.create_firm(engine, "F1")
+        await registry.create_account(engine, "A2", "F1", kyc_status="verified", tier=2)
+        for name in ("op1", "op2", "op3"):
+            key = Ed25519PrivateKey.generate()
+            await registry.create_operator(engine, name, "operator", public_key_b64(key.public_key()))
+            (tmp / f"{name}.pem").write_bytes(private_key_pem(key))
+    finally:
+        await engine.dispose()
+
+
+class Cli:
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.runner = CliRunner()
+        self.url, self.tmp = url, tmp
+
+    def __call__(self, *args: str, ok: bool = True, actor: str = "op1") -> str:
+        from tools.cli import main
+
+        db = [] if args[0] == "withdraw" and args[1] == "request" else \
+            ["--db-url", self.url, "--data-dir", str(self.tmp)]
+        if args[0] in ("custody", "withdraw", "withdrawals", "address") and args[1] not in ("request",):
+            db += ["--actor", actor]
+        elif args[0] == "deposit":
+            db += ["--actor", actor]
+        result = self.runner.invoke(main, [*args, *db], env=ENV, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+        return result.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
+    with _db(backend, tmp_path) as url:
+        asyncio.run(_registry(url, tmp_path))
+        cli = Cli(url, tmp_path)
+        cli("custody", "init", "--assets", "BTC")
+        policy = json.loads(starter_policy({"BTC": 8}).to_json())
+        policy["whitelist_timelock_ns"] = 0
+        policy["confirmations"] = 1
+        policy["assets"]["BTC"]["hot_tx_cap"] = 10 * 10**8
+        (tmp_path / "policy.json").write_text(json.dumps(policy))
+        assert "policy v2" in cli("custody", "policy", "--set", str(tmp_path / "policy.json"))
+
+        assert "balance 35 BTC" in cli("deposit", "--account", "A2", "--asset", "BTC", "--amount", "35")
+        cli("custody", "process", "--blocks", "1")  # hot 35 > high water 30: swept down to the target
+        cli("custody", "process", "--blocks", "1")
+        status = cli("custody", "status")
+        assert re.search(r"BTC\s*│\s*10\s*│\s*0\s*│\s*25\s*│", status), status
+
+        # a customer withdrawal of 9 BTC: whitelisted address, signed request, two approvals
+        cli("withdraw", "keygen", "--account", "A2", "--out", str(tmp_path / "a2.key"))
+        cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC")
+        req = tmp_path / "req.json"
+        cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
+            "--out", str(req))
+        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"))
+        wid = re.search(r"withdrawal (W\w+): pending_approval", out).group(1)
+        # replaying the signed file is refused
+        assert "replayed request" in cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), ok=False)
+        for op in ("op1", "op2"):
+            cli("withdrawals", "approve", wid, "--operator", op, "--key", str(tmp_path / f"{op}.pem"))
+        out = cli("custody", "process", "--blocks", "1")  # signed, broadcast; hot 1 < low water 2: top-up proposed
+        tid = re.search(r"proposed (T\w+)", out).group(1)
+        cli("custody", "process", "--blocks", "1")
+        assert "confirmed" in cli("withdraw", "status", wid)
+
+        # the top-up needs 3 approvals (the quorum); the venue proposed it, so every operator counts
+        assert "0 of 3" in cli("withdrawals", "show", tid)
+        assert "already decided" not in cli("withdrawals", "approve", tid, "--operator", "op1", "--key",
+                                            str(tmp_path / "op1.pem"))
+        assert "already decided" in cli("withdrawals", "approve", tid, "--operator", "op1", "--key",
+                                        str(tmp_path / "op1.pem"), ok=False)
+        assert "pending_approval" in cli("withdrawals", "approve", tid, "--operator", "op2", "--key",
+                                         str(tmp_path / "op2.pem"))
+        assert "approved" in cli("withdrawals", "approve", tid, "--operator", "op3", "--key",
+                                 str(tmp_path / "op3.pem"))
+        cli("custody", "process", "--blocks", "1")
+        cli("custody", "process", "--blocks", "1")
+        assert "confirmed" in cli("withdrawals", "show", tid)
+        status = cli("custody", "status")
+        # hot back to its target (10), cold 25 - 9 = 16, owed 35 - 9 = 26, no breach
+        assert re.search(r"BTC\s*│\s*10\s*│\s*0\s*│\s*16\s*│\s*0\s*│\s*26\s*│\s*26\s*│", status), status
+        assert "ok" in status and "BREACH" not in status
+        assert tid in cli("withdrawals", "list", "--all")
+
+
+def test_cli_refuses_bad_input_with_clear_errors(tmp_path):
+    with database("sqlite", tmp_path) as url:
+        asyncio.run(_registry(url, tmp_path))
+        cli = Cli(url, tmp_path)
+        cli("custody", "init", "--assets", "BTC")
+        assert "more than 8 decimals" in cli("deposit", "--account", "A2", "--asset", "BTC", "--amount",
+                                             "0.000000001", ok=False)
+        assert "unknown asset" in cli("deposit", "--account", "A2", "--asset", "XYZ", "--amount", "1", ok=False)
+        assert "unknown account" in cli("deposit", "--account", "NOPE", "--asset", "BTC", "--amount", "1", ok=False)
+        assert "unknown request" in cli("withdrawals", "show", "W123", ok=False)
+        assert "must be positive" in cli("custody", "topup", "--asset", "BTC", "--amount", "0", ok=False)

@@ -1,0 +1,521 @@
+"""Custody commands: customers' withdrawals and whitelist, operators' approvals, wallets, deposits.
+
+Customers: ``venue withdraw keygen|request|sign|status``, ``venue address add``.
+Operators: ``venue withdrawals list|show|approve|reject``, ``venue custody init|status|sweep|topup|
+process|policy``, ``venue deposit``.
+
+Commands that move customer funds (submitting a request, approving, the pump, deposits) run the
+ledger through the core recovered from the journal and journal their commands; they refuse to run
+while the venue is up (the journal has one writer). Wallet passphrases come from
+``VENUE_CUSTODY_<TIER>_PASSPHRASE`` or a prompt; key-file passphrases from ``VENUE_KEY_PASSPHRASE``
+or a prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tools.cmd_access import Ctx, common, console
+from venue import registry
+from venue.access import signing
+from venue.core.assets import AssetError, Assets
+from venue.custody import keys
+from venue.custody.chain import SimulatedChain
+from venue.custody.policy import NS, Policy, PolicyError, starter_policy
+from venue.custody.ports import JournalLedger, LedgerRefused, RegistryDirectory, venue_running
+from venue.custody.requests import (
+    Approval,
+    RequestFormatError,
+    SignedRequest,
+    WithdrawalRequest,
+    format_amount,
+    sign_approval,
+    sign_request,
+)
+from venue.custody.wallets import WalletError, WalletSigner, setup_wallets
+from venue.custody.workflow import Custody, Refused, RequestView
+
+T = TypeVar("T")
+ASSETS = Assets()
+
+
+# ---- plumbing -----------------------------------------------------------------------------------
+
+
+def _wallet_passphrase(tier: str) -> str:
+    value = os.environ.get(f"VENUE_CUSTODY_{tier.upper()}_PASSPHRASE")
+    if value:
+        return value
+    return click.prompt(f"passphrase of the {tier} wallet keys", hide_input=True)
+
+
+def _key_passphrase(confirm: bool = False) -> str:
+    value = os.environ.get("VENUE_KEY_PASSPHRASE")
+    if value:
+        return value
+    return click.prompt("key passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+def _run(ctx: Ctx, body: Callable[[Custody, AsyncEngine], Awaitable[T]], *, moves_funds: bool = False,
+         create: bool = False) -> T:
+    """Open the database and a Custody service on it, run ``body``; refusals exit with status 1."""
+
+    async def main() -> T:
+        engine = ctx.engine(create=create)
+        try:
+            await registry.create_schema(engine)
+            if moves_funds and await venue_running(engine):
+                raise click.ClickException(
+                    "the venue is running: commands that move customer funds must be run by the venue itself "
+                    "(stop it first; the journal has one writer)")
+            ledger = await JournalLedger.open(engine)
+            custody = Custody(engine, SimulatedChain(engine), ledger, RegistryDirectory(engine),
+                              WalletSigner(engine, _wallet_passphrase), ASSETS)
+            await custody.setup()
+            return await body(custody, engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except Refused as exc:
+        where = f" (request {exc.request_id})" if exc.request_id else ""
+        raise click.ClickException(f"refused{where}: {exc.reason}") from None
+    except (PolicyError, WalletError, LedgerRefused, keys.SealError, RequestFormatError,
+            registry.RegistryError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _asset(code: str) -> str:
+    try:
+        return ASSETS[code.upper()].code
+    except AssetError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _units(asset: str, amount: str) -> int:
+    try:
+        units = ASSETS[asset].to_units(Decimal(amount))
+    except (AssetError, ArithmeticError, ValueError) as exc:
+        raise click.BadParameter(f"{amount!r}: {exc}") from None
+    if units <= 0:
+        raise click.BadParameter("the amount must be positive")
+    return units
+
+
+def _fmt(asset: str, units: int) -> str:
+    if asset not in ASSETS:
+        return str(units)
+    return format_amount(units, ASSETS[asset].decimals) if units > 0 else ("0" if units == 0 else
+                                                                            "-" + _fmt(asset, -units))
+
+
+def _when(ns: int | None) -> str:
+    if not ns:
+        return ""
+    return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _load_signing_key(path: str, purpose: keys.KeyPurpose) -> Ed25519PrivateKey:
+    """A private key from a sealed key file (JSON, passphrase) or an unencrypted PKCS#8 PEM."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read key file {path}: {exc}") from None
+    if text.lstrip().startswith("{"):
+        try:
+            return keys.unseal(keys.SealedKey.from_json(text), _key_passphrase(), purpose)
+        except (keys.SealError, ValueError, KeyError) as exc:
+            raise click.ClickException(f"{path}: {exc}") from None
+    try:
+        return signing.load_private_key(text)
+    except signing.KeyFormatError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+def _show(view: RequestView) -> None:
+    t = Table(title=f"{view.kind} {view.id}", show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    rows = [("state", view.state), ("reason", view.reason), ("account", view.account or ""),
+            ("asset", view.asset), ("amount", _fmt(view.asset, view.amount)), ("from", view.source),
+            ("to", view.destination), ("route", view.route),
+            ("approvals", f"{sum(a.decision == 'approve' for a in view.approvals)} of {view.approvals_required}"),
+            ("initiator", view.initiator), ("funds", view.funds), ("txid", view.txid or ""),
+            ("attempts", str(view.attempts)), ("created", _when(view.created_at)),
+            ("expires", _when(view.expiry)), ("time-lock ends", _when(view.release_at)),
+            ("policy", f"v{view.policy_version}"), ("digest", view.digest)]
+    for k, v in rows:
+        t.add_row(k, v)
+    console().print(t)
+    if view.approvals:
+        a = Table("operator", "decision", "at", "valid until", title="decisions")
+        for ap in view.approvals:
+            a.add_row(ap.operator, ap.decision, _when(ap.ts), _when(ap.expiry))
+        console().print(a)
+    h = Table("at", "from", "to", "reason", title="history")
+    for ts, frm, to, reason in view.history:
+        h.add_row(_when(ts), frm, to, reason)
+    console().print(h)
+
+
+def _list(views: list[RequestView]) -> None:
+    t = Table("id", "kind", "account", "asset", "amount", "to", "state", "approvals", "updated")
+    for v in views:
+        t.add_row(v.id, v.kind, v.account or "", v.asset, _fmt(v.asset, v.amount), v.destination, v.state,
+                  f"{sum(a.decision == 'approve' for a in v.approvals)}/{v.approvals_required}",
+                  _when(v.updated_at))
+    console().print(t)
+
+
+# ---- customers: venue withdraw ------------------------------------------------------------------
+
+
+@click.group()
+def withdraw() -> None:
+    """Customer withdrawals: make a key, prepare a request, sign and submit it, follow it."""
+
+
+@withdraw.command("keygen")
+@click.option("--account", required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Sealed key file to write.")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the public key as the account's withdrawal key.")
+@common
+def withdraw_keygen(ctx: Ctx, account: str, out: str, register: bool) -> None:
+    """Create a withdrawal key (sealed with scrypt under a passphrase) and register it."""
+    if Path(out).exists():
+        raise click.BadParameter(f"{out} exists; refusing to overwrite a key")
+    sealed, _ = keys.generate(keys.KeyPurpose.WITHDRAWAL, _key_passphrase(confirm=True))
+    if register:
+        async def body(custody: Custody, engine: AsyncEngine) -> None:
+            if not any(a.account_id == account for a in await registry.load_accounts(engine)):
+                raise click.ClickException(f"unknown account {account}")
+            await custody.register_withdrawal_key(account, sealed.public_key, time.time_ns())
+
+        _run(ctx, body)
+    Path(out).write_text(sealed.to_json())
+    os.chmod(out, 0o600)
+    click.echo(f"withdrawal key {sealed.key_id} written to {out}" + (f", registered for {account}" if register else ""))
+
+
+@withdraw.command("request")
+@click.option("--account", required=True)
+@click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@click.option("--amount", required=True, help="Decimal amount, e.g. 0.25")
+@click.option("--destination", required=True, help="A whitelisted address.")
+@click.option("--expires-in", default=3600, show_default=True, type=click.IntRange(1, 7 * 86400),
+              help="Seconds the request stays valid.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Request file to write.")
+def withdraw_request(account: str, asset: str, amount: str, destination: str, expires_in: int, out: str) -> None:
+    """Prepare an unsigned withdrawal request (canonical amount, fresh nonce, expiry)."""
+    units = _units(asset, amount)
+    req = WithdrawalRequest(account, asset, format_amount(units, ASSETS[asset].decimals), destination,
+                            secrets.token_hex(12), int(time.time()) + expires_in)
+    try:
+        req.validate()
+    except RequestFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+    Path(out).write_text(SignedRequest(req, "", "").to_json())
+    click.echo(f"request written to {out}: {req.amount} {asset} to {destination}; sign it with "
+               f"`venue withdraw sign {out} --key KEYFILE`")
+
+
+@withdraw.command("sign")
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--submit/--no-submit", default=True, show_default=True, help="Submit to the venue once signed.")
+@common
+def withdraw_sign(ctx: Ctx, request_file: str, key_file: str, submit: bool) -> None:
+    """Sign a request file with the withdrawal key, and submit it."""
+    try:
+        doc = SignedRequest.from_json(Path(request_file).read_text())
+    except RequestFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+    key = _load_signing_key(key_file, keys.KeyPurpose.WITHDRAWAL)
+    signed = sign_request(key, signing.key_id_for(key.public_key()), doc.request)
+    Path(request_file).write_text(signed.to_json())
+    if not submit:
+        click.echo(f"signed {request_file} (key {signed.key_id}); not submitted")
+        return
+
+    async def body(custody: Custody, engine: AsyncEngine) -> RequestView:
+        return await custody.request_withdrawal(signed, time.time_ns())
+
+    view = _run(ctx, body, moves_funds=True)
+    click.echo(f"withdrawal {view.id}: {view.state}" + (f" ({view.reason})" if view.reason else ""))
+
+
+@withdraw.command("status")
+@click.argument("request_id", required=False)
+@click.option("--account", default=None, help="List this account's withdrawals.")
+@common
+def withdraw_status(ctx: Ctx, request_id: str | None, account: str | None) -> None:
+    """Show one withdrawal, or list an account's."""
+    if not request_id and not account:
+        raise click.UsageError("give a request id or --account")
+
+    async def body(custody: Custody, engine: AsyncEngine) -> Any:
+        return await custody.get(request_id) if request_id else await custody.list(account=account)
+
+    out = _run(ctx, body)
+    _show(out) if isinstance(out, RequestView) else _list(out)
+
+
+# ---- customers: venue address -------------------------------------------------------------------
+
+
+@click.group()
+def address() -> None:
+    """Withdrawal address whitelist."""
+
+
+@address.command("add")
+@click.argument("destination")
+@click.option("--account", required=True)
+@click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@click.option("--label", default="")
+@common
+def address_add(ctx: Ctx, destination: str, account: str, asset: str, label: str) -> None:
+    """Whitelist a destination; usable once the policy's time-lock has passed (default 24 h)."""
+
+    async def body(custody: Custody, engine: AsyncEngine) -> int:
+        if not any(a.account_id == account for a in await registry.load_accounts(engine)):
+            raise click.ClickException(f"unknown account {account}")
+        return await custody.add_address(account, asset, destination, time.time_ns(), label)
+
+    usable = _run(ctx, body)
+    click.echo(f"{destination} whitelisted for {account} {asset}; usable from {_when(usable)} UTC")
+
+
+# ---- operators: venue withdrawals ---------------------------------------------------------------
+
+
+@click.group()
+def withdrawals() -> None:
+    """Operators: list, inspect, approve or reject withdrawals and transfers."""
+
+
+@withdrawals.command("list")
+@click.option("--state", default=None, help="Only this state.")
+@click.option("--all", "all_", is_flag=True, help="Include finished ones.")
+@common
+def withdrawals_list(ctx: Ctx, state: str | None, all_: bool) -> None:
+    """List open requests (withdrawals, top-ups, sweeps)."""
+    _list(_run(ctx, lambda c, e: c.list(state=state, open_only=not (all_ or state))))
+
+
+@withdrawals.command("show")
+@click.argument("request_id")
+@common
+def withdrawals_show(ctx: Ctx, request_id: str) -> None:
+    """One request with its decisions and history."""
+    _show(_run(ctx, lambda c, e: c.get(request_id)))
+
+
+def _decide(ctx: Ctx, request_id: str, operator: str, key_file: str, ttl: int, decision: str) -> None:
+    key = _load_signing_key(key_file, keys.KeyPurpose.APPROVAL)
+
+    async def body(custody: Custody, engine: AsyncEngine) -> RequestView:
+        view = await custody.get(request_id)
+        now = time.time_ns()
+        approval = Approval(request_id, view.digest, decision, operator, secrets.token_hex(12), now // NS + ttl)
+        return await custody.decide(sign_approval(key, approval), now)
+
+    view = _run(ctx, body, moves_funds=True)
+    click.echo(f"{decision} by {operator} recorded; {view.id} is {view.state}" +
+               (f" ({view.reason})" if view.reason else ""))
+
+
+@withdrawals.command("approve")
+@click.argument("request_id")
+@click.option("--operator", required=True, help="Your operator name.")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Your approval key (PEM or sealed key file).")
+@click.option("--ttl", default=900, show_default=True, type=click.IntRange(1, 86400),
+              help="Seconds the approval stays valid.")
+@common
+def withdrawals_approve(ctx: Ctx, request_id: str, operator: str, key_file: str, ttl: int) -> None:
+    """Sign and record an approval (over the request digest, a nonce and an expiry)."""
+    _decide(ctx, request_id, operator, key_file, ttl, "approve")
+
+
+@withdrawals.command("reject")
+@click.argument("request_id")
+@click.option("--operator", required=True)
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--ttl", default=900, show_default=True, type=click.IntRange(1, 86400))
+@common
+def withdrawals_reject(ctx: Ctx, request_id: str, operator: str, key_file: str, ttl: int) -> None:
+    """Sign and record a rejection: it ends the request and releases its funds."""
+    _decide(ctx, request_id, operator, key_file, ttl, "reject")
+
+
+# ---- operators: venue custody -------------------------------------------------------------------
+
+
+@click.group()
+def custody() -> None:
+    """Wallets: set up, status and reconciliation, sweep, top-up, the pump, the policy."""
+
+
+@custody.command("init")
+@click.option("--assets", "codes", default="BTC,ETH,USDT", show_default=True)
+@common
+def custody_init(ctx: Ctx, codes: str) -> None:
+    """Create the hot, warm and cold wallets of each asset and a first policy (if none)."""
+    assets = [_asset(c) for c in codes.split(",") if c.strip()]
+
+    async def body(custody: Custody, engine: AsyncEngine) -> tuple[list, Policy]:
+        now = time.time_ns()
+        wallets = await setup_wallets(engine, custody.chain, assets, {t: _wallet_passphrase(t) for t in
+                                                                      ("hot", "warm", "cold")}, now)
+        try:
+            policy = await custody.policy()
+        except PolicyError:
+            policy = await custody.set_policy(starter_policy({a: ASSETS[a].decimals for a in assets}), ctx.actor, now)
+        return wallets, policy
+
+    wallets, policy = _run(ctx, body, create=True)
+    t = Table("asset", "tier", "address", "key id")
+    for w in wallets:
+        t.add_row(w.asset, w.tier, w.address, w.key_id)
+    console().print(t)
+    click.echo(f"policy v{policy.version} in force")
+
+
+@custody.command("status")
+@common
+def custody_status(ctx: Ctx) -> None:
+    """Holdings per wallet (book and chain), in flight, owed to customers, hot ratio, breaches."""
+    statuses = _run(ctx, lambda c, e: c.status())
+    t = Table("asset", "hot", "warm", "cold", "in flight", "holdings", "owed", "hot ratio", "top-ups pending",
+              "status", title="custody")
+    breaches = []
+    for s in statuses:
+        a = s.asset
+        t.add_row(a, _fmt(a, s.book.get("hot", 0)), _fmt(a, s.book.get("warm", 0)), _fmt(a, s.book.get("cold", 0)),
+                  _fmt(a, s.in_flight), _fmt(a, s.holdings), _fmt(a, s.owed), f"{s.hot_ratio:.1%}",
+                  _fmt(a, s.pending_topups), "[red]BREACH[/red]" if s.breaches else "[green]ok[/green]")
+        breaches += [f"{a}: {b}" for b in s.breaches]
+    console().print(t)
+    for b in breaches:
+        console().print(f"[red]breach[/red] {b}")
+    if breaches:
+        raise SystemExit(3)
+
+
+@custody.command("sweep")
+@click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@common
+def custody_sweep(ctx: Ctx, asset: str) -> None:
+    """Move what the hot wallet holds above its target to cold now."""
+
+    async def body(custody: Custody, engine: AsyncEngine) -> RequestView | None:
+        return await custody.sweep(asset, time.time_ns(), ctx.actor)
+
+    view = _run(ctx, body, moves_funds=True)
+    click.echo("nothing to sweep: the hot wallet is at or below its target" if view is None else
+               f"sweep {view.id}: {_fmt(asset, view.amount)} {asset} hot -> cold, {view.state}")
+
+
+@custody.command("topup")
+@click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@click.option("--amount", required=True)
+@common
+def custody_topup(ctx: Ctx, asset: str, amount: str) -> None:
+    """Propose a cold -> hot transfer; it waits for the top-up quorum (the proposer never counts)."""
+    units = _units(asset, amount)
+    view = _run(ctx, lambda c, e: c.propose_topup(asset, units, ctx.actor, time.time_ns()), moves_funds=True)
+    click.echo(f"top-up {view.id}: {_fmt(asset, units)} {asset} cold -> hot, {view.state}, needs "
+               f"{view.approvals_required} approvals")
+
+
+@custody.command("process")
+@click.option("--blocks", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="Blocks the simulated chain makes first.")
+@common
+def custody_process(ctx: Ctx, blocks: int) -> None:
+    """Run the pump once: expiries, signing, broadcasts, confirmations, deposits, hot-wallet marks."""
+
+    async def body(custody: Custody, engine: AsyncEngine) -> Any:
+        if blocks and isinstance(custody.chain, SimulatedChain):
+            await custody.chain.mine(blocks)
+        return await custody.process(time.time_ns())
+
+    report = _run(ctx, body, moves_funds=True)
+    for rid, state in report.moved:
+        click.echo(f"{rid} -> {state}")
+    for txid in report.deposits:
+        click.echo(f"deposit {txid} credited")
+    for rid in report.proposed:
+        click.echo(f"proposed {rid}")
+
+
+@custody.command("policy")
+@click.option("--set", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="Store this policy (JSON) as the next version.")
+@common
+def custody_policy(ctx: Ctx, policy_file: str | None) -> None:
+    """Show the policy in force, or store a new version."""
+
+    async def body(custody: Custody, engine: AsyncEngine) -> Policy:
+        if policy_file:
+            try:
+                policy = Policy.from_json(Path(policy_file).read_text())
+            except (ValueError, TypeError, KeyError) as exc:
+                raise click.ClickException(f"{policy_file}: not a policy: {exc}") from None
+            return await custody.set_policy(policy, ctx.actor, time.time_ns())
+        return await custody.policy()
+
+    policy = _run(ctx, body)
+    click.echo(f"policy v{policy.version}")
+    click.echo(json.dumps(json.loads(policy.to_json()), indent=2, sort_keys=True))
+
+
+# ---- venue deposit ------------------------------------------------------------------------------
+
+
+@click.command("deposit")
+@click.option("--account", required=True)
+@click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@click.option("--amount", required=True)
+@click.option("--from", "source", default="outside-wallet", show_default=True, help="Sending address.")
+@common
+def deposit(ctx: Ctx, account: str, asset: str, amount: str, source: str) -> None:
+    """A customer deposit arriving through the chain adapter: the transfer to the hot wallet (memo:
+    the account) is made on the simulated chain, confirmed, and credited to the ledger."""
+    units = _units(asset, amount)
+
+    async def body(custody: Custody, engine: AsyncEngine) -> tuple[list[str], int]:
+        if not any(a.account_id == account for a in await registry.load_accounts(engine)):
+            raise click.ClickException(f"unknown account {account}")
+        chain = custody.chain
+        if not isinstance(chain, SimulatedChain):
+            raise click.ClickException("deposits arrive by themselves on a real chain; run `venue custody process`")
+        txid = await chain.send_external(source, await custody.deposit_address(asset), asset, units, account)
+        await chain.mine((await custody.policy()).confirmations)
+        report = await custody.process(time.time_ns())
+        if txid not in report.deposits:
+            raise click.ClickException(f"transfer {txid} was not credited")
+        return report.deposits, (await custody.ledger.balance(account, asset))[0]
+
+    _, total = _run(ctx, body, moves_funds=True)
+    click.echo(f"deposited {_fmt(asset, units)} {asset} to {account}; balance {_fmt(asset, total)} {asset}")
+
+
+commands = [withdraw, address, withdrawals, custody, deposit]
