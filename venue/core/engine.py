@@ -512,6 +512,9 @@ class Core:
         stp = o[STP]
         stp_on = stp is not STP_NONE
         sym = o[INSTRUMENT]
+        side = o[SIDE]
+        o_id, o_cl, o_sess = o[ORDER_ID], o[CL_ORD_ID], o[SESSION]
+        orders, by_clid = self._orders, self._by_clid
         first = px = None
         append = out.append
         while True:
@@ -550,28 +553,32 @@ class Core:
                 append(OrderRestated(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], o[PRICE], o[QTY],
                                      o[LEAVES_QTY], o[CUM_QTY], o[CUM_NOTIONAL], "self_trade", o[SESSION]))
                 continue
-            q = o[LEAVES_QTY] if o[LEAVES_QTY] < m[VISIBLE_QTY] else m[VISIBLE_QTY]
+            leaves = o[LEAVES_QTY]
+            vis = m[VISIBLE_QTY]
+            q = leaves if leaves < vis else vis
             tid = self._next_trade_id
             self._next_trade_id = tid + 1
             n = p * q
-            m[LEAVES_QTY] -= q
-            m[CUM_QTY] += q
-            m[CUM_NOTIONAL] += n
-            o[LEAVES_QTY] -= q
-            o[CUM_QTY] += q
-            o[CUM_NOTIONAL] += n
+            m_leaves = m[LEAVES_QTY] = m[LEAVES_QTY] - q
+            m_cum = m[CUM_QTY] = m[CUM_QTY] + q
+            m_cumn = m[CUM_NOTIONAL] = m[CUM_NOTIONAL] + n
+            leaves = o[LEAVES_QTY] = leaves - q
+            o_cum = o[CUM_QTY] = o[CUM_QTY] + q
+            o_cumn = o[CUM_NOTIONAL] = o[CUM_NOTIONAL] + n
             book.fill(m, q)
-            if m[LEAVES_QTY] == 0:
-                self._unregister(m)
-            append(OrderFilled(0, ts, m[ORDER_ID], m[CL_ORD_ID], m[ACCOUNT], sym, mside, tid, p, q, m[LEAVES_QTY],
-                               m[CUM_QTY], m[CUM_NOTIONAL], False, m[SESSION]))
-            append(OrderFilled(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], tid, p, q, o[LEAVES_QTY],
-                               o[CUM_QTY], o[CUM_NOTIONAL], True, o[SESSION]))
-            append(Trade(0, ts, tid, sym, p, q, o[SIDE], m[ORDER_ID], o[ORDER_ID], m[ACCOUNT], account))
+            m_id = m[ORDER_ID]
+            m_acct = m[ACCOUNT]
+            if m_leaves == 0:
+                del orders[m_id]
+                del by_clid[m_acct][m[CL_ORD_ID]]
+            append(OrderFilled(0, ts, m_id, m[CL_ORD_ID], m_acct, sym, mside, tid, p, q, m_leaves, m_cum, m_cumn,
+                               False, m[SESSION]))
+            append(OrderFilled(0, ts, o_id, o_cl, account, sym, side, tid, p, q, leaves, o_cum, o_cumn, True, o_sess))
+            append(Trade(0, ts, tid, sym, p, q, side, m_id, o_id, m_acct, account))
             if first is None:
                 first = p
             px = p
-            if o[LEAVES_QTY] == 0:
+            if leaves == 0:
                 break
         if px is None:
             return False
