@@ -227,6 +227,16 @@ def test_first_three_tags_not_8_9_35_373_14(dd: DataDictionary, text: str, tag: 
     assert dd.validate(raw(text)) == rej(14, tag, "0")
 
 
+def test_missing_bodylength_is_required_tag_missing(dd: DataDictionary) -> None:
+    assert dd.validate(raw(f"8=FIX.4.4|35=0|34=2|49=A|52={T}|56=B|10=000")) == rej(1, 9, "0")
+
+
+def test_validator_binds_one_sessions_switches(dd: DataDictionary) -> None:
+    msg = frame(f"35=0|34=2|49=TW44|52={T}|56=ISLD|112=")
+    assert dd.validator(fields_have_values=False)(msg) is None
+    assert dd.validator()(msg) == rej(4, 112, "0")
+
+
 def test_group_field_before_delimiter_373_15(dd: DataDictionary) -> None:
     msg = app("D", NOS + "|453=1|447=D|448=A|452=1")
     assert dd.validate(msg) == rej(15, 447, "D")
