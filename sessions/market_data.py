@@ -229,11 +229,11 @@ class MarketDataApp(Application):
         return self.units(symbol) is not None
 
     # -- core side ---------------------------------------------------------------------------
-    def on_core_events(self, events: Iterable[object]) -> None:
-        """Apply a committed batch of core events and send what each subscription needs."""
+    def on_core_events(self, events: Iterable[object]) -> list[MDUpdate | StatusUpdate]:
+        """Apply a batch of core events, send what each subscription needs; return the updates."""
         updates = self.market.apply_events(events)
         if not updates or not self.sessions:
-            return
+            return updates
         if any(isinstance(u, StatusUpdate) for u in updates):  # rare: keep the core order exactly
             for state in self.sessions.values():
                 keys = state.keys
@@ -259,6 +259,7 @@ class MarketDataApp(Application):
                 else:
                     state.queue.push(u for key in keys for u in groups.get(key, ()))
         self.flush()
+        return updates
 
     def on_timer(self) -> None:
         """Call periodically: hands held updates to sessions that caught up; drops the hopeless."""

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -165,8 +166,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
 def _start_broker(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["mosquitto", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([MOSQUITTO, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -177,7 +181,7 @@ def _start_broker(port: int) -> subprocess.Popen:
     raise RuntimeError("mosquitto did not start")
 
 
-@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto binary not installed")
+@pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto binary not installed")
 def test_feed_reconnects_after_the_broker_restarts_and_republishes_state() -> None:
     port = _free_port()
     broker = _start_broker(port)

@@ -150,7 +150,11 @@ class MqttFeed:
     # -- the core side -----------------------------------------------------------------------
     def publish_events(self, events: Iterable[object]) -> None:
         """Apply a committed batch of core events and queue what it publishes. Never blocks."""
-        updates = self.market.apply_events(events)
+        self.publish_updates(self.market.apply_events(events))
+
+    def publish_updates(self, updates: list[MDUpdate | StatusUpdate]) -> None:
+        """Queue already computed updates of ``self.market`` (when the feed shares the FIX
+        market-data app's :class:`MarketData`, so both carry literally the same sequence)."""
         if not updates:
             return
         by_inst: dict[str, list[MDUpdate]] = {}
