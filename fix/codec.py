@@ -202,8 +202,20 @@ def _parse_with_data(raw: bytes) -> list[tuple[int, bytes]]:
 _sec_cache: list = [None, b""]
 
 
+_last_ts: list = [None, 0, b""]
+
+
 def format_timestamp(now: float, precision: int = 3) -> bytes:
     """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss]`` for ``now`` (epoch seconds); precision 0, 3, 6 or 9."""
+    last = _last_ts
+    if last[0] == now and last[1] == precision:  # a batch shares one ``now``
+        return last[2]
+    value = _format_timestamp(now, precision)
+    last[0], last[1], last[2] = now, precision, value
+    return value
+
+
+def _format_timestamp(now: float, precision: int) -> bytes:
     if precision <= 0:
         sec, frac = int(now), 0
     else:

@@ -7,6 +7,8 @@ transaction, so everything a batch sends is committed before the first byte of i
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import (
     Column,
     Integer,
@@ -43,7 +45,8 @@ outbound_messages = Table(
     Column("raw", LargeBinary, nullable=False),
 )
 
-_CHUNK = 300  # rows per statement (3 parameters each; SQLite's oldest limit is 999)
+_CHUNK = 300 if sqlite3.sqlite_version_info < (3, 32) else 10_000
+"""Rows per statement (3 parameters each): SQLite allows 999 parameters before 3.32, 32766 since."""
 _INSERT_SQLITE = "INSERT INTO fix_outbound_messages (session_key, seq, raw) VALUES "
 _UPSERT_STATE_SQLITE = "INSERT INTO fix_session_state (session_key, next_sender, next_target) VALUES "
 _UPSERT_TAIL = (" ON CONFLICT(session_key) DO UPDATE SET next_sender = excluded.next_sender,"
@@ -140,21 +143,37 @@ class MessageStore:
 
     async def _flush_sqlite(self, conn: AsyncConnection, staged: dict[str, tuple[int, int]],
                             rows: list[tuple[str, int, bytes]], resets: list[str]) -> None:
-        # aiosqlite runs each statement in its thread; every GIL hand-off costs up to the switch
-        # interval while the event loop is busy, so the batch goes in as few statements as
-        # possible: multi-row VALUES, one upsert for all seqnums. Same connection, same
-        # transaction (sqlite3 begins it implicitly; SQLAlchemy commits it).
+        # aiosqlite runs each call in its own thread, and every hop costs a thread wake-up (and GIL
+        # hand-offs) while the event loop is busy: the whole batch goes in ONE hop, as multi-row
+        # statements on the same sqlite3 connection, inside the transaction SQLAlchemy commits.
         driver = (await conn.get_raw_connection()).driver_connection
-        items = list(staged.items())
-        for i in range(0, len(items), _CHUNK):
-            part = items[i:i + _CHUNK]
-            params = [v for k, (s, t) in part for v in (k, s, t)]
-            await driver.execute(_UPSERT_STATE_SQLITE + ",".join(["(?,?,?)"] * len(part)) + _UPSERT_TAIL, params)
-        for i in range(0, len(resets), _CHUNK):
-            part = resets[i:i + _CHUNK]
-            await driver.execute(
-                "DELETE FROM fix_outbound_messages WHERE session_key IN (" + ",".join(["?"] * len(part)) + ")", part)
-        for i in range(0, len(rows), _CHUNK):
-            part = rows[i:i + _CHUNK]
-            params = [v for row in part for v in row]
-            await driver.execute(_INSERT_SQLITE + ",".join(["(?,?,?)"] * len(part)), params)
+        run = getattr(driver, "_execute", None)
+        if run is not None and hasattr(driver, "_conn"):
+            await run(_write_sqlite, driver._conn, staged, rows, resets)
+        else:  # another SQLite driver: same statements, one call each
+            for sql, params in _sqlite_statements(staged, rows, resets):
+                await driver.execute(sql, params)
+
+
+def _sqlite_statements(staged: dict[str, tuple[int, int]], rows: list[tuple[str, int, bytes]],
+                       resets: list[str]) -> list[tuple[str, list]]:
+    out: list[tuple[str, list]] = []
+    items = list(staged.items())
+    for i in range(0, len(items), _CHUNK):
+        part = items[i:i + _CHUNK]
+        out.append((_UPSERT_STATE_SQLITE + ",".join(["(?,?,?)"] * len(part)) + _UPSERT_TAIL,
+                    [v for k, (s, t) in part for v in (k, s, t)]))
+    for i in range(0, len(resets), _CHUNK):
+        part = resets[i:i + _CHUNK]
+        out.append(("DELETE FROM fix_outbound_messages WHERE session_key IN (" + ",".join(["?"] * len(part)) + ")",
+                    part))
+    for i in range(0, len(rows), _CHUNK):
+        part = rows[i:i + _CHUNK]
+        out.append((_INSERT_SQLITE + ",".join(["(?,?,?)"] * len(part)), [v for row in part for v in row]))
+    return out
+
+
+def _write_sqlite(sqlconn, staged, rows, resets) -> None:
+    """Runs in aiosqlite's thread, on its sqlite3 connection (the transaction begins implicitly)."""
+    for sql, params in _sqlite_statements(staged, rows, resets):
+        sqlconn.execute(sql, params)
