@@ -282,3 +282,35 @@ def test_custody_has_no_knowledge_of_the_simulation():
     src = inspect.getsource(wf)
     assert "SimulatedChain" not in src and "mine(" not in src and "inject_faults" not in src
     assert Custody.__init__.__annotations__["chain"] == "ChainAdapter"
+
+
+def test_status_reports_a_ledger_hold_that_no_request_accounts_for(tmp_path):
+    async def body(env):
+        await env.deposit("A2", 4 * BTC)
+        view = await env.custody.request_withdrawal(env.request("A2", 3 * BTC), T0)
+        (st,) = [s for s in await env.custody.status() if s.asset == "BTC"]
+        assert st.breaches == []
+        await env.custody.ledger.hold(T0, "A2", "BTC", BTC // 2, "stray")  # behind custody's back
+        (st,) = [s for s in await env.custody.status() if s.asset == "BTC"]
+        assert st.breaches == ["ledger hold stray without a custody request"]
+        await env.custody.ledger.release(T0, view.id)  # custody still thinks it holds these funds
+        (st,) = [s for s in await env.custody.status() if s.asset == "BTC"]
+        assert f"request {view.id} holds funds the ledger does not" in st.breaches
+
+    run("sqlite", tmp_path, body)
+
+
+def test_ledger_holds_survive_snapshot_and_count_in_its_invariants():
+    from venue.core.ledger import Ledger
+
+    led = Ledger()
+    led.deposit(1, "A", "BTC", 100)
+    led.hold(2, "A", "BTC", 60, "w1")
+    led.check_invariants()
+    again = Ledger()
+    again.restore(led.snapshot())
+    assert again.holds == {"w1": ("A", "BTC", 60)} and again.available("A", "BTC") == 40
+    again.check_invariants()
+    again.holds.clear()  # a reservation without its hold is caught
+    with pytest.raises(AssertionError, match="reserved 60"):
+        again.check_invariants()

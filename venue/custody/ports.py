@@ -60,6 +60,9 @@ class CustomerLedger(Protocol):
     async def net_deposits(self, asset: str) -> int:
         """Deposits minus withdrawals ever: what the wallets must hold (owed + the venue's own fees)."""
 
+    async def open_holds(self) -> dict[str, tuple[str, str, int]]:
+        """Every open hold: ref -> (account, asset, amount)."""
+
 
 Submit = Callable[[Any], Sequence[Any] | Awaitable[Sequence[Any]]]
 
@@ -112,6 +115,9 @@ class CoreLedger:
 
     async def net_deposits(self, asset: str) -> int:
         return -self.ledger.balance(EXTERNAL, asset)[0]
+
+    async def open_holds(self) -> dict[str, tuple[str, str, int]]:
+        return dict(self.ledger.holds)
 
 
 class JournalLedger(CoreLedger):

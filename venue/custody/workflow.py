@@ -689,9 +689,22 @@ class Custody:
 
     async def status(self) -> list[AssetStatus]:
         """Holdings, liabilities, hot ratio and breaches per asset with wallets."""
+        r = store.requests
         async with self.engine.connect() as conn:
             assets = sorted({w.asset for w in (await load_wallets(conn)).values()})
-        return [await asset_status(self.engine, self.chain, self.ledger, a) for a in assets]
+            held = {row.id: (row.account, row.asset, int(row.amount)) for row in (await conn.execute(
+                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(r.c.funds == "held"))).all()}
+        out = [await asset_status(self.engine, self.chain, self.ledger, a) for a in assets]
+        holds = await self.ledger.open_holds()
+        for st in out:  # every reservation of the ledger is a request in progress, and vice versa
+            for ref in sorted(set(holds) | set(held)):
+                h, q = holds.get(ref), held.get(ref)
+                if (h or q)[1] != st.asset or h == q:
+                    continue
+                st.breaches.append(f"hold {ref}: ledger {h}, custody {q}" if h and q else
+                                   f"ledger hold {ref} without a custody request" if h else
+                                   f"request {ref} holds funds the ledger does not")
+        return out
 
     def format_amount(self, asset: str, units: int) -> str:
         return format_amount(units, self.assets[asset].decimals) if units > 0 else "0"
