@@ -96,6 +96,7 @@ async def _client(host: str, port: int, comp_id: str, seconds: float, warmup: fl
         writer.write(orders(k))
         sent_at.extend([t] * k)
     out["measured"] = out.get("measured", 0) + measured
+    out["total"] = out.get("total", 0) + count
     out.setdefault("latencies", []).extend(latencies)
     writer.close()
 
@@ -115,6 +116,7 @@ def _client_process(host: str, port: int, clients: int, seconds: float, warmup: 
         n = len(lat)
         result_q.put({
             "round_trips": out.get("measured", 0),
+            "round_trips_total": out.get("total", 0),
             "p50_ms": lat[n // 2] * 1000 if n else None,
             "p99_ms": lat[min(n - 1, int(n * 0.99))] * 1000 if n else None,
         })
@@ -144,10 +146,12 @@ async def _run(clients: int, seconds: float, warmup: float, window: int, data_di
     ctx = mp.get_context("spawn")
     result_q = ctx.Queue()
     proc = ctx.Process(target=_client_process, args=("127.0.0.1", port, clients, seconds, warmup, window, result_q))
+    cpu0 = time.process_time()
     proc.start()
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(None, result_q.get, True, warmup + seconds + 60)
+        cpu = time.process_time() - cpu0
     finally:
         proc.join(timeout=10)
         batches = acceptor.batches
@@ -160,6 +164,7 @@ async def _run(clients: int, seconds: float, warmup: float, window: int, data_di
         "clients": clients, "window": window, "seconds": seconds,
         "round_trips_per_s": result["round_trips"] / seconds,
         "db_commits": batches, "stored_messages": stored,
+        "server_cpu_us_per_round_trip": cpu / max(1, result.get("round_trips_total", 0)) * 1e6,
         "database": engine.dialect.name, "file_log": file_log,
     })
     return result
@@ -195,3 +200,5 @@ def command(clients: int, window: int, seconds: float, warmup: float, no_file_lo
     click.echo(f"round trips: {result['round_trips']} ({result['round_trips_per_s']:,.0f}/s)")
     click.echo(f"latency p50: {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms")
     click.echo(f"DB commits: {result['db_commits']}, messages stored: {result['stored_messages']}")
+    click.echo(f"acceptor CPU per round trip: {result['server_cpu_us_per_round_trip']:.1f} us "
+               f"(one free core would carry ~{1e6 / result['server_cpu_us_per_round_trip']:,.0f}/s)")
