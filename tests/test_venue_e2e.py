@@ -141,3 +141,19 @@ def test_malformed_frames_and_unknown_compids_do_not_disturb_other_sessions(venu
     check(good.expect("8"), dictionary, t150="0", t11="G-1")
     junk.close()
     assert venue.alive
+
+
+def test_disabling_a_logged_on_session_logs_it_out(venue):
+    import subprocess
+    import sys
+
+    c = venue.client("DEMO2")
+    other = venue.client("DEMO1")
+    subprocess.run([sys.executable, "-m", "tools.cli", "session", "disable", "DEMO2", "--data-dir",
+                    str(venue.data_dir)], check=True, capture_output=True, timeout=60)
+    logout = c.expect("5", timeout=10)
+    assert logout.get_str(58) == "Logout"
+    c.send("5")
+    assert c.closed(5)
+    other.send("D", order("STILL-1", "1", "0.01", "58000"))
+    assert other.expect("8").get_str(150) == "0", "other sessions trade on"

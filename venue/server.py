@@ -81,6 +81,7 @@ class Venue:
         self._audit: list[tuple[str, dict[str, Any]]] = []
         self._answers: list[tuple[int, bool, dict[str, Any]]] = []
         self._in_flight: set[int] = set()
+        self._logging_out: set[str] = set()
         self._published: list[Any] = []
         self._events_since_snapshot = 0
         self._tasks: list[asyncio.Task] = []
@@ -369,6 +370,29 @@ class Venue:
 
     # ------------------------------------------------------------------ housekeeping
 
+    def _enforce_registry(self, now: int) -> None:
+        """Log out sessions whose KYC lapsed (cancelling their orders) or that were disabled."""
+        for session in list(self.acceptor.sessions.values()):
+            sid = session.config.target_comp_id
+            if not session.is_logged_on:
+                self._logging_out.discard(sid)
+                continue
+            if sid in self._logging_out:
+                continue  # Logout sent, waiting for the answer or the timeout
+            rec = self.records.get(sid)
+            if rec is None or not rec.enabled:
+                reason, kind = "session disabled", "session.disabled_logout"
+            else:
+                reason = self.gate.kyc_reason(sid, now)
+                kind = "session.kyc_logout"
+                if reason is None:
+                    continue
+                self.submit(cmd.MassCancel(ts=now, session_filter=sid, reason="kyc", session=sid))
+            log.warning("logging %s out: %s", sid, reason)
+            self.audit(kind, actor="venue", subject=sid, details={"reason": reason})
+            self._logging_out.add(sid)
+            self.acceptor.logout(session, "Logout")
+
     async def _housekeeping(self) -> None:
         """Once a second: GTD expiry, registry reload, KYC re-check, market-data slow consumers."""
         turn = 0
@@ -386,14 +410,7 @@ class Venue:
                 await self._load_sessions()
                 for command in await self._risk_sync_commands():
                     self.submit(command)
-                for sid in self.gate.kyc_violations(now):
-                    session = self._session_of(sid)
-                    if session is not None and session.is_logged_on:
-                        reason = self.gate.kyc_reason(sid, now) or "KYC no longer valid"
-                        log.warning("logging %s out: %s", sid, reason)
-                        self.audit("session.kyc_logout", actor="venue", subject=sid, details={"reason": reason})
-                        self.submit(cmd.MassCancel(ts=now, session_filter=sid, reason="kyc", session=sid))
-                        self.acceptor.logout(session, "Logout")
+                self._enforce_registry(now)
                 self.market_data.on_timer()
                 self.acceptor.schedule_flush()
             except asyncio.CancelledError:
