@@ -78,6 +78,7 @@ class OrderEntryApp(Application):
         precision: int = 3,
         clock_ns: Callable[[], int] = time.time_ns,
         assets: Assets | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.core = core
         self.submit = submit
@@ -87,6 +88,7 @@ class OrderEntryApp(Application):
         self.precision = precision
         self.clock_ns = clock_ns
         self.assets = assets or Assets()
+        self.wall = wall  # SendingTime of messages sent outside the session's own callbacks
         self._units: dict[str, InstrumentUnits] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._reject_ids = itertools.count(1)
@@ -267,7 +269,7 @@ class OrderEntryApp(Application):
                 fields.append((58, text))
             if code is not None:
                 fields.append((7001, code))
-            session.send_app(fields)
+            session.send_app(fields, self.wall())
 
         try:
             if req_type not in (MASS_CANCEL_BY_SECURITY, MASS_CANCEL_ALL):
@@ -389,4 +391,4 @@ class OrderEntryApp(Application):
             if session is None:
                 continue
             msg_type, fields = out
-            session.send_app([(35, msg_type), *fields])
+            session.send_app([(35, msg_type), *fields], self.wall())

@@ -502,6 +502,15 @@ def test_fill_reports_carry_the_commission_the_ledger_booked(venue, clients):
     assert Decimal(t[12]) > Decimal(m[12]) > 0, "the taker pays more than the maker"
 
 
+def test_resting_side_fill_report_is_stamped_when_sent_not_before_the_trade(clients):
+    maker, taker = clients.open("DEMO1"), clients.open("DEMO2")
+    place(maker, "TS-M", "2", "0.01", "60000.03")
+    time.sleep(0.1)  # the maker's session has seen nothing since: its SendingTime must still be current
+    place(taker, "TS-T", "1", "0.01", "60000.03")
+    fill = expect(maker, "8", t150="F", t11="TS-M")
+    assert fill[52] >= fill[60], f"SendingTime {fill[52]} is before TransactTime {fill[60]}"
+
+
 # ------------------------------------------------------------------------- the exported dictionary
 
 
