@@ -300,6 +300,13 @@ def test_order_mass_status_request_sends_one_report_per_open_order_and_flags_the
     assert [r[912] for r in reports] == ["N", "N", "Y"]
 
 
+def test_order_mass_status_request_with_no_open_orders_sends_one_empty_last_report(clients):
+    c = clients.open("DEMO2")
+    c.send("AF", [(584, "MS-NONE"), (585, "7")])
+    f = expect(c, "8", t150="I", t37="NONE", t584="MS-NONE", t911="0", t912="Y")
+    assert "no open orders" in f[58]
+
+
 def test_security_list_gives_each_instrument_tick_lot_limits_and_status(clients):
     c = clients.open("DEMO1")
     c.send("x", [(320, "SL-1"), (559, "4")])
