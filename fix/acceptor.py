@@ -125,6 +125,7 @@ class Acceptor:
         log_factory: Callable[[str], Any] | None = None,
         tick_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
+        max_write_buffer: int = 64 << 20,
     ) -> None:
         self.lookup = lookup
         self.application = application
@@ -135,6 +136,8 @@ class Acceptor:
         self.tick_interval = tick_interval
         self.clock = clock
         self.sessions: dict[str, Session] = {}
+        self._dirty: set[Session] = set()
+        self.max_write_buffer = max_write_buffer
         self._bound: dict[str, _Connection] = {}
         self._unbound: set[_Connection] = set()
         self._binding_keys: set[str] = set()
@@ -216,7 +219,8 @@ class Acceptor:
         return None
 
     def schedule_flush(self) -> None:
-        """Make the flusher run soon (after ``session.send_app`` outside a callback)."""
+        """Make the flusher run soon (after ``session.send_app`` outside a callback; sessions with
+        output wake it by themselves, so this is only a nudge)."""
         self._wake()
 
     def logout(self, session: Session, text: str | None = None) -> None:
@@ -265,6 +269,7 @@ class Acceptor:
             self._logs.append(slog)
         session = Session(config, dictionary=self.dictionary, application=self.application, log=slog,
                           next_sender=next_sender, next_target=next_target)
+        session.on_dirty = self._on_dirty
         self.sessions[config.key] = session
         self.application.on_create(session)
         return session
@@ -331,9 +336,12 @@ class Acceptor:
         async with self._flush_lock:
             await self._flush_locked()
 
+    def _on_dirty(self, session: Session) -> None:
+        self._dirty.add(session)
+        self._event.set()
+
     async def _flush_locked(self) -> None:
-        sessions = self.sessions.values()
-        for session in sessions:
+        for session in list(self._dirty):
             while session.resend_wanted is not None:
                 begin, end = session.resend_wanted
                 rows = await self.store.fetch(session.key, begin, end)
@@ -342,6 +350,7 @@ class Acceptor:
         batch = []
         store = self.store
         bound = self._bound
+        sessions, self._dirty = self._dirty, set()
         for session in sessions:
             if session.has_output:
                 out = session.take_outbound()
@@ -373,7 +382,11 @@ class Acceptor:
             if conn is None or conn.closed:
                 continue
             if out.data:
-                conn.transport.write(out.data)
+                transport = conn.transport
+                transport.write(out.data)
+                if transport.get_write_buffer_size() > self.max_write_buffer:
+                    conn.close(f"Slow consumer: more than {self.max_write_buffer} bytes unread")
+                    continue
             if out.close:
                 conn.close(out.close)
         for lg in self._logs:
@@ -386,9 +399,7 @@ class Acceptor:
             now = self.clock()
             for session in self.sessions.values():
                 if session.connected:
-                    session.tick(now)
-                    if session.has_output:
-                        self._wake()
+                    session.tick(now)  # output marks the session dirty, which wakes the flusher
             for conn in list(self._unbound):
                 if not conn.binding and now - conn.opened_at > 10.0:
                     conn.close("No Logon received")

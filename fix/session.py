@@ -181,6 +181,9 @@ class Session:
         self._store_reset = False
         self._close: str | None = None
         self.dirty = False
+        self.on_dirty: Any = None
+        """Optional ``callable(session)``, called when the session first has something for the
+        driver (output, seqnums to persist, a close) since the last ``take_outbound``."""
         # constants for the hot path
         self._begin = config.begin_string.encode()
         self._sender = config.sender_comp_id.encode()
@@ -324,7 +327,7 @@ class Session:
         self.resend_range = self.resend_wanted = self._after_resend = None
         self._queue.clear()
         self._frames.clear()
-        self.dirty = True
+        self._mark()
         self._event(f"Disconnecting: {reason}")
         if was_logged_on:
             self.application.on_logout(self, reason)
@@ -339,7 +342,7 @@ class Session:
         self._to_store.clear()
         self._store_reset = True
         self._queue.clear()
-        self.dirty = True
+        self._mark()
 
     def complete_resend(self, rows: list[tuple[int, bytes]], now: float | None = None) -> None:
         """Answer ``resend_wanted`` with the stored application messages of that range."""
@@ -382,6 +385,12 @@ class Session:
         self.dirty = False
         return out
 
+    def _mark(self) -> None:
+        if not self.dirty:
+            self.dirty = True
+            if self.on_dirty is not None:
+                self.on_dirty(self)
+
     @property
     def has_output(self) -> bool:
         return bool(self._out or self._to_store or self._store_reset or self._close or self.dirty)
@@ -396,7 +405,7 @@ class Session:
         while frames and self.connected and self.resend_wanted is None:
             raw = frames.popleft()
             self.log.on_incoming(raw, self.now)
-            self.dirty = True
+            self._mark()
             try:
                 msg = parse_frame(raw)
             except ValueError as exc:
@@ -729,13 +738,14 @@ class Session:
             self._to_store.append((seq, frame))
         self._out.append(frame)
         self.last_sent = now
-        self.dirty = True
+        self._mark()
         self.log.on_outgoing(frame, now)
         return seq
 
     def _gap_fill(self, begin: int, new_seq: int) -> None:
         ts = format_timestamp(self.now, self.config.timestamp_precision)
         frame = self._frame(b"4", begin, ts, [(36, b"%d" % new_seq), (123, b"Y")], [(43, b"Y"), (122, ts)])
+        self._mark()
         self._out.append(frame)
         self.last_sent = self.now
         self.log.on_outgoing(frame, self.now)
@@ -760,6 +770,7 @@ class Session:
                 body.append((tag, value))
         frame = self._frame(msg_type, seq, format_timestamp(self.now, self.config.timestamp_precision),
                             body, extra)
+        self._mark()
         self._out.append(frame)
         self.last_sent = self.now
         self.log.on_outgoing(frame, self.now)
