@@ -157,3 +157,14 @@ def test_disabling_a_logged_on_session_logs_it_out(venue):
     assert c.closed(5)
     other.send("D", order("STILL-1", "1", "0.01", "58000"))
     assert other.expect("8").get_str(150) == "0", "other sessions trade on"
+
+
+def test_sigterm_sends_logout_to_connected_sessions_and_exits_cleanly(tmp_path):
+    v = VenueProcess(tmp_path / "data").start()
+    c = v.client("DEMO1")
+    v.proc.send_signal(15)
+    logout = c.expect("5", timeout=10)
+    assert "shutting down" in (logout.get_str(58) or "")
+    c.send("5")
+    assert v.proc.wait(20) == 0
+    assert "venue stopped" in "".join(v.output)
