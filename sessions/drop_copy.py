@@ -93,6 +93,19 @@ class DropCopyApp(Application):
     def from_app(self, session: Any, msg: Message) -> None:
         raise BusinessReject(3, f"drop-copy session is read-only: message type {msg.msg_type} is not accepted")
 
+    def copy(self, account: str, msg_type: str, fields: list[tuple[int, Any]]) -> None:
+        """Copy a report made outside the core (an order rejected at the FIX edge, before it
+        became a command) to the sessions entitled to ``account``; body fields, no MsgType."""
+        if msg_type != "8":
+            return
+        for session in self._by_account.get(account, ()):
+            msg = Message.build([(35, "8"), *fields])
+            if self._wall is None:
+                session.send_app(msg)
+            else:
+                session.send_app(msg, now=self._wall())
+            self.copies += 1
+
     # -- core side ---------------------------------------------------------------------------
     def on_core_events(self, events: Iterable[object]) -> None:
         """Copy the execution reports of a committed batch to the entitled sessions, in order."""

@@ -97,3 +97,13 @@ def test_fill_copies_carry_the_commission_the_order_entry_app_reports() -> None:
     fill = next(m for m in broker.out if m.get_str(150) == "F")
     assert (fill.get_str(12), fill.get_str(13)) == ("0.42", "3")
     assert [(t, v.decode()) for t, v in fill.fields[1:]] == report(events[3], INST, 3, "0.42")[1]
+
+
+def test_edge_reject_reports_can_be_copied_to_entitled_sessions_only() -> None:
+    app = _app()
+    a, b = FakeSession(("A1",)), FakeSession(("B1",))
+    app.on_create(a)
+    app.on_create(b)
+    fields = [(37, "NONE"), (11, "bad"), (17, "R1"), (150, "8"), (39, "8"), (1, "A1"), (55, "BTC-USD")]
+    app.copy("A1", "8", fields)
+    assert [(t, v.decode()) for t, v in a.out[0].fields[1:]] == fields and not b.out

@@ -247,3 +247,15 @@ def test_every_message_sent_validates_against_the_venue_dictionary() -> None:
         if msg.msg_type == "X":
             kinds.update("279=" + a.decode() for t, a in msg.fields if t == 279)
     assert {"W", "X", "Y", "h", "279=0", "279=1", "279=2"} <= kinds
+
+
+def test_full_refresh_update_type_sends_a_snapshot_per_change() -> None:
+    app = _app()
+    s = FakeSession()
+    app.on_logon(s)
+    req = Message([(t, b"0" if t == 265 else v) for t, v in _request("r", ["BTC-USD"]).fields])
+    app.from_app(s, req)
+    app.on_core_events([BookLevel(1, 1, "BTC-USD", Side.BUY, 100, 5, 1)])
+    app.on_core_events([BookLevel(2, 2, "BTC-USD", Side.SELL, 101, 3, 1)])
+    assert [m.msg_type for m in s.out] == ["W", "W", "W"]
+    assert [m.get_int(83) for m in s.out] == [0, 1, 2] and s.out[-1].get_int(268) == 2
