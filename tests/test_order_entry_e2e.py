@@ -350,6 +350,12 @@ def test_insufficient_balance_is_rejected_with_code_14(venue, clients):
     place(c, "RICH-1", "1", "2", "55000")
 
 
+def test_order_over_the_kyc_tier_notional_limit_is_rejected_with_code_18(clients):
+    c = clients.open("DEMO1")
+    c.send("D", nos("KYC-1", "1", "20", "60000"))  # 1,200,000 USDT > tier 1's 1,000,000 per order
+    rejected(c, 18, "3", "exceeds", t11="KYC-1")
+
+
 def test_price_off_the_tick_is_rejected_with_code_4(clients):
     c = clients.open("DEMO1")
     c.send("D", nos("TICK-1", "1", "0.1", "60000.005"))
