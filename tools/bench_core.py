@@ -1,8 +1,9 @@
 """``venue bench core``: throughput and per-operation latency of the matching core.
 
-The workload (one instrument, 100 accounts): 60 % passive limit orders 1..10 ticks behind the touch,
-25 % cancels of random resting orders, 15 % limit orders crossing the touch (GTC: the remainder
-rests). Commands are generated once by driving a core (untimed), then replayed into fresh cores:
+The workload (one instrument, 100 accounts): 60 % passive GTC limit orders (1..100 lots) 1..10
+ticks behind the touch, 25 % cancels of random resting orders, 15 % IOC limit orders (1..300 lots)
+0..2 ticks through the touch, which take about three resting orders each so the book keeps a steady
+size (a few thousand orders) instead of growing without bound. Commands are generated once by driving a core (untimed), then replayed into fresh cores:
 one run timed as a whole (throughput), one with a clock read around every ``process`` call
 (latency percentiles). Events (including per-level ``BookLevel``) are produced as in production.
 """
@@ -22,7 +23,7 @@ from venue.core.commands import CancelOrder, NewOrder
 from venue.core.engine import Core
 from venue.core.events import OrderAccepted, OrderCancelled, OrderExpired, OrderFilled
 from venue.core.instruments import Instrument
-from venue.core.types import Side
+from venue.core.types import Side, TimeInForce
 
 SYMBOL = "BTC-USD"
 MID = 1_000_000
@@ -64,9 +65,11 @@ def generate(n: int, seed: int = 1, accounts: int = 100) -> list:
             ask = book.best_ask or MID + 1
             if r < 0.85 or not live:  # passive, near the touch
                 price = ask - rnd.randint(1, 10) if side is Side.BUY else bid + rnd.randint(1, 10)
-            else:  # crossing
+                cmd = NewOrder(ts, acct, SYMBOL, f"c{i}", side, rnd.randint(1, 100), price=price)
+            else:  # crossing, IOC: takes ~2 resting orders, so the book keeps a steady size
                 price = ask + rnd.randint(0, 2) if side is Side.BUY else bid - rnd.randint(0, 2)
-            cmd = NewOrder(ts, acct, SYMBOL, f"c{i}", side, rnd.randint(1, 100), price=price)
+                cmd = NewOrder(ts, acct, SYMBOL, f"c{i}", side, rnd.randint(1, 300), price=price,
+                               tif=TimeInForce.IOC)
         cmds.append(cmd)
         for e in core.process(cmd):
             t = type(e)
@@ -81,10 +84,12 @@ def generate(n: int, seed: int = 1, accounts: int = 100) -> list:
     return cmds
 
 
-def run(n: int, seed: int = 1) -> dict:
+def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
     cmds = generate(n, seed)
     gc.collect()
     gc.freeze()  # the pre-generated input is not the system under test: keep it out of GC scans
+    if gc_threshold is not None:
+        gc.set_threshold(gc_threshold, 50, 100)
     # throughput: the whole stream through a fresh core
     core = Core([bench_instrument()])
     process = core.process
@@ -125,16 +130,19 @@ def run(n: int, seed: int = 1) -> dict:
         "mix": kinds,
         "resting_at_end": len(core.open_orders()),
         "loadavg_1m": os.getloadavg()[0],
+        "gc_threshold": gc.get_threshold()[0],
     }
 
 
 @click.command("core")
 @click.option("--orders", "n", default=1_000_000, show_default=True, help="number of operations")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--gc-threshold", type=int, default=None,
+              help="generation-0 GC threshold for the run (default: Python's, 700)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def command(n: int, seed: int, as_json: bool) -> None:
+def command(n: int, seed: int, gc_threshold: int | None, as_json: bool) -> None:
     """Matching-core throughput and latency (60% passive, 25% cancel, 15% crossing)."""
-    res = run(n, seed)
+    res = run(n, seed, gc_threshold)
     if as_json:
         click.echo(json.dumps(res))
         return
