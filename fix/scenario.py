@@ -213,7 +213,7 @@ class Runner:
     host: str
     port: int
     formats: dict[int, re.Pattern[str]] = field(default_factory=lambda: load_formats(None))
-    expect_timeout: float = 20.0
+    expect_timeout: float = 65.0  # long enough for a heartbeat at HeartBtInt=60 (+20%)
     disconnect_timeout: float = 10.0
     connect_timeout: float = 5.0
 

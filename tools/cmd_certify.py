@@ -97,14 +97,17 @@ def acceptor_cmd(port: int, host: str, dictionary: Path, data_dir: Path | None, 
               help="Write a JUnit XML report here.")
 @click.option("--fields-fmt", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Patterns for free fields (default: fields.fmt beside the first script, else built in).")
+@click.option("--timeout", type=float, default=65.0, show_default=True,
+              help="Seconds to wait for each expected message.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def run_cmd(host: str, port: int, junit: Path | None, fields_fmt: Path | None, files: tuple[Path, ...]) -> None:
+def run_cmd(host: str, port: int, junit: Path | None, fields_fmt: Path | None, timeout: float,
+            files: tuple[Path, ...]) -> None:
     """Run certification scripts against an acceptor; exit 0 only if all pass."""
     from fix.scenario import Result, Runner, junit_xml, load_formats
 
     paths = [p for p in files if p.suffix == ".def"] or list(files)
     fmt = fields_fmt or (paths[0].parent / "fields.fmt")
-    runner = Runner(host, port, formats=load_formats(fmt))
+    runner = Runner(host, port, formats=load_formats(fmt), expect_timeout=timeout)
 
     def progress(i: int, n: int, r: Result) -> None:
         if r.passed:
