@@ -17,9 +17,12 @@ def now_fix() -> str:
 
 
 class FixClient:
-    def __init__(self, host: str, port: int, sender: str, target: str = "VENUE", timeout: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, sender: str, target: str = "VENUE", timeout: float = 5.0,
+                 ssl_context=None) -> None:
         self.sender, self.target = sender, target
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = b""
         self.seq = 1
         self.received: list[Message] = []

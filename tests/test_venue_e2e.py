@@ -168,3 +168,27 @@ def test_sigterm_sends_logout_to_connected_sessions_and_exits_cleanly(tmp_path):
     c.send("5")
     assert v.proc.wait(20) == 0
     assert "venue stopped" in "".join(v.output)
+
+
+def test_fix_over_tls_when_a_certificate_is_configured(tmp_path, dictionary):
+    import ssl
+
+    from tests.fixclient import FixClient
+    from tests.test_fix_tls import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    v = VenueProcess(tmp_path / "data", env={"VENUE_FIX_TLS_CERT": str(cert), "VENUE_FIX_TLS_KEY": str(key)}).start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        c = FixClient("127.0.0.1", v.port, "DEMO1", ssl_context=ctx)
+        signing_key, key_id = v.key("DEMO1")
+        c.logon(key=signing_key, key_id=key_id)
+        c.send("D", order("TLS-1", "1", "0.01", "58000"))
+        check(c.expect("8"), dictionary, t150="0", t11="TLS-1")
+        c.send("5")
+        c.expect("5")
+        plain = FixClient("127.0.0.1", v.port, "DEMO2")
+        plain.send("A", [(98, 0), (108, 30)])
+        assert plain.recv(2) is None, "plain TCP gets nothing from a TLS acceptor"
+    finally:
+        v.stop()
