@@ -47,28 +47,40 @@ class EchoApplication(Application):
 
 def _sorted_body(body: list[tuple[int, bytes]], session: Session, msg_type: bytes) -> list[tuple[int, bytes]]:
     """Ascending tag order; a repeating group's instances stay whole right after their count field."""
-    tags = [t for t, _ in body]
-    if len(set(tags)) == len(tags):
+    groups = _groups(session.dictionary, msg_type)
+    if not groups or not any(t in groups for t, _ in body):
         body.sort(key=_first)
         return body
-    dd = session.dictionary
-    groups = dd.groups_for(msg_type.decode()) if dd is not None and hasattr(dd, "groups_for") else {}
     blocks: list[tuple[int, list[tuple[int, bytes]]]] = []
     i = 0
     n = len(body)
     while i < n:
-        tag, value = body[i]
-        spec = groups.get(tag)
+        tag = body[i][0]
         block = [body[i]]
         i += 1
-        if spec is not None:
-            members = _all_members(spec)
+        members = groups.get(tag)
+        if members is not None:
             while i < n and body[i][0] in members:
                 block.append(body[i])
                 i += 1
         blocks.append((tag, block))
     blocks.sort(key=_first)
     return [f for _, block in blocks for f in block]
+
+
+_GROUP_CACHE: dict[tuple[int, bytes], dict[int, set[int]]] = {}
+
+
+def _groups(dd, msg_type: bytes) -> dict[int, set[int]]:
+    """NumInGroup tag -> every tag that may appear inside that group (nested groups included)."""
+    if dd is None or not hasattr(dd, "groups_for"):
+        return {}
+    key = (id(dd), msg_type)
+    cached = _GROUP_CACHE.get(key)
+    if cached is None:
+        cached = {count: _all_members(spec) for count, spec in dd.groups_for(msg_type.decode()).items()}
+        _GROUP_CACHE[key] = cached
+    return cached
 
 
 def _all_members(spec) -> set[int]:
