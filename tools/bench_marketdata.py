@@ -147,15 +147,25 @@ class LoadGenerator:
 
 
 async def drive_load(h: MarketDataHarness, rate: int, seconds: float, tick: float = 0.01) -> int:
-    """Submit commands so that about ``rate`` book changes per second happen; returns the changes."""
+    """Submit commands so that about ``rate`` book changes per second happen; returns the changes.
+
+    The commands are generated beforehand (the generator is not what is measured); each gets
+    the wall clock as its timestamp when it is submitted.
+    """
     gen = LoadGenerator()
+    todo = [gen.command(0) for _ in range(int(rate * seconds * 1.3) + 1000)]
+    todo.reverse()
     start = h.book_changes
     t0 = time.monotonic()
-    while (now := time.monotonic()) - t0 < seconds:
-        want = int(rate * (now - t0)) - (h.book_changes - start) - len(h._pending)
+    pending = h._pending
+    submit = h.submit
+    while (now := time.monotonic()) - t0 < seconds and todo:
+        want = int(rate * (now - t0)) - (h.book_changes - start) - len(pending)
         ts = time.time_ns()
-        for _ in range(max(0, min(want, rate))):
-            h.submit(gen.command(ts))
+        for _ in range(max(0, min(want, rate, len(todo)))):
+            c = todo.pop()
+            c.ts = ts
+            submit(c)
         await asyncio.sleep(tick)
     return h.book_changes - start
 
