@@ -228,6 +228,18 @@ class Acceptor:
         session.logout(text, self.clock())
         self._wake()
 
+    def write_backlog(self, session: Session) -> int:
+        """Bytes written to the session's socket that the kernel has not taken yet (slow consumers)."""
+        conn = self._bound.get(session.key)
+        if conn is None or conn.closed or conn.transport is None:
+            return 0
+        return conn.transport.get_write_buffer_size()
+
+    def transport_of(self, session: Session) -> asyncio.Transport | None:
+        """The transport of the session's live connection, if any (socket options, peer, TLS info)."""
+        conn = self._bound.get(session.key)
+        return None if conn is None or conn.closed else conn.transport
+
     async def ensure_session(self, begin: str, ours: str, theirs: str) -> Session | None:
         """Create (or find) a session before any connection, e.g. so that a drop-copy session
         collects and stores its copies while its broker is away."""
