@@ -160,3 +160,10 @@ def test_uncommitted_batch_is_not_recovered(db):
 
     acked, rec = asyncio.run(main())
     assert rec.snapshot() == acked
+
+
+def test_codec_round_trips_foreign_events_with_nested_tuples():
+    from venue.core.events import LedgerEntry
+
+    e = LedgerEntry(7, 1, 3, "trade", "trade:1", (("a", "USD", -5), ("b", "USD", 5)), (("a", "USD", -5),))
+    assert CODEC.decode(CODEC.encode([e]), 7) == [e]

@@ -72,6 +72,10 @@ class JournalError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------- codec
+def _deep_tuple(v):
+    return tuple(_deep_tuple(x) if isinstance(x, list) else x for x in v)
+
+
 class _Kind:
     """How one dataclass is written as a positional row and read back."""
 
@@ -89,6 +93,9 @@ class _Kind:
         self.encoders: list[int] = []
         for i, name in enumerate(self.fields):
             hint = hints.get(name)
+            if typing.get_origin(hint) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(hint)):
+                self.decoders.append((i, _deep_tuple))  # JSON gives lists back
+                continue
             members = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
             for m in members:
                 if isinstance(m, type) and issubclass(m, enum.Enum):
