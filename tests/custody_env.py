@@ -105,10 +105,15 @@ class Env:
         return self.stage.ledger.balance(account, asset)
 
     async def settle(self, now: int, rounds: int = 8) -> None:
-        """Let the chain and the pump run until nothing moves."""
+        """Let the chain and the pump run until nothing moves and nothing is on its way."""
         for _ in range(rounds):
             await self.chain.mine(1)
-            await self.custody.process(now)
+            report = await self.custody.process(now)
+            if report.moved or report.deposits or report.proposed:
+                continue
+            busy = [v for v in await self.custody.list(open_only=True) if v.state in ("signing", "broadcast")]
+            if not busy:
+                return
 
 
 async def make_env(engine: AsyncEngine, policy: Policy | None = None, *, tiers: dict[str, int] | None = None,

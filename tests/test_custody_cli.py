@@ -67,6 +67,7 @@ class Cli:
         return result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
     with _db(backend, tmp_path) as url:

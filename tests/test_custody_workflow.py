@@ -314,3 +314,23 @@ def test_ledger_holds_survive_snapshot_and_count_in_its_invariants():
     again.holds.clear()  # a reservation without its hold is caught
     with pytest.raises(AssertionError, match="reserved 60"):
         again.check_invariants()
+
+
+def test_a_request_that_cannot_be_signed_is_reported_and_does_not_stop_the_others(tmp_path):
+    async def body(env):
+        from venue.custody.wallets import WalletSigner
+
+        await env.deposit("A2", 35 * BTC)
+        await env.settle(T0)  # swept: hot 10, cold 25
+        env.custody.signer = WalletSigner(env.engine, {"hot": "hot-pass", "cold": "not-the-passphrase"})
+        topup = await env.custody.propose_topup("BTC", BTC, "op1", T0)
+        for op in ("op2", "op3", "op4"):
+            await env.custody.decide(await env.approval(op, topup.id), T0)
+        w = await env.custody.request_withdrawal(env.request("A2", BTC // 2), T0)
+        report = await env.custody.process(T0)
+        assert [rid for rid, _ in report.errors] == [topup.id]
+        assert "wrong passphrase" in report.errors[0][1]
+        assert (w.id, "broadcast") in report.moved
+        assert (await env.custody.get(topup.id)).state == "signing"  # waits for a signer that can unlock
+
+    run("sqlite", tmp_path, body)

@@ -464,6 +464,8 @@ def custody_process(ctx: Ctx, blocks: int) -> None:
         click.echo(f"deposit {txid} credited")
     for rid in report.proposed:
         click.echo(f"proposed {rid}")
+    for rid, err in report.errors:
+        click.echo(f"error {rid}: {err}", err=True)
 
 
 @custody.command("policy")

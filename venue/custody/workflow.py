@@ -39,6 +39,7 @@ from venue.access.signing import key_id_for
 from venue.core.assets import Assets
 from venue.custody import store
 from venue.custody.chain import BroadcastError, ChainAdapter, SignedTransfer
+from venue.custody.keys import SealError
 from venue.custody.policy import NS, Policy, Refusal, decide, load_policy, save_policy
 from venue.custody.ports import CustomerLedger, Directory, LedgerRefused
 from venue.custody.requests import (
@@ -48,7 +49,15 @@ from venue.custody.requests import (
     format_amount,
     parse_amount,
 )
-from venue.custody.wallets import TIERS, AssetStatus, WalletSigner, adjust, asset_status, load_wallets
+from venue.custody.wallets import (
+    TIERS,
+    AssetStatus,
+    WalletError,
+    WalletSigner,
+    adjust,
+    asset_status,
+    load_wallets,
+)
 
 
 class State(StrEnum):
@@ -140,6 +149,7 @@ class ProcessReport:
     moved: list[tuple[str, str]] = field(default_factory=list)  # (request id, new state)
     deposits: list[str] = field(default_factory=list)  # credited txids
     proposed: list[str] = field(default_factory=list)  # request ids created (sweeps, top-ups)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (request id, what went wrong)
 
 
 class Custody:
@@ -492,7 +502,13 @@ class Custody:
                 rows = (await conn.execute(select(r.c.id, r.c.state).where(due)
                                            .order_by(r.c.created_at, r.c.id))).all()
             for row in rows:
-                new = await self._advance(row.id, policy, now)
+                try:
+                    new = await self._advance(row.id, policy, now)
+                except (TransitionError, WalletError, LedgerRefused, SealError) as exc:  # one never stops the rest
+                    report.errors.append((row.id, str(exc)))
+                    await audit.append(self.engine, "custody.error", subject=row.id, time_ns=now,
+                                       details={"error": str(exc), "state": row.state})
+                    continue
                 if new is not None:
                     report.moved.append((row.id, new))
             report.deposits = await self._scan_deposits(policy, now)
