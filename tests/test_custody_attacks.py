@@ -321,3 +321,25 @@ def test_one_rejection_ends_the_request_and_releases_its_funds(backend, tmp_path
         assert kinds == ["requested", "screened", "pending_approval", "rejected"]
 
     run(backend, tmp_path, body)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_custody_workers_cannot_spend_the_same_balance_or_replay_a_request(backend, tmp_path):
+    async def body(env):
+        from venue.custody.workflow import Custody
+
+        await funded(env, BTC, "A2")
+        other = Custody(env.engine, env.chain, env.custody.ledger, env.custody.directory, env.custody.signer,
+                        env.custody.assets)  # a second worker: its own lock, the same database and core
+        same = env.request("A2", BTC // 2)
+        results = await asyncio.gather(env.custody.request_withdrawal(same, T0), other.request_withdrawal(same, T0),
+                                       return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["Refused", "RequestView"], results
+        assert "replayed request" in next(r for r in results if isinstance(r, Refused)).reason
+        a, b = env.request("A2", 3 * BTC // 8), env.request("A2", 3 * BTC // 8)
+        results = await asyncio.gather(env.custody.request_withdrawal(a, T0), other.request_withdrawal(b, T0),
+                                       return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["Refused", "RequestView"], results
+        assert env.balance("A2") == (BTC, BTC // 2 + 3 * BTC // 8)
+
+    run(backend, tmp_path, body)
