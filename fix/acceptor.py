@@ -99,12 +99,16 @@ class _Connection(asyncio.Protocol):
                 session.connection_lost(f"Connection lost: {exc}" if exc else "Connection closed by peer")
                 acceptor._wake()
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close after the pending bytes are written (``abort``: drop them, close now)."""
         if not self.closed:
             log.info("Closing connection from %s: %s", self.peer, reason)
             self.closed = True
             if self.transport is not None:
-                self.transport.close()
+                if abort:
+                    self.transport.abort()
+                else:
+                    self.transport.close()
 
 
 class Acceptor:
@@ -189,7 +193,8 @@ class Acceptor:
                 session.disconnect("Acceptor stopped")
         await self.flush()
         for conn in list(self._bound.values()) + list(self._unbound):
-            conn.close("Acceptor stopped")
+            stuck = conn.transport is not None and conn.transport.get_write_buffer_size() > 0
+            conn.close("Acceptor stopped", abort=stuck)
         for task in (self._flusher, self._ticker, *self._tasks):
             if task is not None:
                 task.cancel()
@@ -397,7 +402,10 @@ class Acceptor:
                 transport = conn.transport
                 transport.write(out.data)
                 if transport.get_write_buffer_size() > self.max_write_buffer:
-                    conn.close(f"Slow consumer: more than {self.max_write_buffer} bytes unread")
+                    reason = f"Slow consumer: more than {self.max_write_buffer} bytes unread"
+                    conn.close(reason, abort=True)  # a graceful close would wait for the reader
+                    if conn.session is not None and conn.session.connected:
+                        conn.session.connection_lost(reason)
                     continue
             if out.close:
                 conn.close(out.close)

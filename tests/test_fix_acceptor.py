@@ -20,8 +20,9 @@ journal = Table("test_journal", journal_md, Column("id", Integer, primary_key=Tr
 
 
 def lookup(begin: str, ours: str, theirs: str) -> SessionConfig | None:
-    if begin == "FIX.4.4" and ours == "ISLD" and theirs in ("TW", "TW2"):
-        return SessionConfig(sender_comp_id="ISLD", target_comp_id=theirs, logout_timeout=1.0)
+    if begin == "FIX.4.4" and ours == "ISLD" and theirs in ("TW", "TW2", "SLOW"):
+        return SessionConfig(sender_comp_id="ISLD", target_comp_id=theirs, logout_timeout=1.0,
+                             persist_messages=theirs != "SLOW")
     return None
 
 
@@ -234,6 +235,29 @@ def test_seqnums_and_resend_survive_an_acceptor_restart(tmp_path):
         resent = await client.recv()
         assert resent.get(35) == b"D" and resent.get(43) == b"Y" and resent.get(11) == b"before-restart"
         assert resent.get(122) == echo.get(52)
+        client.close()
+        await acceptor.stop()
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_stops_reading_is_closed_as_a_slow_consumer(tmp_path):
+    async def main():
+        acceptor, app, engine, port = await _start(tmp_path)
+        acceptor.max_write_buffer = 256 * 1024
+        client = await AsyncFixClient.connect(port, sender="SLOW")
+        await client.logon()
+        session = acceptor.find_session("SLOW")
+        assert acceptor.transport_of(session) is not None and acceptor.write_backlog(session) == 0
+        text = "x" * 1000
+        for _ in range(200):  # up to 200 x 100 KB; the client reads nothing meanwhile
+            for _ in range(100):
+                session.send_app([(35, "B"), (148, text), (33, 0)])
+            await acceptor.flush()
+            if acceptor.transport_of(session) is None:
+                break
+        assert acceptor.transport_of(session) is None and not session.connected
         client.close()
         await acceptor.stop()
         await engine.dispose()
