@@ -420,12 +420,11 @@ class Session:
         get = msg._idx().get
         msg_type = get(35) or b""
         try:
-            for tag in (49, 56):
-                if get(tag) is None:
-                    self._reject(msg, 1, tag)
-                    if msg_type == b"A":
-                        self.disconnect("Required field missing from logon")
-                    return
+            if get(49) is None or get(56) is None:
+                self._reject(msg, 1, 49 if get(49) is None else 56)
+                if msg_type == b"A":
+                    self.disconnect("Required field missing from logon")
+                return
             if get(8) != self._begin:
                 if msg_type == b"5":
                     self._next_logout(msg)
@@ -442,8 +441,8 @@ class Session:
                     if msg_type == b"A":
                         self.disconnect(f"Invalid logon: {rej.text}")
                     return
-            if msg_type == b"A":
-                self._next_logon(msg)
+            if msg_type not in ADMIN_TYPES:
+                self._next_app(msg)
             elif msg_type == b"0":
                 if self._verify(msg):
                     self.next_target += 1
@@ -451,19 +450,18 @@ class Session:
                 if self._verify(msg):
                     self._send(b"0", [(112, get(112) or b"")])
                     self.next_target += 1
+            elif msg_type == b"A":
+                self._next_logon(msg)
             elif msg_type == b"4":
                 self._next_sequence_reset(msg)
             elif msg_type == b"5":
                 self._next_logout(msg)
             elif msg_type == b"2":
                 self._next_resend_request(msg)
-            elif msg_type == b"3":
-                if self._verify(msg):
-                    self.next_target += 1
-            else:
-                self._next_app(msg)
+            elif self._verify(msg):  # b"3"
+                self.next_target += 1
         finally:
-            if not queued and self.connected:
+            if self._queue and not queued and self.connected:
                 self._next_queued()
 
     def _next_app(self, msg: Message) -> None:
@@ -598,7 +596,7 @@ class Session:
         get = msg._idx().get
         cfg = self.config
         msg_type = get(35) or b""
-        if not self._valid_logon_state(msg_type):
+        if not (self.received_logon and msg_type != b"A") and not self._valid_logon_state(msg_type):
             self.disconnect("Logon state is not valid for message")
             return False
         if cfg.check_latency:
