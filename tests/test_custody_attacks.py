@@ -343,3 +343,29 @@ def test_two_custody_workers_cannot_spend_the_same_balance_or_replay_a_request(b
         assert env.balance("A2") == (BTC, BTC // 2 + 3 * BTC // 8)
 
     run(backend, tmp_path, body)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_whitelist_addition_must_be_signed_by_the_customer_and_cannot_be_replayed(backend, tmp_path):
+    async def body(env):
+        from venue.custody.requests import AddressAddition, sign_address
+
+        key_id, key = env.customer_keys["A2"]
+        add = AddressAddition("A2", "BTC", "attacker-addr", "", "addr-n1", T0 // NS + 300)
+        forged = sign_address(Ed25519PrivateKey.generate(), key_id, add)
+        with pytest.raises(Refused, match="bad signature"):
+            await env.custody.add_address_signed(forged, T0)
+        good = sign_address(key, key_id, add)
+        with pytest.raises(Refused, match="expired"):
+            await env.custody.add_address_signed(good, T0 + 301 * NS)
+        assert await env.custody.add_address_signed(good, T0) == T0 + 24 * HOUR
+        with pytest.raises(Refused, match="replayed"):
+            await env.custody.add_address_signed(good, T0 + NS)
+        async with env.engine.connect() as conn:
+            rows = (await conn.execute(select(store.whitelist.c.address).where(
+                store.whitelist.c.account == "A2", store.whitelist.c.asset == "BTC"))).scalars().all()
+        assert sorted(rows) == sorted([EXTERNAL, "attacker-addr"])
+        refusals = [e.details for e in await audit.tail(env.engine, 50) if e.kind == "custody.address_refused"]
+        assert len(refusals) == 3 and "bad signature" in refusals[0] and "replayed" in refusals[2]
+
+    run(backend, tmp_path, body)

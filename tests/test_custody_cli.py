@@ -89,7 +89,9 @@ def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
 
         # a customer withdrawal of 9 BTC: whitelisted address, signed request, two approvals
         cli("withdraw", "keygen", "--account", "A2", "--out", str(tmp_path / "a2.key"))
-        cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC")
+        assert "unknown withdrawal key" in cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC", "--key",
+                                      str(tmp_path / "op1.pem"), ok=False)  # not A2's key
+        cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC", "--key", str(tmp_path / "a2.key"))
         req = tmp_path / "req.json"
         cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
             "--out", str(req))

@@ -38,11 +38,13 @@ from venue.custody.chain import SimulatedChain
 from venue.custody.policy import NS, Policy, PolicyError, starter_policy
 from venue.custody.ports import JournalLedger, LedgerRefused, RegistryDirectory, venue_running
 from venue.custody.requests import (
+    AddressAddition,
     Approval,
     RequestFormatError,
     SignedRequest,
     WithdrawalRequest,
     format_amount,
+    sign_address,
     sign_approval,
     sign_request,
 )
@@ -288,15 +290,21 @@ def address() -> None:
 @click.argument("destination")
 @click.option("--account", required=True)
 @click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The account's withdrawal key: the instruction is signed with it.")
 @click.option("--label", default="")
 @common
-def address_add(ctx: Ctx, destination: str, account: str, asset: str, label: str) -> None:
-    """Whitelist a destination; usable once the policy's time-lock has passed (default 24 h)."""
+def address_add(ctx: Ctx, destination: str, account: str, asset: str, key_file: str, label: str) -> None:
+    """Whitelist a destination (signed instruction); usable once the time-lock has passed (default 24 h)."""
+    key = _load_signing_key(key_file, keys.KeyPurpose.WITHDRAWAL)
+    try:
+        signed = sign_address(key, signing.key_id_for(key.public_key()), AddressAddition(
+            account, asset, destination, label, secrets.token_hex(12), int(time.time()) + 300))
+    except RequestFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
 
     async def body(custody: Custody, engine: AsyncEngine) -> int:
-        if not any(a.account_id == account for a in await registry.load_accounts(engine)):
-            raise click.ClickException(f"unknown account {account}")
-        return await custody.add_address(account, asset, destination, time.time_ns(), label)
+        return await custody.add_address_signed(signed, time.time_ns())
 
     usable = _run(ctx, body)
     click.echo(f"{destination} whitelisted for {account} {asset}; usable from {_when(usable)} UTC")

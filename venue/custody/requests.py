@@ -183,3 +183,45 @@ class SignedApproval:
 
 def sign_approval(key: Ed25519PrivateKey, approval: Approval) -> SignedApproval:
     return SignedApproval(approval, base64.b64encode(key.sign(approval.canonical())).decode("ascii"))
+
+
+ADDRESS_DOMAIN = "venue/custody/whitelist-address/v1"
+
+
+@dataclass(slots=True, frozen=True)
+class AddressAddition:
+    """A customer's signed instruction to whitelist a withdrawal destination."""
+
+    account: str
+    asset: str
+    address: str
+    label: str
+    nonce: str
+    expiry: int  # unix seconds
+
+    def canonical(self) -> bytes:
+        for name in ("account", "asset", "address", "nonce"):
+            _check_token(name, getattr(self, name))
+        if not isinstance(self.label, str) or len(self.label) > 128 or not self.label.isprintable():
+            raise RequestFormatError("label must be printable text of at most 128 characters")
+        if not isinstance(self.expiry, int) or self.expiry <= 0:
+            raise RequestFormatError("expiry must be a positive integer (unix seconds)")
+        return _canonical({"domain": ADDRESS_DOMAIN, **asdict(self)})
+
+
+@dataclass(slots=True, frozen=True)
+class SignedAddressAddition:
+    addition: AddressAddition
+    key_id: str
+    signature: str
+
+    def verify(self, public_key: Ed25519PublicKey) -> bool:
+        try:
+            payload = self.addition.canonical()
+        except RequestFormatError:
+            return False
+        return _verify(public_key, self.signature, payload)
+
+
+def sign_address(key: Ed25519PrivateKey, key_id: str, addition: AddressAddition) -> SignedAddressAddition:
+    return SignedAddressAddition(addition, key_id, base64.b64encode(key.sign(addition.canonical())).decode("ascii"))

@@ -44,6 +44,7 @@ from venue.custody.policy import NS, Policy, Refusal, decide, load_policy, save_
 from venue.custody.ports import CustomerLedger, Directory, LedgerRefused
 from venue.custody.requests import (
     RequestFormatError,
+    SignedAddressAddition,
     SignedApproval,
     SignedRequest,
     format_amount,
@@ -195,7 +196,8 @@ class Custody:
         return key_id
 
     async def add_address(self, account: str, asset: str, address: str, now: int, label: str = "") -> int:
-        """Whitelist a destination; usable once the policy's time-lock has passed. Returns that time."""
+        """Whitelist a destination (back office; customers go through ``add_address_signed``); usable
+        once the policy's time-lock has passed. Returns that time."""
         if asset not in self.assets:
             raise Refused(f"unknown asset {asset}")
         if not address or len(address) > 128 or not address.isprintable() or " " in address:
@@ -213,6 +215,39 @@ class Custody:
                                details={"asset": asset, "address": address, "label": label,
                                         "usable_from": now + policy.whitelist_timelock_ns}, time_ns=now)
         return now + policy.whitelist_timelock_ns
+
+    async def add_address_signed(self, signed: SignedAddressAddition, now: int) -> int:
+        """Whitelist a destination on the customer's signed instruction (withdrawal key, fresh nonce,
+        not expired); returns when it becomes usable. Refusals are audited."""
+        a = signed.addition
+        try:
+            async with self._lock:
+                await self._check_customer_signature(a.account, signed.key_id, signed.verify, a.expiry, now)
+                async with self.engine.begin() as conn:
+                    if (await conn.execute(select(store.request_nonces.c.nonce).where(
+                            store.request_nonces.c.account == a.account,
+                            store.request_nonces.c.nonce == a.nonce))).first() is not None:
+                        raise Refused(f"replayed instruction: nonce {a.nonce!r} was already used by {a.account}")
+                    await conn.execute(insert(store.request_nonces).values(account=a.account, nonce=a.nonce,
+                                                                           used_at=now))
+        except Refused as exc:
+            await audit.append(self.engine, "custody.address_refused", actor=a.account, subject=a.account,
+                               details={"reason": exc.reason, "address": a.address, "nonce": a.nonce}, time_ns=now)
+            raise
+        return await self.add_address(a.account, a.asset, a.address, now, a.label)
+
+    async def _check_customer_signature(self, account: str, key_id: str, verify: Any, expiry: int,
+                                        now: int) -> None:
+        async with self.engine.connect() as conn:
+            k = store.account_keys
+            row = (await conn.execute(select(k.c.public_key).where(
+                k.c.account == account, k.c.key_id == key_id, k.c.revoked_at.is_(None)))).first()
+        if row is None:
+            raise Refused(f"unknown withdrawal key {key_id!r} for account {account}")
+        if not verify(Ed25519PublicKey.from_public_bytes(base64.b64decode(row.public_key))):
+            raise Refused("bad signature: not signed by this key, or altered")
+        if expiry * NS <= now:
+            raise Refused(f"instruction expired at {expiry} (unix seconds)")
 
     # ---- withdrawal requests ---------------------------------------------------------------------
 
