@@ -88,6 +88,7 @@ class DropCopyApp(Application):
         self.register(session)
 
     def on_logon(self, session: Any) -> None:
+        self.unregister(session)  # entitlements may have changed since the session was created
         self.register(session)
 
     def from_app(self, session: Any, msg: Message) -> None:

@@ -174,6 +174,13 @@ async def drive_load(h: MarketDataHarness, rate: int, seconds: float, tick: floa
 
 _FRAME_END = re.compile(rb"\x0110=\d{3}\x01")
 _ENTRY_TIME = re.compile(rb"\x01273=(\d\d):(\d\d):(\d\d)\.(\d{3})\x01")
+_SENDING_TIME = re.compile(rb"\x0152=\d{8}-(\d\d):(\d\d):(\d\d)\.(\d{3})\x01")
+
+
+def _lag(now_ms: float, match: re.Match[bytes]) -> float:
+    h, mi, s, ms = (int(g) for g in match.groups())
+    lag = now_ms - ((h * 3600 + mi * 60 + s) * 1000 + ms)
+    return lag if lag > -43_200_000 else lag + 86_400_000
 
 
 def _ms_of_day(now: float) -> float:
@@ -217,9 +224,10 @@ async def _client(port: int, name: str, window: Any, stop: Any, stats: dict[str,
                         stats["entries"] += frame.count(b"\x01279=")
                         t = _ENTRY_TIME.search(frame)
                         if t is not None:
-                            h, mi, s, ms = (int(g) for g in t.groups())
-                            lag = _ms_of_day(now) - ((h * 3600 + mi * 60 + s) * 1000 + ms)
-                            lags.append(lag if lag > -43_200_000 else lag + 86_400_000)
+                            lags.append(_lag(_ms_of_day(now), t))
+                        t = _SENDING_TIME.search(frame)
+                        if t is not None:
+                            stats["send_lags"].append(_lag(_ms_of_day(now), t))
                 elif b"\x0135=W\x01" in frame:
                     stats["w"] += 1
                 elif b"\x0135=1\x01" in frame:
@@ -234,7 +242,7 @@ async def _client(port: int, name: str, window: Any, stop: Any, stats: dict[str,
 def client_process(port: int, n: int, window: Any, stop: Any, conn: Any) -> None:
     """``n`` clients in one event loop; counts what arrives while ``window[0] <= now < window[1]``."""
     async def main() -> dict[str, Any]:
-        stats: dict[str, Any] = {"x": 0, "w": 0, "entries": 0, "dropped": 0, "lags": []}
+        stats: dict[str, Any] = {"x": 0, "w": 0, "entries": 0, "dropped": 0, "lags": [], "send_lags": []}
         await asyncio.gather(*(_client(port, f"MD{i:03d}", window, stop, stats) for i in range(n)),
                              return_exceptions=True)
         return stats
@@ -301,6 +309,8 @@ async def run_bench(sessions: int, rate: int, seconds: float, warmup: float) -> 
         "lag_ms_p99": round(_pct(lags, 99), 1),
         "lag_ms_max": round(max(lags), 1) if lags else None,
         "lag_samples": len(lags),
+        "sent_to_received_ms_p50": round(_pct(stats["send_lags"], 50), 1),
+        "sent_to_received_ms_p99": round(_pct(stats["send_lags"], 99), 1),
         "disconnected_slow": slow_dropped,
         "target": "p99 lag <= 50 ms with 100 sessions at >= 5,000 book changes/s",
     }
@@ -323,3 +333,5 @@ def command(sessions: int, rate: int, seconds: float, warmup: float, as_json: bo
     click.echo(f"delivered {res['delivered_msgs_per_s']} msgs/s ({res['delivered_entries_per_s']} entries/s)")
     click.echo(f"lag core event -> client: p50 {res['lag_ms_p50']} ms, p99 {res['lag_ms_p99']} ms, "
                f"max {res['lag_ms_max']} ms ({res['lag_samples']} samples)")
+    click.echo(f"of which SendingTime -> client: p50 {res['sent_to_received_ms_p50']} ms, "
+               f"p99 {res['sent_to_received_ms_p99']} ms")
