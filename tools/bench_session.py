@@ -139,7 +139,20 @@ async def _run(clients: int, seconds: float, warmup: float, window: int, data_di
             return SessionConfig(sender_comp_id="BENCH", target_comp_id=theirs)
         return None
 
-    engine = make_engine(database_url or sqlite_url(data_dir))
+    schema = None
+    if database_url and database_url.startswith("postgresql"):
+        # a scratch schema, dropped afterwards, so the benchmark never touches existing tables
+        import uuid
+
+        import asyncpg
+
+        schema = f"bench_session_{uuid.uuid4().hex[:10]}"
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+        engine = make_engine(database_url, connect_args={"server_settings": {"search_path": schema}})
+    else:
+        engine = make_engine(database_url or sqlite_url(data_dir))
     acceptor = Acceptor(lookup, EchoApplication(), engine, dictionary=DataDictionary.load(DEFAULT_DICTIONARY),
                         log_factory=log_factory(data_dir / "fixlog" if file_log else None))
     port = await acceptor.start("127.0.0.1", 0)
@@ -158,6 +171,12 @@ async def _run(clients: int, seconds: float, warmup: float, window: int, data_di
         await acceptor.stop(timeout=1.0)
         stored = await _count_stored(engine)
         await engine.dispose()
+        if schema is not None:
+            import asyncpg
+
+            conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await conn.close()
     if "error" in result:
         raise click.ClickException(result["error"])
     result.update({
