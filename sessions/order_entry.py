@@ -91,6 +91,7 @@ class OrderEntryApp(Application):
         self.wall = wall  # SendingTime of messages sent outside the session's own callbacks
         self._units: dict[str, InstrumentUnits] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._flooders: set[str] = set()
         self._reject_ids = itertools.count(1)
         # ExecIDs the edge makes (rejects "R", status "S") carry the start time: unique across restarts
         self._id_prefix = format(clock_ns() // 1_000_000, "x")
@@ -105,6 +106,7 @@ class OrderEntryApp(Application):
         sid = self.session_id(session)
         r = self.rights(sid)
         self._buckets[sid] = TokenBucket(r.throttle_rate if r else 0.0, r.throttle_burst if r else 0)
+        self._flooders.discard(sid)
 
     def on_logout(self, session: Any, reason: str) -> None:
         sid = self.session_id(session)
@@ -130,18 +132,35 @@ class OrderEntryApp(Application):
         bucket = self._buckets.get(sid)
         if bucket is not None and not bucket.take(time.monotonic()):
             self._throttled(session, msg)
-            if bucket.flooding():
+            if bucket.flooding() and sid not in self._flooders:
                 log.warning("%s keeps flooding: logging it out", sid)
-                session.logout("Throttle limit exceeded repeatedly")
+                self._flooders.add(sid)
+                # in order: the throttle rejects already queued go out before the Logout
+                self._in_order(lambda: session.logout("Throttle limit exceeded repeatedly"))
             return
         ctx = codec.EdgeContext(sid, rights.accounts, self.instrument)
-        try:
-            handler(self, session, msg, ctx)
-        except Refused as exc:
-            self._business_reject(session, msg, exc.reason, exc.text, exc.code)
 
-    @staticmethod
-    def _business_reject(session: Any, msg: Message, reason: int, text: str, code: int) -> None:
+        def handle() -> None:
+            try:
+                handler(self, session, msg, ctx)
+            except Refused as exc:
+                self._business_reject(session, msg, exc.reason, exc.text, exc.code)
+
+        if mt in self._queries:
+            self._in_order(handle)  # sees the core after this batch's earlier commands
+        else:
+            handle()
+
+    def _reply(self, session: Any, fields: Any) -> None:
+        """Answer in order: ``submit(None, fn)`` runs ``fn`` at its place in the batch, after the
+        commands submitted before it (at once when the core's turn is already running), so a
+        reply never overtakes the reports of earlier orders."""
+        self.submit(None, lambda _events: session.send_app(fields, self.wall()))
+
+    def _in_order(self, fn: Callable[[], None]) -> None:
+        self.submit(None, lambda _events: fn())
+
+    def _business_reject(self, session: Any, msg: Message, reason: int, text: str, code: int) -> None:
         """BusinessMessageReject (j) with BusinessRejectReason (380), Text (58) and VenueErrorCode (7001)."""
         fields: list[tuple[int, object]] = [(35, "j")]
         if (seq := msg.get_str(34)) is not None:
@@ -150,7 +169,7 @@ class OrderEntryApp(Application):
         if (ref := msg.get_str(11) or msg.get_str(584) or msg.get_str(320)) is not None:
             fields.append((379, ref))
         fields += [(380, reason), (58, text), (7001, int(code))]
-        session.send_app(fields)
+        self._reply(session, fields)
 
     def _throttled(self, session: Any, msg: Message) -> None:
         text = "throttled: message rate limit exceeded"
@@ -203,9 +222,9 @@ class OrderEntryApp(Application):
                                            account, inst.symbol, msg.get_str(54) or "1",
                                            int(RejectCode.UNKNOWN_ORDER), "unknown order", 5, self.precision)
             fields = [(t, "I" if t == 150 else v) for t, v in fields] + extra
-            session.send_app([(35, "8"), *fields])
+            self._reply(session, [(35, "8"), *fields])
             return
-        session.send_app([(35, "8"), *self._status_fields(order, extra)])
+        self._reply(session, [(35, "8"), *self._status_fields(order, extra)])
 
     def _status_fields(self, order: Any, extra: list[tuple[int, str]]) -> list[tuple[int, str]]:
         inst = self.instrument(order.instrument)
@@ -241,12 +260,12 @@ class OrderEntryApp(Application):
         orders = [o for a in accounts for o in self.core.open_orders(account=a, instrument=symbol)]
         orders.sort(key=lambda o: o.order_id)
         if not orders:
-            session.send_app([(35, "8"), (37, "NONE"), (11, "NONE"), (17, self._exec_id("S")),
+            self._reply(session, [(35, "8"), (37, "NONE"), (11, "NONE"), (17, self._exec_id("S")),
                               (150, "I"), (39, "0"), (54, "1"), (151, "0"), (14, "0"), (6, "0"),
                               (584, req_id), (911, "0"), (912, "Y"), (58, "no open orders")])
             return
         for i, order in enumerate(orders, 1):
-            session.send_app([(35, "8"), *self._status_fields(
+            self._reply(session, [(35, "8"), *self._status_fields(
                 order, [(584, req_id), (911, str(len(orders))), (912, "Y" if i == len(orders) else "N")])])
 
     def _on_mass_cancel(self, session: Any, msg: Message, ctx: codec.EdgeContext) -> None:
@@ -269,7 +288,7 @@ class OrderEntryApp(Application):
                 fields.append((58, text))
             if code is not None:
                 fields.append((7001, code))
-            session.send_app(fields, self.wall())
+            self._reply(session, fields)
 
         try:
             if req_type not in (MASS_CANCEL_BY_SECURITY, MASS_CANCEL_ALL):
@@ -305,7 +324,7 @@ class OrderEntryApp(Application):
         if req_type == "0" and msg.get_str(55):
             insts = [i for i in insts if i.symbol == msg.get_str(55)]
         elif req_type not in ("0", "4"):
-            session.send_app([(35, "y"), (320, req_id), (322, req_id or "NONE"), (560, "1"),
+            self._reply(session, [(35, "y"), (320, req_id), (322, req_id or "NONE"), (560, "1"),
                               (58, f"SecurityListRequestType (559) {req_type} is not supported; use 0 or 4")])
             return
         fields: list[tuple[int, object]] = [(35, "y"), (320, req_id), (322, req_id or "NONE"),
@@ -321,8 +340,9 @@ class OrderEntryApp(Application):
                 (7005, codec._plain(inst.min_notional)),
                 (7006, {TradingStatus.OPEN: "17", TradingStatus.HALTED: "2", TradingStatus.CLOSED: "18"}[inst.status]),
             ]
-        session.send_app(fields)
+        self._reply(session, fields)
 
+    _queries = frozenset({"H", "AF", "x"})
     _handlers: dict[str, Callable[..., None]] = {
         "D": _on_new, "F": _on_cancel, "G": _on_replace, "H": _on_status,
         "q": _on_mass_cancel, "AF": _on_mass_status, "x": _on_security_list,
@@ -344,14 +364,14 @@ class OrderEntryApp(Application):
         fields = codec.rejected_report(
             self._exec_id("R"), self.clock_ns(), msg.get_str(11) or "NONE", self._account_of(session, msg),
             msg.get_str(55) or "", msg.get_str(54) or "1", rej.code, rej.text, rej.ord_rej_reason, self.precision)
-        session.send_app([(35, "8"), *fields])
+        self._reply(session, [(35, "8"), *fields])
 
     def _reject_cancel(self, session: Any, msg: Message, rej: EdgeReject) -> None:
         order_id = msg.get_str(37)
         fields = codec.cancel_reject(msg.get_str(11) or "NONE", msg.get_str(41), int(order_id) if order_id and order_id.isdigit() else None,
                                      msg.msg_type == "G", rej.code, rej.text,
                                      codec.CXL_REJ_REASON.get(rej.code, 99), self._account_of(session, msg))
-        session.send_app([(35, "9"), *fields])
+        self._reply(session, [(35, "9"), *fields])
 
     # ------------------------------------------------------------------ outbound
 

@@ -192,3 +192,23 @@ def test_fix_over_tls_when_a_certificate_is_configured(tmp_path, dictionary):
         assert plain.recv(2) is None, "plain TCP gets nothing from a TLS acceptor"
     finally:
         v.stop()
+
+
+def test_replies_keep_the_order_of_the_requests_within_one_read(venue, dictionary):
+    from fix.message import encode
+    from tests.fixclient import now_fix
+
+    c = venue.client("DEMO1")
+
+    def frame(msg_type: str, body: list[tuple[int, object]]) -> bytes:
+        head = [(35, msg_type), (49, "DEMO1"), (56, "VENUE"), (34, c.seq), (52, now_fix())]
+        c.seq += 1
+        return encode(Message.build(head + body).fields)
+
+    c.sock.sendall(frame("D", order("ORD-1", "1", "0.01", "58000"))
+                   + frame("D", order("ORD-2", "1", "0.01", "58000.001"))  # refused at the edge: bad tick
+                   + frame("H", [(11, "ORD-1"), (55, "BTC-USDT"), (54, "1")]))  # sees ORD-1 already
+    first, second, third = (check(c.expect("8"), dictionary) for _ in range(3))
+    assert (first[11], first[150]) == ("ORD-1", "0")
+    assert (second[11], second[150], second[7001]) == ("ORD-2", "8", "4")
+    assert (third[11], third[150], third[39]) == ("ORD-1", "I", "0")

@@ -82,6 +82,7 @@ class Venue:
         self._answers: list[tuple[int, bool, dict[str, Any]]] = []
         self._in_flight: set[int] = set()
         self._logging_out: set[str] = set()
+        self._in_core = False
         self._published: list[Any] = []
         self._events_since_snapshot = 0
         self._tasks: list[asyncio.Task] = []
@@ -120,7 +121,7 @@ class Venue:
         self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
                                          rights=self._rights, sessions=self._session_of, precision=self.precision)
         self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision,
-                                     commissions=self.order_entry.commissions)
+                                     commissions=self.order_entry.commissions, wall=time.time)
         self.market_data = MarketDataApp(self._units, wall=time.time, backlog=self._backlog,
                                          disconnect=lambda s, reason: self.acceptor.logout(s, reason))
         for inst in self.core.instruments():
@@ -261,7 +262,13 @@ class Venue:
     # ------------------------------------------------------------------ the batch
 
     def submit(self, command: Any, done: Callable[[list[Any]], None] | None = None) -> None:
-        """Queue a command for this batch; ``done(events)`` runs once the core has processed it."""
+        """Queue a command for this batch; ``done(events)`` runs once the core has processed it.
+
+        ``command`` None queues just ``done([])``: a reply that must keep its place behind the
+        commands submitted before it (run at once if the core's turn is already running)."""
+        if command is None and self._in_core:
+            done([])
+            return
         self._pending.append((command, done))
         if self.acceptor is not None:
             self.acceptor.schedule_flush()
@@ -273,21 +280,31 @@ class Venue:
             self.acceptor.schedule_flush()
 
     def run_core(self) -> None:
+        """The core's turn: every queued command in arrival order, each one's reports sent to its
+        owner before the next command runs; then drop copies and market data for the batch."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         events: list[Any] = []
-        core = self.core
-        for command, done in pending:
-            out = core.process(command)
-            events.extend(out)
-            if done is not None:
-                done(out)
-        self._batch_cmds.extend(c for c, _ in pending)
-        self._batch_events.extend(events)
-        self.order_entry.deliver(events)
-        self.drop_copy.on_core_events(events)
-        self.market_data.on_core_events(events)
+        core, deliver = self.core, self.order_entry.deliver
+        self._in_core = True
+        try:
+            for command, done in pending:
+                if command is None:
+                    done([])
+                    continue
+                out = core.process(command)
+                self._batch_cmds.append(command)
+                events.extend(out)
+                deliver(out)
+                if done is not None:
+                    done(out)
+        finally:
+            self._in_core = False
+        if events:
+            self._batch_events.extend(events)
+            self.drop_copy.on_core_events(events)
+            self.market_data.on_core_events(events)
 
     async def write_batch(self, conn) -> None:
         if self._batch_cmds:
