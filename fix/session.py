@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fix.application import Application, BusinessReject, UnsupportedMessageType
-from fix.codec import FrameReader, format_timestamp, parse_frame, parse_timestamp
+from fix.codec import FrameReader, byte_sum, format_timestamp, parse_frame, parse_timestamp
 from fix.message import Message
 
 ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
@@ -724,7 +724,7 @@ class Session:
             head = b"34=%d\x0149=%s\x0152=%s\x0156=%s\x01" % (seq, self._sender, sending_time, self._target)
         payload = b"35=" + msg_type + b"\x01" + head + b"".join([b"%d=%s\x01" % f for f in body])
         frame = self._prefix + b"%d\x01" % len(payload) + payload
-        return frame + b"10=%03d\x01" % (sum(frame) & 0xFF)
+        return frame + b"10=%03d\x01" % (byte_sum(frame) & 0xFF)
 
     def _send(self, msg_type: bytes, body: list[tuple[int, bytes]],
               extra: list[tuple[int, bytes]] | None = None) -> int:

@@ -42,15 +42,24 @@ class EchoApplication(Application):
                 return
             seen.add(cl_ord_id)
         body = [f for f in msg.fields if f[0] not in _SKIP]
-        session.send_app_fields(msg_type, _sorted_body(body, session, msg_type))
+        groups = _groups(session.dictionary, msg_type)
+        if groups and not groups.keys().isdisjoint(msg._idx()):
+            body = _with_groups(body, groups)
+        else:
+            body.sort(key=_first)
+        session.send_app_fields(msg_type, body)
 
 
 def _sorted_body(body: list[tuple[int, bytes]], session: Session, msg_type: bytes) -> list[tuple[int, bytes]]:
     """Ascending tag order; a repeating group's instances stay whole right after their count field."""
     groups = _groups(session.dictionary, msg_type)
-    if not groups or not any(t in groups for t, _ in body):
-        body.sort(key=_first)
-        return body
+    if groups and any(t in groups for t, _ in body):
+        return _with_groups(body, groups)
+    body.sort(key=_first)
+    return body
+
+
+def _with_groups(body: list[tuple[int, bytes]], groups: dict[int, set[int]]) -> list[tuple[int, bytes]]:
     blocks: list[tuple[int, list[tuple[int, bytes]]]] = []
     i = 0
     n = len(body)

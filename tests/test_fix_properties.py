@@ -140,3 +140,11 @@ def test_session_never_raises_on_random_bytes_before_or_after_logon(data):
     session.receive_data(data + encode([(35, b"0"), (34, b"2")]), T0)
     session.tick(T0 + 100)
     session.take_outbound()
+
+
+@SETTINGS
+@given(st.binary(max_size=3000))
+def test_byte_sum_equals_the_plain_sum(data):
+    from fix.codec import byte_sum
+
+    assert byte_sum(data) == sum(data)
