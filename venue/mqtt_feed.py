@@ -39,6 +39,7 @@ from venue.marketdata import EntryType, MarketData, MarketDataBook, MDUpdate, Sn
 
 log = logging.getLogger("venue.mqtt")
 
+PUBLISH_BATCH = 200  # messages handed to the client before waiting for their acknowledgements
 ACTION_NAMES = {"0": "new", "1": "change", "2": "delete"}
 ENTRY_NAMES = {EntryType.BID: "bid", EntryType.OFFER: "offer", EntryType.TRADE: "trade"}
 SIDE_NAMES = {"1": "buy", "2": "sell"}
@@ -223,7 +224,10 @@ class MqttFeed:
         ident = self.config.client_id or f"venue-feed-{uuid.uuid4().hex[:12]}"
         while not self._stopping:
             try:
-                async with aiomqtt.Client(host, port, identifier=ident, keepalive=10, timeout=5) as client:
+                client = aiomqtt.Client(host, port, identifier=ident, keepalive=10, timeout=5,
+                                        max_inflight_messages=200)
+                client.pending_calls_threshold = 10 * PUBLISH_BATCH  # we pipeline on purpose
+                async with client:
                     self.connects += 1
                     backoff = self.config.backoff_initial
                     log.info("MQTT feed connected to %s:%d", host, port)
@@ -255,10 +259,14 @@ class MqttFeed:
                             await asyncio.wait_for(self._wake.wait(), self.config.snapshot_interval)
                         continue
                 else:
-                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), 200))]
+                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), PUBLISH_BATCH))]
             # publish() hands each message to paho synchronously, in order; then wait for the acks
-            await asyncio.gather(*(client.publish(p.topic, json.dumps(p.payload, separators=(",", ":")),
-                                                  qos=qos, retain=p.retain) for p in batch))
+            results = await asyncio.gather(
+                *(client.publish(p.topic, json.dumps(p.payload, separators=(",", ":")), qos=qos, retain=p.retain)
+                  for p in batch), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
             self.published += len(batch)
 
 
