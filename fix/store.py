@@ -148,10 +148,11 @@ class MessageStore:
         # statements on the same sqlite3 connection, inside the transaction SQLAlchemy commits.
         driver = (await conn.get_raw_connection()).driver_connection
         run = getattr(driver, "_execute", None)
+        statements = _sqlite_statements(staged, rows, resets)  # Python work here, not in the worker
         if run is not None and hasattr(driver, "_conn"):
-            await run(_write_sqlite, driver._conn, staged, rows, resets)
+            await run(_write_sqlite, driver._conn, statements)
         else:  # another SQLite driver: same statements, one call each
-            for sql, params in _sqlite_statements(staged, rows, resets):
+            for sql, params in statements:
                 await driver.execute(sql, params)
 
 
@@ -173,7 +174,7 @@ def _sqlite_statements(staged: dict[str, tuple[int, int]], rows: list[tuple[str,
     return out
 
 
-def _write_sqlite(sqlconn, staged, rows, resets) -> None:
+def _write_sqlite(sqlconn, statements: list[tuple[str, list]]) -> None:
     """Runs in aiosqlite's thread, on its sqlite3 connection (the transaction begins implicitly)."""
-    for sql, params in _sqlite_statements(staged, rows, resets):
+    for sql, params in statements:
         sqlconn.execute(sql, params)

@@ -8,6 +8,8 @@ saw is dropped; any other application message gets BusinessMessageReject 380=3.
 
 from __future__ import annotations
 
+import operator
+
 from fix.application import Application, UnsupportedMessageType
 from fix.message import Message
 from fix.session import HEADER_TAGS, Session
@@ -16,8 +18,7 @@ ECHO_TYPES = frozenset({b"D", b"d"})
 _SKIP = HEADER_TAGS | {10, 93, 89}
 
 
-def _first(item: tuple[int, bytes]) -> int:
-    return item[0]
+_first = operator.itemgetter(0)
 
 
 class EchoApplication(Application):

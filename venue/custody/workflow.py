@@ -460,8 +460,9 @@ class Custody:
             return await self._internal(conn, "topup", asset, amount, "cold", "hot", initiator, now)
 
     async def sweep(self, asset: str, now: int, initiator: str = "venue") -> RequestView | None:
-        """Move what the hot wallet holds above its target to cold (automatic, no approvals);
-        None when the hot wallet is at or below its high-water mark or a sweep is already open."""
+        """Move what the hot wallet holds above its target (less what approved payments need) to cold
+        now, without waiting for the high-water mark (no approvals: value only goes to safer storage);
+        None when there is nothing above the target or a sweep is already open."""
         async with self._lock, self.engine.begin() as conn:
             return await self._maybe_sweep(conn, asset, now, initiator, force=True)
 
