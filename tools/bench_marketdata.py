@@ -78,10 +78,7 @@ class MarketDataHarness(Application):
 
     def backlog(self, session: Session) -> int:
         """Bytes written to the session's socket that the kernel has not taken yet."""
-        conn = self.acceptor._bound.get(session.key)
-        if conn is None or conn.transport is None or conn.closed:
-            return 0
-        return conn.transport.get_write_buffer_size()
+        return self.acceptor.write_backlog(session)
 
     async def start(self, port: int = 0) -> int:
         return await self.acceptor.start("127.0.0.1", port)
@@ -100,8 +97,8 @@ class MarketDataHarness(Application):
     # Application: everything goes to the market-data app
     def on_logon(self, session: Session) -> None:
         if self.sndbuf:
-            conn = self.acceptor._bound.get(session.key)
-            sock = conn.transport.get_extra_info("socket") if conn and conn.transport else None
+            transport = self.acceptor.transport_of(session)
+            sock = transport.get_extra_info("socket") if transport is not None else None
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
         self.md.on_logon(session)
