@@ -25,6 +25,7 @@ from venue.core import commands as cmd
 from venue.core import events as ev
 from venue.core.assets import AssetError, Assets, InstrumentUnits, instrument_units
 from venue.core.types import RejectCode, Side, TradingStatus
+from venue.marketdata import plain
 
 log = logging.getLogger("venue.order_entry")
 
@@ -333,11 +334,11 @@ class OrderEntryApp(Application):
         for inst in insts:
             fields += [
                 (55, inst.symbol), (15, inst.quote),
-                (561, codec._plain(inst.lot_size)),
-                (562, codec._plain(inst.lot_size * inst.min_qty)),
-                (969, codec._plain(inst.tick_size)),
-                (7004, codec._plain(inst.lot_size * inst.max_qty)),
-                (7005, codec._plain(inst.min_notional)),
+                (561, plain(inst.lot_size)),
+                (562, plain(inst.lot_size * inst.min_qty)),
+                (969, plain(inst.tick_size)),
+                (7004, plain(inst.lot_size * inst.max_qty)),
+                (7005, plain(inst.min_notional)),
                 (7006, {TradingStatus.OPEN: "17", TradingStatus.HALTED: "2", TradingStatus.CLOSED: "18"}[inst.status]),
             ]
         self._reply(session, fields)

@@ -18,6 +18,7 @@ from venue.core import commands as cmd
 from venue.core import events as ev
 from venue.core.assets import Asset, InstrumentUnits
 from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce
+from venue.marketdata import Units, plain
 
 Fields = list[tuple[int, str]]
 
@@ -61,13 +62,15 @@ def parse_fix_time(value: str) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
-class InstrumentView:
-    """What the edge needs of an instrument: exact Decimal <-> integer conversions."""
+class InstrumentView(Units):
+    """What the edge needs of an instrument: the market-data formatting (``px``, ``qty``) plus
+    exact Decimal -> integer conversions that refuse off-grid values with a venue error code."""
 
-    __slots__ = ("symbol", "tick", "lot")
+    __slots__ = ("symbol",)
 
     def __init__(self, symbol: str, tick: Decimal, lot: Decimal) -> None:
-        self.symbol, self.tick, self.lot = symbol, tick, lot
+        super().__init__(tick, lot)
+        self.symbol = symbol
 
     def ticks(self, price: Decimal, tag: int = 44) -> int:
         n = price / self.tick
@@ -81,23 +84,12 @@ class InstrumentView:
             raise EdgeReject(RejectCode.BAD_LOT, f"quantity {qty} is not a multiple of the lot {self.lot} (tag {tag})", 13)
         return int(n)
 
-    def px(self, ticks: int) -> str:
-        return _plain(ticks * self.tick)
-
-    def qty(self, lots: int) -> str:
-        return _plain(lots * self.lot)
-
     def avg_px(self, cum_notional: int, cum_qty: int) -> str:
         if cum_qty == 0:
             return "0"
-        return _plain((Decimal(cum_notional) * self.tick / cum_qty).quantize(self.tick / 10**6).normalize())
+        return plain((Decimal(cum_notional) * self.tick / cum_qty).quantize(self.tick / 10**6).normalize())
 
 
-def _plain(d: Decimal) -> str:
-    text = format(d, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def _required(msg: Message, tag: int, name: str) -> str:
@@ -358,7 +350,7 @@ def fill_commissions(events: list, units: Callable[[str], InstrumentUnits | None
             fee = -posted if e.aggressor else 0
         else:
             fee = -posted - notional if e.side == Side.BUY else notional - posted
-        out[(e.order_id, e.trade_id)] = _plain(assets[u.quote].to_decimal(fee))
+        out[(e.order_id, e.trade_id)] = plain(assets[u.quote].to_decimal(fee))
     return out
 
 

@@ -253,8 +253,7 @@ class Venue:
         return transport.get_write_buffer_size() if transport is not None and not conn.closed else 0
 
     def _units(self, symbol: str) -> Units | None:
-        v = self.views.get(symbol)
-        return None if v is None else Units(v.tick, v.lot)
+        return self.views.get(symbol)
 
     def kind_of(self, session: Session) -> str:
         return session.config.extra.get("kind", "order_entry")
