@@ -140,6 +140,8 @@ class Acceptor:
         self.tick_interval = tick_interval
         self.clock = clock
         self.sessions: dict[str, Session] = {}
+        # does the application add its own rows to the batch transaction?
+        self._journals = type(application).write_batch is not Application.write_batch
         self._dirty: set[Session] = set()
         self.max_write_buffer = max_write_buffer
         self._bound: dict[str, _Connection] = {}
@@ -379,9 +381,12 @@ class Acceptor:
         if conn is None or conn.closed:
             conn = self._conn = await self.engine.connect()
         try:
-            async with conn.begin():
-                await store.flush(conn)
-                await self.application.write_batch(conn)
+            if self._journals:
+                async with conn.begin():
+                    await store.flush(conn)
+                    await self.application.write_batch(conn)
+            else:
+                await store.commit_alone(conn)
         except Exception:
             # Nothing of this batch was committed, so nothing of it may be sent: close the
             # connections concerned (clients reconnect and resynchronise by resend/gap fill).

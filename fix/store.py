@@ -141,6 +141,23 @@ class MessageStore:
                 await conn.execute(insert(outbound_messages),
                                    [{"session_key": k, "seq": q, "raw": r} for k, q, r in rows])
 
+    async def commit_alone(self, conn: AsyncConnection) -> None:
+        """Write everything staged AND commit it, for a batch whose transaction holds nothing
+        else (the application does not journal): on SQLite that is a single hop to aiosqlite's
+        thread instead of two, which halves the time a batch waits for the event loop."""
+        driver = None
+        if conn.dialect.name == "sqlite" and not conn.in_transaction():
+            driver = (await conn.get_raw_connection()).driver_connection
+        run = getattr(driver, "_execute", None)
+        if run is None or not hasattr(driver, "_conn"):
+            async with conn.begin():
+                await self.flush(conn)
+            return
+        staged, rows, resets = self._staged, self._rows, self._resets
+        self._staged, self._rows, self._resets = {}, [], []
+        if staged or rows or resets:
+            await run(_write_and_commit, driver._conn, _sqlite_statements(staged, rows, resets))
+
     async def _flush_sqlite(self, conn: AsyncConnection, staged: dict[str, tuple[int, int]],
                             rows: list[tuple[str, int, bytes]], resets: list[str]) -> None:
         # aiosqlite runs each call in its own thread, and every hop costs a thread wake-up (and GIL
@@ -178,3 +195,14 @@ def _write_sqlite(sqlconn, statements: list[tuple[str, list]]) -> None:
     """Runs in aiosqlite's thread, on its sqlite3 connection (the transaction begins implicitly)."""
     for sql, params in statements:
         sqlconn.execute(sql, params)
+
+
+def _write_and_commit(sqlconn, statements: list[tuple[str, list]]) -> None:
+    """Runs in aiosqlite's thread: the batch's statements and the commit, or a rollback."""
+    try:
+        for sql, params in statements:
+            sqlconn.execute(sql, params)
+        sqlconn.commit()
+    except BaseException:
+        sqlconn.rollback()
+        raise

@@ -138,3 +138,18 @@ def test_large_batches_are_written_whole(make_store):
             assert await store.load(key) == (101, 50)
 
     asyncio.run(main())
+
+
+def test_commit_alone_writes_and_commits_the_batch(make_store):
+    async def main():
+        engine, store = await make_store()
+        await store.load("A")
+        store.stage("A", _out([(1, b"a1"), (2, b"a2")], 3, 4))
+        async with engine.connect() as conn:
+            await store.commit_alone(conn)
+            assert not store.pending
+        other = MessageStore(engine)  # a fresh reader sees the committed rows
+        assert await other.fetch("A", 1, 9) == [(1, b"a1"), (2, b"a2")]
+        assert await other.load("A") == (3, 4)
+
+    asyncio.run(main())
