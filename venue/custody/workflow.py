@@ -1,6 +1,7 @@
 """The withdrawal and internal-transfer state machine, and the service that drives it.
 
-States (explicit table ``TRANSITIONS``; any other move raises TransitionError at one place)::
+States (explicit table ``TRANSITIONS`` in venue.custody.states; any other move raises
+TransitionError in ``Custody._move``, the one place states change)::
 
     requested -> screened -> pending_approval -> approved -> (time-lock) -> signing -> broadcast -> confirmed
     ends: rejected, expired, cancelled, failed
@@ -25,8 +26,6 @@ import base64
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -50,6 +49,18 @@ from venue.custody.requests import (
     format_amount,
     parse_amount,
 )
+from venue.custody.states import (  # re-exported: the state machine's public names
+    DAY,
+    OPEN,
+    TERMINAL,
+    TRANSITIONS,
+    ApprovalView,
+    ProcessReport,
+    Refused,
+    RequestView,
+    State,
+    TransitionError,
+)
 from venue.custody.wallets import (
     TIERS,
     AssetStatus,
@@ -60,97 +71,8 @@ from venue.custody.wallets import (
     load_wallets,
 )
 
-
-class State(StrEnum):
-    REQUESTED = "requested"
-    SCREENED = "screened"
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    SIGNING = "signing"
-    BROADCAST = "broadcast"
-    CONFIRMED = "confirmed"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
 S = State
-TRANSITIONS: dict[State, frozenset[State]] = {
-    S.REQUESTED: frozenset({S.SCREENED, S.REJECTED}),
-    S.SCREENED: frozenset({S.PENDING_APPROVAL, S.APPROVED, S.REJECTED}),
-    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
-    S.APPROVED: frozenset({S.SIGNING, S.CANCELLED}),
-    S.SIGNING: frozenset({S.SIGNING, S.BROADCAST, S.FAILED}),  # signing -> signing: a retried broadcast
-    S.BROADCAST: frozenset({S.CONFIRMED, S.SIGNING, S.FAILED}),  # broadcast -> signing: dropped, retry
-    S.CONFIRMED: frozenset(),
-    S.REJECTED: frozenset(),
-    S.EXPIRED: frozenset(),
-    S.CANCELLED: frozenset(),
-    S.FAILED: frozenset(),
-}
-TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-OPEN = frozenset(State) - TERMINAL
 INTERNAL_DOMAIN = "venue/custody/internal-transfer/v1"
-DAY = 24 * 3600 * NS
-
-
-class TransitionError(Exception):
-    """A move the table does not allow, or a request that moved under us (concurrent writer)."""
-
-
-class Refused(Exception):
-    """A request or decision the venue refuses; ``reason`` is for the caller and the audit log."""
-
-    def __init__(self, reason: str, request_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.request_id = request_id
-
-
-@dataclass(slots=True, frozen=True)
-class ApprovalView:
-    operator: str
-    decision: str
-    expiry: int
-    ts: int
-
-
-@dataclass(slots=True, frozen=True)
-class RequestView:
-    id: str
-    kind: str
-    account: str | None
-    asset: str
-    amount: int
-    source: str
-    destination: str
-    state: str
-    route: str
-    approvals_required: int
-    initiator: str
-    digest: str
-    funds: str
-    txid: str | None
-    attempts: int
-    reason: str
-    created_at: int
-    updated_at: int
-    expiry: int | None
-    release_at: int | None
-    policy_version: int
-    approvals: tuple[ApprovalView, ...] = ()
-    history: tuple[tuple[int, str, str, str], ...] = ()  # (ts, from, to, reason)
-
-
-@dataclass(slots=True)
-class ProcessReport:
-    """What one ``process`` pass did (for logs, the CLI and tests)."""
-
-    moved: list[tuple[str, str]] = field(default_factory=list)  # (request id, new state)
-    deposits: list[str] = field(default_factory=list)  # credited txids
-    proposed: list[str] = field(default_factory=list)  # request ids created (sweeps, top-ups)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (request id, what went wrong)
 
 
 class Custody:
