@@ -190,58 +190,71 @@ def _fix(msg_type: str, sender: str, seq: int, body: list[tuple[int, object]]) -
     return encode(Message.build(head + body).fields)
 
 
-async def _client(port: int, name: str, window: Any, stop: Any, stats: dict[str, Any]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(_fix("A", name, 1, [(98, 0), (108, 30)]))
-    writer.write(_fix("V", name, 2, [(262, f"{name}-1"), (263, 1), (264, 0), (265, 1), (267, 3), (269, 0),
-                                     (269, 1), (269, 2), (146, 1), (55, SYMBOL)]))
-    await writer.drain()
-    seq = 3
-    buf = b""
-    lags: list[float] = stats["lags"]
-    try:
-        while not stop.is_set():
-            try:
-                data = await asyncio.wait_for(reader.read(1 << 16), timeout=0.2)
-            except TimeoutError:
-                continue
-            if not data:
-                stats["dropped"] += 1
-                break
-            now = time.time()
-            measuring = window[0] <= now < window[1]
-            buf += data
-            pos = 0
-            while (m := _FRAME_END.search(buf, pos)) is not None:
-                frame = buf[pos:m.end()]
-                pos = m.end()
-                if b"\x0135=X\x01" in frame:
-                    if measuring:
-                        stats["x"] += 1
-                        stats["entries"] += frame.count(b"\x01279=")
-                        t = _ENTRY_TIME.search(frame)
-                        if t is not None:
-                            lags.append(_lag(_ms_of_day(now), t))
-                        t = _SENDING_TIME.search(frame)
-                        if t is not None:
-                            stats["send_lags"].append(_lag(_ms_of_day(now), t))
-                elif b"\x0135=W\x01" in frame:
-                    stats["w"] += 1
-                elif b"\x0135=1\x01" in frame:
-                    tid = re.search(rb"\x01112=([^\x01]*)", frame)
-                    writer.write(_fix("0", name, seq, [(112, tid.group(1).decode() if tid else "")]))
-                    seq += 1
-            buf = buf[pos:]
-    finally:
-        writer.close()
+class _Client(asyncio.Protocol):
+    """One market-data client: logs on, subscribes, and measures what arrives (callbacks only)."""
+
+    def __init__(self, name: str, window: Any, stats: dict[str, Any]) -> None:
+        self.name, self.window, self.stats = name, window, stats
+        self.buf = b""
+        self.seq = 3
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        name = self.name
+        transport.write(_fix("A", name, 1, [(98, 0), (108, 30)])  # type: ignore[attr-defined]
+                        + _fix("V", name, 2, [(262, f"{name}-1"), (263, 1), (264, 0), (265, 1), (267, 3),
+                                              (269, 0), (269, 1), (269, 2), (146, 1), (55, SYMBOL)]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats["dropped"] += 1
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        stats = self.stats
+        measuring = self.window[0] <= now < self.window[1]
+        now_ms = _ms_of_day(now)
+        buf = self.buf + data if self.buf else data
+        pos = 0
+        while (m := _FRAME_END.search(buf, pos)) is not None:
+            frame = buf[pos:m.end()]
+            pos = m.end()
+            if b"\x0135=X\x01" in frame:
+                if measuring:
+                    stats["x"] += 1
+                    stats["entries"] += frame.count(b"\x01279=")
+                    t = _ENTRY_TIME.search(frame)
+                    if t is not None:
+                        stats["lags"].append(_lag(now_ms, t))
+                    t = _SENDING_TIME.search(frame)
+                    if t is not None:
+                        stats["send_lags"].append(_lag(now_ms, t))
+            elif b"\x0135=W\x01" in frame:
+                stats["w"] += 1
+            elif b"\x0135=1\x01" in frame and self.transport is not None:
+                tid = re.search(rb"\x01112=([^\x01]*)", frame)
+                self.transport.write(_fix("0", self.name, self.seq, [(112, tid.group(1).decode() if tid else "")]))
+                self.seq += 1
+        self.buf = buf[pos:]
 
 
 def client_process(port: int, n: int, window: Any, stop: Any, conn: Any) -> None:
     """``n`` clients in one event loop; counts what arrives while ``window[0] <= now < window[1]``."""
     async def main() -> dict[str, Any]:
         stats: dict[str, Any] = {"x": 0, "w": 0, "entries": 0, "dropped": 0, "lags": [], "send_lags": []}
-        await asyncio.gather(*(_client(port, f"MD{i:03d}", window, stop, stats) for i in range(n)),
-                             return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        transports = []
+        for i in range(n):
+            transport, _ = await loop.create_connection(lambda i=i: _Client(f"MD{i:03d}", window, stats),
+                                                        "127.0.0.1", port)
+            transports.append(transport)
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        dropped = stats["dropped"]
+        for t in transports:
+            t.close()
+        await asyncio.sleep(0.05)
+        stats["dropped"] = dropped
         return stats
 
     conn.send(asyncio.run(main()))
