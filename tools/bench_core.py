@@ -109,12 +109,20 @@ def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
         t = clock()
         process(cmd)
         lat[i] = clock() - t
+    by_kind: dict[str, list[int]] = {"passive": [], "cancel": [], "crossing": []}
+    for cmd, ns in zip(cmds, lat, strict=True):
+        kind = "cancel" if type(cmd) is CancelOrder else "crossing" if cmd.tif is TimeInForce.IOC else "passive"
+        by_kind[kind].append(ns)
     lat.sort()
 
     def pct(p: float) -> float:
         return lat[min(n - 1, int(n * p))] / 1000
 
-    kinds = {"new": sum(type(c) is NewOrder for c in cmds), "cancel": sum(type(c) is CancelOrder for c in cmds)}
+    def kind_stats(v: list[int]) -> dict:
+        v.sort()
+        return {"count": len(v), "p50_us": v[len(v) // 2] / 1000, "p99_us": v[min(len(v) - 1, int(len(v) * 0.99))] / 1000}
+
+    kinds = {k: kind_stats(v) for k, v in by_kind.items() if v}
     return {
         "operations": n,
         "events": events,
@@ -146,10 +154,13 @@ def command(n: int, seed: int, gc_threshold: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"operations     {res['operations']:,} ({res['mix']['new']:,} new, {res['mix']['cancel']:,} cancel)")
+    mix = ", ".join(f"{v['count']:,} {k}" for k, v in res["mix"].items())
+    click.echo(f"operations     {res['operations']:,} ({mix})")
     click.echo(f"events         {res['events']:,}")
     click.echo(f"throughput     {res['ops_per_s']:,} ops/s wall ({res['events_per_s']:,} events/s); "
                f"{res['ops_per_cpu_s']:,} ops per CPU-second")
     click.echo(f"latency (us)   p50 {res['p50_us']:.2f}  p90 {res['p90_us']:.2f}  p99 {res['p99_us']:.2f}  "
                f"p99.9 {res['p999_us']:.2f}  max {res['max_us']:.0f}")
+    for k, v in res["mix"].items():
+        click.echo(f"  {k:<12} p50 {v['p50_us']:.2f}  p99 {v['p99_us']:.2f} us")
     click.echo(f"resting orders {res['resting_at_end']:,}   (load average during the run: {res['loadavg_1m']:.1f})")
