@@ -84,6 +84,56 @@ def generate(n: int, seed: int = 1, accounts: int = 100) -> list:
     return cmds
 
 
+def bare_book_seconds(cmds: list) -> float:
+    """Calibration: the same stream through a bare book (deques in a SortedDict per side, lazy
+    cancel, no validation, no events, no STP); CPU seconds."""
+    from collections import deque
+
+    from sortedcontainers import SortedDict
+
+    bids, asks = SortedDict(), SortedDict()
+    live: dict[int, list] = {}
+    next_id = 1
+    c0 = time.process_time()
+    for cmd in cmds:
+        if type(cmd) is CancelOrder:
+            o = live.pop(cmd.order_id, None)
+            if o is not None:
+                o[3] = 0
+            continue
+        buy = cmd.side is Side.BUY
+        qty, price = cmd.qty, cmd.price
+        book = asks if buy else bids
+        while qty and book:
+            best = book.keys()[0] if buy else book.keys()[-1]
+            if (best > price) if buy else (best < price):
+                break
+            q = book[best]
+            while q and qty:
+                m = q[0]
+                if m[3] == 0:
+                    q.popleft()
+                    continue
+                take = min(qty, m[3])
+                m[3] -= take
+                qty -= take
+                if m[3] == 0:
+                    q.popleft()
+                    live.pop(m[0], None)
+            if not q:
+                del book[best]
+        if qty and cmd.tif is not TimeInForce.IOC:
+            o = [next_id, cmd.account, price, qty]
+            live[next_id] = o
+            side = bids if buy else asks
+            q = side.get(price)
+            if q is None:
+                q = side[price] = deque()
+            q.append(o)
+        next_id += 1
+    return time.process_time() - c0
+
+
 def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
     cmds = generate(n, seed)
     gc.collect()
@@ -109,6 +159,7 @@ def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
         t = clock()
         process(cmd)
         lat[i] = clock() - t
+    bare_cpu = bare_book_seconds(cmds)
     by_kind: dict[str, list[int]] = {"passive": [], "cancel": [], "crossing": []}
     for cmd, ns in zip(cmds, lat, strict=True):
         kind = "cancel" if type(cmd) is CancelOrder else "crossing" if cmd.tif is TimeInForce.IOC else "passive"
@@ -129,6 +180,7 @@ def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
         "seconds": wall / 1e9,
         "ops_per_s": round(n / (wall / 1e9)),
         "ops_per_cpu_s": round(n / (cpu / 1e9)),
+        "bare_book_ops_per_cpu_s": round(n / bare_cpu),
         "events_per_s": round(events / (wall / 1e9)),
         "p50_us": pct(0.50),
         "p90_us": pct(0.90),
@@ -159,6 +211,8 @@ def command(n: int, seed: int, gc_threshold: int | None, as_json: bool) -> None:
     click.echo(f"events         {res['events']:,}")
     click.echo(f"throughput     {res['ops_per_s']:,} ops/s wall ({res['events_per_s']:,} events/s); "
                f"{res['ops_per_cpu_s']:,} ops per CPU-second")
+    click.echo(f"calibration    a bare book (deques in a SortedDict, no events) does {res['bare_book_ops_per_cpu_s']:,} "
+               "ops per CPU-second on the same stream")
     click.echo(f"latency (us)   p50 {res['p50_us']:.2f}  p90 {res['p90_us']:.2f}  p99 {res['p99_us']:.2f}  "
                f"p99.9 {res['p999_us']:.2f}  max {res['max_us']:.0f}")
     for k, v in res["mix"].items():
