@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,54 @@ def test_cli_refuses_bad_input_with_clear_errors(tmp_path):
         assert "unknown account" in cli("deposit", "--account", "NOPE", "--asset", "BTC", "--amount", "1", ok=False)
         assert "unknown request" in cli("withdrawals", "show", "W123", ok=False)
         assert "must be positive" in cli("custody", "topup", "--asset", "BTC", "--amount", "0", ok=False)
+
+
+def test_cli_hands_instructions_to_a_running_venue_through_the_inbox(tmp_path):
+    """With the venue up, the CLI never touches the ledger: the venue's custody pump carries out the
+    signed instructions and answers; funds-moving commands that would write the journal are refused."""
+    import threading
+
+    from venue import audit
+    from venue.custody.chain import SimulatedChain
+    from venue.custody.ports import JournalLedger, RegistryDirectory
+    from venue.custody.wallets import WalletSigner
+    from venue.custody.workflow import Custody
+
+    with database("sqlite", tmp_path) as url:
+        asyncio.run(_registry(url, tmp_path))
+        cli = Cli(url, tmp_path)
+        cli("custody", "init", "--assets", "BTC")
+        cli("withdraw", "keygen", "--account", "A2", "--out", str(tmp_path / "a2.key"))
+        stop = threading.Event()
+        answered: list[int] = []
+
+        def venue() -> None:  # the running venue's custody pump, in its own thread and loop
+            async def main() -> None:
+                engine = make_engine(url)
+                await audit.append(engine, "venue.started", subject="VENUE")
+                custody = Custody(engine, SimulatedChain(engine), await JournalLedger.open(engine),
+                                  RegistryDirectory(engine), WalletSigner(engine, {"hot": "h", "warm": "w", "cold": "c"}))
+                while not stop.is_set():
+                    answered.append((await custody.process(time.time_ns())).answered)
+                    await asyncio.sleep(0.05)
+                await audit.append(engine, "venue.stopped", subject="VENUE")
+                await engine.dispose()
+
+            asyncio.run(main())
+
+        t = threading.Thread(target=venue)
+        t.start()
+        try:
+            out = cli("deposit", "--account", "A2", "--asset", "BTC", "--amount", "2")
+            assert "deposited 2 BTC to A2" in out and "balance" not in out  # the venue credited it
+            cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC", "--key", str(tmp_path / "a2.key"))
+            req = tmp_path / "req.json"
+            cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "0.5",
+                "--destination", "dest-1", "--out", str(req))
+            out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), ok=False)
+            assert "whitelisted too recently" in out  # refused by the venue, reason carried back
+            assert "the venue is running" in cli("custody", "process", ok=False)
+        finally:
+            stop.set()
+            t.join(30)
+        assert sum(answered) >= 2

@@ -27,15 +27,16 @@ from typing import Any, TypeVar
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tools.cmd_access import Ctx, common, console
 from venue import registry
 from venue.access import signing
 from venue.core.assets import AssetError, Assets
-from venue.custody import keys
+from venue.custody import inbox, keys, store
 from venue.custody.chain import SimulatedChain
-from venue.custody.policy import NS, Policy, PolicyError, starter_policy
+from venue.custody.policy import NS, Policy, PolicyError, load_policy, starter_policy
 from venue.custody.ports import JournalLedger, LedgerRefused, RegistryDirectory, venue_running
 from venue.custody.requests import (
     AddressAddition,
@@ -48,7 +49,7 @@ from venue.custody.requests import (
     sign_approval,
     sign_request,
 )
-from venue.custody.wallets import WalletError, WalletSigner, setup_wallets
+from venue.custody.wallets import WalletError, WalletSigner, load_wallets, setup_wallets
 from venue.custody.workflow import Custody, Refused, RequestView
 
 T = TypeVar("T")
@@ -84,11 +85,7 @@ def _run(ctx: Ctx, body: Callable[[Custody, AsyncEngine], Awaitable[T]], *, move
                 raise click.ClickException(
                     "the venue is running: commands that move customer funds must be run by the venue itself "
                     "(stop it first; the journal has one writer)")
-            ledger = await JournalLedger.open(engine)
-            custody = Custody(engine, SimulatedChain(engine), ledger, RegistryDirectory(engine),
-                              WalletSigner(engine, _wallet_passphrase), ASSETS)
-            await custody.setup()
-            return await body(custody, engine)
+            return await body(await _custody(engine), engine)
         finally:
             await engine.dispose()
 
@@ -99,6 +96,38 @@ def _run(ctx: Ctx, body: Callable[[Custody, AsyncEngine], Awaitable[T]], *, move
         raise click.ClickException(f"refused{where}: {exc.reason}") from None
     except (PolicyError, WalletError, LedgerRefused, keys.SealError, RequestFormatError,
             registry.RegistryError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _custody(engine: AsyncEngine) -> Custody:
+    ledger = await JournalLedger.open(engine)
+    custody = Custody(engine, SimulatedChain(engine), ledger, RegistryDirectory(engine),
+                      WalletSigner(engine, _wallet_passphrase), ASSETS)
+    await custody.setup()
+    return custody
+
+
+def _instruct(ctx: Ctx, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Hand a signed instruction to the venue through the custody inbox and return its answer. A running
+    venue carries it out itself; when the venue is stopped this command does, through the journal."""
+
+    async def main() -> dict[str, Any]:
+        engine = ctx.engine(create=False)
+        try:
+            await registry.create_schema(engine)
+            await store.create_all(engine)
+            item = await inbox.submit(engine, kind, payload, ctx.actor)
+            if not await venue_running(engine):
+                await (await _custody(engine)).drain_inbox(time.time_ns())
+            return await inbox.wait(engine, item)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except inbox.InboxError as exc:
+        raise click.ClickException(f"refused: {exc}") from None
+    except (PolicyError, WalletError, LedgerRefused, keys.SealError, registry.RegistryError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -255,11 +284,8 @@ def withdraw_sign(ctx: Ctx, request_file: str, key_file: str, submit: bool) -> N
         click.echo(f"signed {request_file} (key {signed.key_id}); not submitted")
         return
 
-    async def body(custody: Custody, engine: AsyncEngine) -> RequestView:
-        return await custody.request_withdrawal(signed, time.time_ns())
-
-    view = _run(ctx, body, moves_funds=True)
-    click.echo(f"withdrawal {view.id}: {view.state}" + (f" ({view.reason})" if view.reason else ""))
+    out = _instruct(ctx, "request", inbox.encode_request(signed))
+    click.echo(f"withdrawal {out['id']}: {out['state']}" + (f" ({out['reason']})" if out["reason"] else ""))
 
 
 @withdraw.command("status")
@@ -303,10 +329,7 @@ def address_add(ctx: Ctx, destination: str, account: str, asset: str, key_file: 
     except RequestFormatError as exc:
         raise click.BadParameter(str(exc)) from None
 
-    async def body(custody: Custody, engine: AsyncEngine) -> int:
-        return await custody.add_address_signed(signed, time.time_ns())
-
-    usable = _run(ctx, body)
+    usable = _instruct(ctx, "address", inbox.encode_address(signed))["usable_from"]
     click.echo(f"{destination} whitelisted for {account} {asset}; usable from {_when(usable)} UTC")
 
 
@@ -338,15 +361,11 @@ def withdrawals_show(ctx: Ctx, request_id: str) -> None:
 def _decide(ctx: Ctx, request_id: str, operator: str, key_file: str, ttl: int, decision: str) -> None:
     key = _load_signing_key(key_file, keys.KeyPurpose.APPROVAL)
 
-    async def body(custody: Custody, engine: AsyncEngine) -> RequestView:
-        view = await custody.get(request_id)
-        now = time.time_ns()
-        approval = Approval(request_id, view.digest, decision, operator, secrets.token_hex(12), now // NS + ttl)
-        return await custody.decide(sign_approval(key, approval), now)
-
-    view = _run(ctx, body, moves_funds=True)
-    click.echo(f"{decision} by {operator} recorded; {view.id} is {view.state}" +
-               (f" ({view.reason})" if view.reason else ""))
+    view = _run(ctx, lambda c, e: c.get(request_id))  # what is signed: this request's digest
+    approval = Approval(request_id, view.digest, decision, operator, secrets.token_hex(12), int(time.time()) + ttl)
+    out = _instruct(ctx, "decision", inbox.encode_decision(sign_approval(key, approval)))
+    click.echo(f"{decision} by {operator} recorded; {out['id']} is {out['state']}" +
+               (f" ({out['reason']})" if out["reason"] else ""))
 
 
 @withdrawals.command("approve")
@@ -433,12 +452,9 @@ def custody_status(ctx: Ctx) -> None:
 def custody_sweep(ctx: Ctx, asset: str) -> None:
     """Move what the hot wallet holds above its target to cold now."""
 
-    async def body(custody: Custody, engine: AsyncEngine) -> RequestView | None:
-        return await custody.sweep(asset, time.time_ns(), ctx.actor)
-
-    view = _run(ctx, body, moves_funds=True)
-    click.echo("nothing to sweep: the hot wallet is at or below its target" if view is None else
-               f"sweep {view.id}: {_fmt(asset, view.amount)} {asset} hot -> cold, {view.state}")
+    out = _instruct(ctx, "sweep", {"asset": asset})
+    click.echo("nothing to sweep: the hot wallet is at or below its target" if out["id"] is None else
+               f"sweep {out['id']}: {_fmt(asset, out['amount'])} {asset} hot -> cold, {out['state']}")
 
 
 @custody.command("topup")
@@ -448,9 +464,9 @@ def custody_sweep(ctx: Ctx, asset: str) -> None:
 def custody_topup(ctx: Ctx, asset: str, amount: str) -> None:
     """Propose a cold -> hot transfer; it waits for the top-up quorum (the proposer never counts)."""
     units = _units(asset, amount)
-    view = _run(ctx, lambda c, e: c.propose_topup(asset, units, ctx.actor, time.time_ns()), moves_funds=True)
-    click.echo(f"top-up {view.id}: {_fmt(asset, units)} {asset} cold -> hot, {view.state}, needs "
-               f"{view.approvals_required} approvals")
+    out = _instruct(ctx, "topup", {"asset": asset, "amount": units})
+    click.echo(f"top-up {out['id']}: {_fmt(asset, units)} {asset} cold -> hot, {out['state']}, needs "
+               f"{out['approvals_required']} approvals")
 
 
 @custody.command("process")
@@ -508,24 +524,49 @@ def custody_policy(ctx: Ctx, policy_file: str | None) -> None:
 @common
 def deposit(ctx: Ctx, account: str, asset: str, amount: str, source: str) -> None:
     """A customer deposit arriving through the chain adapter: the transfer to the hot wallet (memo:
-    the account) is made on the simulated chain, confirmed, and credited to the ledger."""
+    the account) is made on the simulated chain and confirmed; custody credits it to the ledger (the
+    running venue does, or this command when the venue is stopped)."""
     units = _units(asset, amount)
 
-    async def body(custody: Custody, engine: AsyncEngine) -> tuple[list[str], int]:
-        if not any(a.account_id == account for a in await registry.load_accounts(engine)):
-            raise click.ClickException(f"unknown account {account}")
-        chain = custody.chain
-        if not isinstance(chain, SimulatedChain):
-            raise click.ClickException("deposits arrive by themselves on a real chain; run `venue custody process`")
-        txid = await chain.send_external(source, await custody.deposit_address(asset), asset, units, account)
-        await chain.mine((await custody.policy()).confirmations)
-        report = await custody.process(time.time_ns())
-        if txid not in report.deposits:
-            raise click.ClickException(f"transfer {txid} was not credited")
-        return report.deposits, (await custody.ledger.balance(account, asset))[0]
+    async def main() -> int:
+        engine = ctx.engine(create=False)
+        try:
+            await registry.create_schema(engine)
+            if not any(a.account_id == account for a in await registry.load_accounts(engine)):
+                raise click.ClickException(f"unknown account {account}")
+            await store.create_all(engine)
+            chain = SimulatedChain(engine)
+            async with engine.connect() as conn:
+                hot = (await load_wallets(conn, asset)).get("hot")
+                policy = await load_policy(conn)
+            if hot is None:
+                raise click.ClickException(f"no {asset} wallets: run `venue custody init --assets {asset}`")
+            txid = await chain.send_external(source, hot.address, asset, units, account)
+            await chain.mine(policy.confirmations)
+            if not await venue_running(engine):
+                await (await _custody(engine)).process(time.time_ns())
+            deadline = time.monotonic() + 15
+            while True:  # the venue (or the pass above) credits it once confirmed
+                async with engine.connect() as conn:
+                    if (await conn.execute(select(store.deposits.c.txid).where(
+                            store.deposits.c.txid == txid))).first() is not None:
+                        break
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"transfer {txid} confirmed but not credited yet (is the venue "
+                                               "running custody?)")
+                await asyncio.sleep(0.1)
+            if await venue_running(engine):
+                return -1
+            return (await JournalLedger.open(engine)).ledger.balance(account, asset)[0]
+        finally:
+            await engine.dispose()
 
-    _, total = _run(ctx, body, moves_funds=True)
-    click.echo(f"deposited {_fmt(asset, units)} {asset} to {account}; balance {_fmt(asset, total)} {asset}")
+    try:
+        total = asyncio.run(main())
+    except (PolicyError, WalletError, LedgerRefused, keys.SealError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"deposited {_fmt(asset, units)} {asset} to {account}" +
+               (f"; balance {_fmt(asset, total)} {asset}" if total >= 0 else ""))
 
 
 commands = [withdraw, address, withdrawals, custody, deposit]

@@ -97,3 +97,4 @@ class ProcessReport:
     deposits: list[str] = field(default_factory=list)  # credited txids
     proposed: list[str] = field(default_factory=list)  # request ids created (sweeps, top-ups)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (request id, what went wrong)
+    answered: int = 0  # inbox instructions carried out (or refused)

@@ -145,6 +145,17 @@ sealed_keys = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+inbox = Table(
+    "custody_inbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),  # request | decision | address | topup | sweep
+    Column("actor", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(8), nullable=False, default="pending"),  # pending | done | failed
+    Column("result", Text),
+)
+
 # ---- the simulated chain's own state -----------------------------------------------------------
 
 chain_meta = Table(

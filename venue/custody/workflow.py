@@ -39,7 +39,7 @@ from venue.core.assets import Assets
 from venue.custody import store
 from venue.custody.chain import BroadcastError, ChainAdapter, SignedTransfer
 from venue.custody.keys import SealError
-from venue.custody.policy import NS, Policy, Refusal, decide, load_policy, save_policy
+from venue.custody.policy import NS, Policy, PolicyError, Refusal, decide, load_policy, save_policy
 from venue.custody.ports import CustomerLedger, Directory, LedgerRefused
 from venue.custody.requests import (
     RequestFormatError,
@@ -448,9 +448,10 @@ class Custody:
     # ---- the pump ----------------------------------------------------------------------------------
 
     async def process(self, now: int) -> ProcessReport:
-        """One pass: expire, sign and broadcast what is due, follow broadcasts to confirmation or
-        retry, credit confirmed deposits, and manage the hot wallet (sweep / propose top-up)."""
+        """One pass: answer the inbox, expire, sign and broadcast what is due, follow broadcasts to
+        confirmation or retry, credit confirmed deposits, manage the hot wallet (sweep / top-up)."""
         report = ProcessReport()
+        report.answered = await self.drain_inbox(now)
         async with self._lock:
             policy = await self.policy()
             r = store.requests
@@ -488,6 +489,44 @@ class Custody:
                             t = await self._internal(conn, "topup", asset, want, "cold", "hot", "venue", now)
                             report.proposed.append(t.id)
         return report
+
+    async def drain_inbox(self, now: int) -> int:
+        """Carry out the instructions tools left in the inbox; write each answer back. Returns how many."""
+        ib = store.inbox
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(ib).where(ib.c.state == "pending").order_by(ib.c.id))).all()
+        for row in rows:
+            try:
+                result, state = await self._instruction(row.kind, json.loads(row.payload), row.actor, now), "done"
+            except Refused as exc:
+                result, state = {"error": exc.reason, "request_id": exc.request_id}, "failed"
+            except (ValueError, KeyError, TypeError, RequestFormatError, PolicyError) as exc:
+                result, state = {"error": f"bad instruction: {exc}"}, "failed"
+            async with self.engine.begin() as conn:
+                await conn.execute(update(ib).where(ib.c.id == row.id, ib.c.state == "pending").values(
+                    state=state, result=json.dumps(result)))
+        return len(rows)
+
+    async def _instruction(self, kind: str, p: dict[str, Any], actor: str, now: int) -> dict[str, Any]:
+        from venue.custody import inbox
+
+        if kind == "request":
+            v = await self.request_withdrawal(inbox.decode_request(p), now)
+        elif kind == "decision":
+            v = await self.decide(inbox.decode_decision(p), now)
+        elif kind == "address":
+            return {"usable_from": await self.add_address_signed(inbox.decode_address(p), now)}
+        elif kind == "topup":
+            v = await self.propose_topup(str(p["asset"]), int(p["amount"]), actor, now)
+        elif kind == "sweep":
+            sw = await self.sweep(str(p["asset"]), now, actor)
+            if sw is None:
+                return {"id": None}
+            v = sw
+        else:
+            raise ValueError(f"unknown instruction {kind!r}")
+        return {"id": v.id, "state": v.state, "reason": v.reason, "approvals_required": v.approvals_required,
+                "amount": v.amount}
 
     async def _advance(self, rid: str, policy: Policy, now: int) -> str | None:
         """Move one open request along if it is due; returns its new state or None."""
