@@ -4,11 +4,13 @@ Customers: ``venue withdraw keygen|request|sign|status``, ``venue address add``.
 Operators: ``venue withdrawals list|show|approve|reject``, ``venue custody init|status|sweep|topup|
 process|policy``, ``venue deposit``.
 
-Commands that move customer funds (submitting a request, approving, the pump, deposits) run the
-ledger through the core recovered from the journal and journal their commands; they refuse to run
-while the venue is up (the journal has one writer). Wallet passphrases come from
-``VENUE_CUSTODY_<TIER>_PASSPHRASE`` or a prompt; key-file passphrases from ``VENUE_KEY_PASSPHRASE``
-or a prompt.
+Signed instructions (withdrawal requests, operator decisions, whitelist additions, top-ups, sweeps)
+go through the custody inbox (venue/custody/inbox.py): a running venue's custody pump carries them
+out and answers; when the venue is stopped the command carries them out itself, with the ledger of
+the core recovered from the journal and its commands journaled. ``venue custody process`` (the pump
+itself) refuses to run while the venue is up (the journal has one writer). Wallet passphrases come
+from ``VENUE_CUSTODY_<TIER>_PASSPHRASE`` or a prompt; key-file passphrases from
+``VENUE_KEY_PASSPHRASE`` or a prompt.
 """
 
 from __future__ import annotations
