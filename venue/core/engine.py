@@ -444,7 +444,7 @@ class Core:
                 clids[cl] = o
             out.append(BookLevel(0, ts, sym, side, price, lvl.qty, lvl.count))
             return
-        elif self._work(mkt, o, ts, out):
+        elif self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
             self._run_stops(mkt, ts, out, None)
         if book.dirty:
             for bside, bprice, bqty, bcount in book.take_dirty():
@@ -739,7 +739,7 @@ class Core:
                                      old_price, old_qty, leaves, n[CUM_QTY], n[CUM_NOTIONAL], False, cmd.session))
             if waiting_stop:
                 self._add_stop(mkt, n)
-            elif self._work(mkt, n, ts, out):
+            elif self._work(mkt, n, ts, out) and (mkt.stops_buy or mkt.stops_sell):
                 self._run_stops(mkt, ts, out, None)
         self._flush(mkt, ts, out)
 
