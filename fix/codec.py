@@ -26,6 +26,8 @@ DATA_FIELDS: dict[int, int] = {
 }
 _DATA_VALUE_TAGS = frozenset(DATA_FIELDS.values())
 _DATA_LENGTH_TAGS = frozenset(DATA_FIELDS)
+_TAG_INTS = {str(t).encode(): t for t in range(1, 10000)}
+"""Tag bytes -> int for the usual tags: a dict look-up is cheaper than ``int(bytes)``."""
 
 
 def byte_sum(data: bytes) -> int:
@@ -169,12 +171,18 @@ def parse_frame(raw: bytes) -> Message:
     """
     parts = raw.split(SOH)
     parts.pop()  # the empty tail after the final SOH
+    tag_int = _TAG_INTS.get
+    fields: list[tuple[int, bytes]] | None = []
+    append = fields.append
     try:
-        fields = [(int(t), v) for t, sep, v in [p.partition(b"=") for p in parts] if sep]
-        plain = len(fields) == len(parts)
+        for part in parts:
+            tag, sep, value = part.partition(b"=")
+            if not sep:
+                raise ValueError
+            append((tag_int(tag) or int(tag), value))
     except ValueError:
-        plain = False
-    if plain:
+        fields = None
+    if fields is not None:
         index = dict(reversed(fields))
         if _DATA_LENGTH_TAGS.isdisjoint(index):
             msg = Message(fields, raw)
