@@ -253,7 +253,7 @@ class MarketDataApp(Application):
                 keys = state.keys
                 if not keys or keys.isdisjoint(groups):
                     continue
-                if (not len(state.queue) and state.held_since is None
+                if (not state.queue.pending and not state.queue.stale and state.held_since is None
                         and self._backlog(state.session) <= self.high_water):
                     self._send_groups(state, groups, cache)  # the common case: no copy, no queue
                 else:
@@ -273,7 +273,7 @@ class MarketDataApp(Application):
         now = self.clock()
         cache: dict[tuple[int, frozenset[EntryType]], list[tuple[int, bytes]]] = {}
         for state in list(self.sessions.values()):
-            if not len(state.queue):
+            if not state.queue.pending and not state.queue.stale:
                 state.held_since = None
                 continue
             if self._backlog(state.session) > self.high_water:
