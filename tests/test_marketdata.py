@@ -244,3 +244,46 @@ def test_batch_nets_level_changes_and_keeps_trades() -> None:
     assert [(u.entry, u.action, u.price, u.qty, u.seq) for u in ups] == [
         (EntryType.OFFER, Action.CHANGE, 101, 2, 2), (EntryType.TRADE, Action.NEW, 101, 5, 3)]
     assert book.levels(Side.BUY) == [] and book.levels(Side.SELL) == [(101, 2)]
+
+
+def test_property_any_batching_keeps_every_view_exact() -> None:
+    """However events are cut into batches, a client of the full book and one of the top 2
+    levels, starting from a snapshot at any point, end exactly at the venue's book."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    level = st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(95, 105), st.integers(0, 3))
+    batches = st.lists(st.lists(st.one_of(level, st.just("trade")), max_size=8), max_size=25)
+
+    @settings(max_examples=80, deadline=None)
+    @given(batches, st.integers(0, 25))
+    def check(cut: list[list[object]], snap_at: int) -> None:
+        md = MarketData(["X"])
+        book = md.books["X"]
+        book.view(2)
+        full = top2 = None
+        seq = 0
+        for i, batch in enumerate(cut):
+            if i == snap_at:
+                full, top2 = ClientBook(book.snapshot()), ClientBook(book.snapshot(2))
+            events = []
+            for item in batch:
+                seq += 1
+                if item == "trade":
+                    events.append(Trade(seq, seq, seq, "X", 100, 1, Side.BUY, 1, 2, "a", "b"))
+                else:
+                    side, price, qty = item
+                    events.append(BookLevel(seq, seq, "X", side, price, qty, 1 if qty else 0))
+            for u in md.apply_events(events):
+                if isinstance(u, MDUpdate):
+                    client = full if u.depth == 0 else top2
+                    if client is not None:
+                        client.apply(u)
+        if full is None:
+            full, top2 = ClientBook(book.snapshot()), ClientBook(book.snapshot(2))
+        for side in (Side.BUY, Side.SELL):
+            assert full.levels(side) == book.levels(side)
+            assert top2.levels(side) == book.levels(side, 2)
+        assert full.seq == book.seq
+
+    check()
