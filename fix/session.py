@@ -402,10 +402,12 @@ class Session:
 
     def _process(self) -> None:
         frames = self._frames
+        on_incoming = self.log.on_incoming
         while frames and self.connected and self.resend_wanted is None:
             raw = frames.popleft()
-            self.log.on_incoming(raw, self.now)
-            self._mark()
+            on_incoming(raw, self.now)
+            if not self.dirty:
+                self._mark()
             try:
                 msg = parse_frame(raw)
             except ValueError as exc:
@@ -731,12 +733,14 @@ class Session:
         seq = self.next_sender
         self.next_sender = seq + 1
         now = self.now
-        frame = self._frame(msg_type, seq, format_timestamp(now, self.config.timestamp_precision), body, extra)
-        if msg_type not in ADMIN_TYPES and self.config.persist_messages:
+        cfg = self.config
+        frame = self._frame(msg_type, seq, format_timestamp(now, cfg.timestamp_precision), body, extra)
+        if cfg.persist_messages and msg_type not in ADMIN_TYPES:
             self._to_store.append((seq, frame))
         self._out.append(frame)
         self.last_sent = now
-        self._mark()
+        if not self.dirty:
+            self._mark()
         self.log.on_outgoing(frame, now)
         return seq
 
