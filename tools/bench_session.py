@@ -111,12 +111,15 @@ def _client_process(host: str, port: int, clients: int, seconds: float, warmup: 
         return out
 
     try:
+        cpu0 = time.process_time()
         out = asyncio.run(main())
+        client_cpu = time.process_time() - cpu0
         lat = sorted(out.get("latencies", []))
         n = len(lat)
         result_q.put({
             "round_trips": out.get("measured", 0),
             "round_trips_total": out.get("total", 0),
+            "client_cpu_us_per_round_trip": client_cpu / max(1, out.get("total", 0)) * 1e6,
             "p50_ms": lat[n // 2] * 1000 if n else None,
             "p99_ms": lat[min(n - 1, int(n * 0.99))] * 1000 if n else None,
         })
@@ -219,5 +222,6 @@ def command(clients: int, window: int, seconds: float, warmup: float, no_file_lo
     click.echo(f"round trips: {result['round_trips']} ({result['round_trips_per_s']:,.0f}/s)")
     click.echo(f"latency p50: {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms")
     click.echo(f"DB commits: {result['db_commits']}, messages stored: {result['stored_messages']}")
-    click.echo(f"acceptor CPU per round trip: {result['server_cpu_us_per_round_trip']:.1f} us "
-               f"(one free core would carry ~{1e6 / result['server_cpu_us_per_round_trip']:,.0f}/s)")
+    click.echo(f"CPU per round trip: acceptor {result['server_cpu_us_per_round_trip']:.1f} us "
+               f"(one free core would carry ~{1e6 / result['server_cpu_us_per_round_trip']:,.0f}/s), "
+               f"load clients {result['client_cpu_us_per_round_trip']:.1f} us")
