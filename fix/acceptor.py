@@ -68,8 +68,10 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         session = self.session
         if session is not None:
-            session.receive_data(data, time.time())
-            self.acceptor._wake()
+            try:
+                session.receive_data(data, time.time())
+            except Exception as exc:  # the application failed: QuickFIX disconnects too
+                self.acceptor._app_failed(session, exc)
             return
         if self.closed:
             return
@@ -332,8 +334,10 @@ class Acceptor:
             session.connection_made(now, conn.peer)
             data = first + rest + conn.pending
             conn.pending = b""
-            session.receive_data(data, now)
-            self._wake()
+            try:
+                session.receive_data(data, now)
+            except Exception as exc:
+                self._app_failed(session, exc)
         finally:
             self._binding_keys.discard(key)
 
@@ -354,6 +358,17 @@ class Acceptor:
     async def _flush_once(self) -> None:
         async with self._flush_lock:
             await self._flush_locked()
+
+    def _app_failed(self, session: Session, exc: Exception) -> None:
+        """An application callback raised: log it and drop the connection (the session's state up
+        to the failing message is kept; the client resynchronises on its next logon)."""
+        log.error("%s: application error, disconnecting: %r", session.key, exc, exc_info=exc)
+        try:
+            session.disconnect(f"Application error: {exc!r}")
+        except Exception:  # on_logout failed as well
+            log.exception("%s: on_logout failed", session.key)
+        self._dirty.add(session)
+        self._wake()
 
     def _on_dirty(self, session: Session) -> None:
         self._dirty.add(session)
@@ -422,9 +437,12 @@ class Acceptor:
         while True:
             await asyncio.sleep(self.tick_interval)
             now = self.clock()
-            for session in self.sessions.values():
+            for session in list(self.sessions.values()):
                 if session.connected:
-                    session.tick(now)  # output marks the session dirty, which wakes the flusher
+                    try:
+                        session.tick(now)  # output marks the session dirty, which wakes the flusher
+                    except Exception as exc:
+                        self._app_failed(session, exc)
             for conn in list(self._unbound):
                 if not conn.binding and now - conn.opened_at > 10.0:
                     conn.close("No Logon received")

@@ -263,3 +263,24 @@ def test_a_client_that_stops_reading_is_closed_as_a_slow_consumer(tmp_path):
         await engine.dispose()
 
     asyncio.run(main())
+
+
+class Exploding(EchoApplication):
+    def from_app(self, session, msg):
+        raise RuntimeError("bug in the application")
+
+
+def test_an_application_error_drops_the_connection_and_the_acceptor_keeps_serving(tmp_path):
+    async def main():
+        acceptor, app, engine, port = await _start(tmp_path, Exploding())
+        client = await AsyncFixClient.connect(port)
+        await client.logon()
+        await client.send("D", *_nos())
+        assert await client.closed()
+        again = await AsyncFixClient.connect(port)
+        assert (await again.logon()).get(35) == b"A"
+        again.close()
+        await acceptor.stop()
+        await engine.dispose()
+
+    asyncio.run(main())
