@@ -36,6 +36,11 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if isinstance(default, int):
         try:
             return int(value)
@@ -90,7 +95,7 @@ def to_toml(cfg: Mapping[str, Any]) -> str:
         for key, value in values.items():
             if isinstance(value, bool):
                 text = "true" if value else "false"
-            elif isinstance(value, int):
+            elif isinstance(value, int | float):
                 text = str(value)
             else:
                 text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

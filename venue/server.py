@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 import time
@@ -44,10 +45,15 @@ from venue.core.fees import FeeSchedule
 from venue.core.risk import AccountRisk, KycLimits
 from venue.core.stage import RiskLedgerStage
 from venue.core.types import Side, TradingStatus
+from venue.custody.chain import SimulatedChain
+from venue.custody.policy import PolicyError
+from venue.custody.ports import CoreLedger, RegistryDirectory, venue_submit
+from venue.custody.wallets import WalletSigner
+from venue.custody.workflow import Custody
 from venue.db import make_engine
 from venue.demo import seed_demo
 from venue.journal import Journal
-from venue.marketdata import Units
+from venue.marketdata import Units, plain
 from venue.mqtt_feed import MqttFeed
 
 log = logging.getLogger("venue")
@@ -83,6 +89,7 @@ class Venue:
         self._in_flight: set[int] = set()
         self._logging_out: set[str] = set()
         self._in_core = False
+        self._custody_idle_logged = False
         self._published: list[Any] = []
         self._events_since_snapshot = 0
         self._tasks: list[asyncio.Task] = []
@@ -116,6 +123,16 @@ class Venue:
         self.gate = await AccessGate.load(self.engine, GateConfig.from_config(self.cfg["access"]))
         await self._load_sessions()
         self.audit_log = audit.AuditLog(self.engine, audit.load_or_create_audit_key(self.data_dir))
+        # Custody: customer funds move through the core (holds journaled like orders; custody's
+        # transaction commits while the batch's journal write waits for the lock); the chain
+        # adapter is the simulated one (no node can run here). Wallet keys unlock with
+        # VENUE_CUSTODY_<TIER>_PASSPHRASE when a transfer must be signed.
+        self.chain = SimulatedChain(self.engine)
+        self._next_block = 0.0
+        self.custody = Custody(self.engine, self.chain,
+                               CoreLedger(venue_submit(self.submit), self.stage.ledger),
+                               RegistryDirectory(self.engine), WalletSigner(self.engine, _wallet_passphrase))
+        await self.custody.setup()
 
         self.dictionary = DataDictionary.load(*dictionary_paths())
         self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
@@ -358,8 +375,8 @@ class Venue:
         if req.kind == "balances":
             account = p["account"]
             assets = Assets()
-            out = {code: {"total": str(assets[code].to_decimal(total)), "reserved": str(assets[code].to_decimal(res)),
-                          "available": str(assets[code].to_decimal(total - res))}
+            out = {code: {"total": plain(assets[code].to_decimal(total)), "reserved": plain(assets[code].to_decimal(res)),
+                          "available": plain(assets[code].to_decimal(total - res))}
                    for code, (total, res) in sorted(self.stage.balances(account).items())}
             self._answers.append((req.id, True, {"account": account, "balances": out}))
             return
@@ -385,6 +402,21 @@ class Venue:
         self.submit(command, done)
 
     # ------------------------------------------------------------------ housekeeping
+
+    async def _custody_turn(self, now: int) -> None:
+        """Custody's pass (inbox, approvals, broadcasts, deposits, hot wallet), once a policy exists."""
+        try:
+            await self.custody.policy()
+        except PolicyError:
+            if not self._custody_idle_logged:
+                log.info("custody is not set up (no policy): `venue custody init` starts it")
+                self._custody_idle_logged = True
+            return
+        block_every = float(self.cfg["custody"]["simulated_block_seconds"])
+        if block_every > 0 and time.monotonic() >= self._next_block:
+            self._next_block = time.monotonic() + block_every
+            await self.chain.mine(1)
+        await self.custody.process(now)
 
     def _enforce_registry(self, now: int) -> None:
         """Log out sessions whose KYC lapsed (cancelling their orders) or that were disabled."""
@@ -429,10 +461,18 @@ class Venue:
                 self._enforce_registry(now)
                 self.market_data.on_timer()
                 self.acceptor.schedule_flush()
+                await self._custody_turn(now)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("housekeeping failed")
+
+
+def _wallet_passphrase(tier: str) -> str:
+    value = os.environ.get(f"VENUE_CUSTODY_{tier.upper()}_PASSPHRASE")
+    if not value:
+        raise RuntimeError(f"VENUE_CUSTODY_{tier.upper()}_PASSPHRASE is not set: cannot sign from the {tier} wallet")
+    return value
 
 
 def _peer_ip(peer: Any) -> str:
