@@ -50,6 +50,8 @@ class Garbled:
 
     raw: bytes
     reason: str
+    after: int = 0
+    """How many good frames of the same ``feed`` call came before this one."""
 
 
 class FrameReader:
@@ -84,34 +86,34 @@ class FrameReader:
                 # keep a possible partial "8=FIX" at the tail
                 keep = max(pos, n - 4)
                 if keep > pos and pos < n:
-                    self._note_garbage(buf[pos:keep])
+                    self._note_garbage(buf[pos:keep], len(frames))
                 pos = keep
                 break
             if start > pos:
-                self._note_garbage(buf[pos:start])
+                self._note_garbage(buf[pos:start], len(frames))
             pos = start
             soh1 = find(SOH, start)
             if soh1 < 0:
                 if n - start > 64:
-                    self.garbled.append(Garbled(buf[start:], "no SOH after BeginString"))
+                    self.garbled.append(Garbled(buf[start:], "no SOH after BeginString", len(frames)))
                     pos = n
                 break
             if n < soh1 + 3:
                 break
             if buf[soh1 + 1:soh1 + 3] != b"9=":
-                self.garbled.append(Garbled(buf[start:soh1 + 1], "second tag is not BodyLength (9)"))
+                self.garbled.append(Garbled(buf[start:soh1 + 1], "second tag is not BodyLength (9)", len(frames)))
                 pos = soh1 + 1
                 continue
             soh2 = find(SOH, soh1 + 3)
             if soh2 < 0:
                 if n - soh1 > 16:
-                    self.garbled.append(Garbled(buf[start:soh1 + 1], "BodyLength not terminated"))
+                    self.garbled.append(Garbled(buf[start:soh1 + 1], "BodyLength not terminated", len(frames)))
                     pos = soh1 + 1
                     continue
                 break
             length_bytes = buf[soh1 + 3:soh2]
             if not length_bytes.isdigit() or len(length_bytes) > 9:
-                self.garbled.append(Garbled(buf[start:soh2 + 1], "BodyLength is not a number"))
+                self.garbled.append(Garbled(buf[start:soh2 + 1], "BodyLength is not a number", len(frames)))
                 pos = soh2 + 1
                 continue
             body_start = soh2 + 1
@@ -127,11 +129,11 @@ class FrameReader:
                 frame = buf[start:end]
                 pos = end
                 if buf[body_start:body_start + 3] != b"35=":
-                    self.garbled.append(Garbled(frame, "third tag is not MsgType (35)"))
+                    self.garbled.append(Garbled(frame, "third tag is not MsgType (35)", len(frames)))
                     continue
                 cks = buf[body_end + 3:body_end + 6]
                 if not cks.isdigit() or int(cks) != byte_sum(buf[start:body_end]) & 0xFF:
-                    self.garbled.append(Garbled(frame, "CheckSum mismatch"))
+                    self.garbled.append(Garbled(frame, "CheckSum mismatch", len(frames)))
                     continue
                 frames.append(frame)
                 continue
@@ -139,28 +141,28 @@ class FrameReader:
             t = find(b"\x0110=", soh2)
             if t < 0:
                 if n - start > self.max_frame:
-                    self.garbled.append(Garbled(buf[start:], "frame too long"))
+                    self.garbled.append(Garbled(buf[start:], "frame too long", len(frames)))
                     pos = n
                 break
             e = find(SOH, t + 4)
             if e < 0:
                 if n - t > 16:
-                    self.garbled.append(Garbled(buf[start:t + 1], "CheckSum not terminated"))
+                    self.garbled.append(Garbled(buf[start:t + 1], "CheckSum not terminated", len(frames)))
                     pos = t + 1
                     continue
                 break
             frame = buf[start:e + 1]
             pos = e + 1
             if t + 1 != body_end:
-                self.garbled.append(Garbled(frame, "BodyLength mismatch"))
+                self.garbled.append(Garbled(frame, "BodyLength mismatch", len(frames)))
             else:
-                self.garbled.append(Garbled(frame, "CheckSum malformed"))
+                self.garbled.append(Garbled(frame, "CheckSum malformed", len(frames)))
         self._buf = buf[pos:] if pos < n else b""
         return frames
 
-    def _note_garbage(self, data: bytes) -> None:
+    def _note_garbage(self, data: bytes, after: int = 0) -> None:
         if data.strip(b"\x01\r\n "):
-            self.garbled.append(Garbled(data, "bytes outside a frame"))
+            self.garbled.append(Garbled(data, "bytes outside a frame", after))
 
 
 def parse_frame(raw: bytes) -> Message:

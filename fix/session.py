@@ -235,7 +235,10 @@ class Session:
             self._reader.garbled = []
             for g in garbled:
                 self._event(f"Garbled message dropped ({g.reason}): {g.raw[:200]!r}")
-                if not self.received_logon or b"\x0135=A\x01" in g.raw:
+                # QuickFIX drops the connection for a garbled Logon, or for any garbled message
+                # before the Logon (one that came after a Logon frame of this read is just ignored)
+                before_logon = not self.received_logon and not (frames and g.after > 0)
+                if before_logon or b"\x0135=A\x01" in g.raw:
                     self.disconnect("Logon message is not valid")
                     return
         if frames:

@@ -357,3 +357,17 @@ def test_sending_time_precision_is_configurable(precision, length):
     session, _ = logged_on(timestamp_precision=precision)
     session.receive_data(frame("1", 2, (112, "X")), T0)
     assert len(out(session)[0].get(52)) == length
+
+
+def test_garbled_frame_right_after_the_logon_in_the_same_read_is_just_ignored():
+    session, _ = new_session()
+    good = frame("1", 2, (112, "X"))
+    session.receive_data(frame("A", 1, (98, 0), (108, 30)) + good[:-4] + b"000\x01", T0)
+    assert types(out(session)) == ["A"] and session.is_logged_on
+
+
+def test_garbled_frame_before_any_logon_drops_the_connection():
+    session, _ = new_session()
+    logon = frame("A", 1, (98, 0), (108, 30))
+    session.receive_data(logon[:-4] + b"000\x01", T0)
+    assert not session.connected and out(session) == []
