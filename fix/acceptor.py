@@ -79,9 +79,10 @@ class _Connection(asyncio.Protocol):
             self.pending += data
             return
         frames = self.reader.feed(data)
-        if self.reader.garbled:
+        if self.reader.garbled and self.reader.garbled[0].after == 0:
             self.close(f"Garbled message before Logon ({self.reader.garbled[0].reason})")
             return
+        self.reader.garbled.clear()  # after the Logon frame: the session decides
         if not frames:
             if self.reader.buffered > UNBOUND_LIMIT:
                 self.close("No Logon frame")
