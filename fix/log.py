@@ -17,32 +17,45 @@ venue_log = logging.getLogger("venue.fix")
 
 
 class FileLog:
-    """One session's log file (buffered; the acceptor calls :meth:`flush` once per batch)."""
+    """One session's log file. Lines are gathered in memory and written by :meth:`flush`, which
+    the acceptor calls once per batch (after the commit); past ``max_pending`` parts they are
+    written at once."""
 
-    __slots__ = ("session_key", "path", "_file", "_lines")
+    __slots__ = ("session_key", "path", "_file", "_parts", "max_pending")
 
-    def __init__(self, directory: Path | str, session_key: str) -> None:
+    def __init__(self, directory: Path | str, session_key: str, max_pending: int = 40_000) -> None:
         self.session_key = session_key
         name = session_key.replace(":", "-").replace("->", "-").replace("/", "_")
         self.path = Path(directory) / f"{name}.messages.log"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115 - long-lived
-        self._lines: list[bytes] = []
+        self._file = open(self.path, "ab")  # noqa: SIM115 - long-lived
+        self._parts: list[bytes] = []
+        self.max_pending = max_pending
 
     def on_incoming(self, raw: bytes, now: float) -> None:
-        self._file.write(format_timestamp(now) + b" IN  " + raw + b"\n")
+        parts = self._parts
+        parts += (format_timestamp(now), b" IN  ", raw, b"\n")
+        if len(parts) > self.max_pending:
+            self.flush()
 
     def on_outgoing(self, raw: bytes, now: float) -> None:
-        self._file.write(format_timestamp(now) + b" OUT " + raw + b"\n")
+        parts = self._parts
+        parts += (format_timestamp(now), b" OUT ", raw, b"\n")
+        if len(parts) > self.max_pending:
+            self.flush()
 
     def on_event(self, text: str, now: float) -> None:
-        self._file.write(format_timestamp(now) + b" EVENT " + text.encode("utf-8", "replace") + b"\n")
+        self._parts += (format_timestamp(now), b" EVENT ", text.encode("utf-8", "replace"), b"\n")
         venue_log.info("%s: %s", self.session_key, text)
 
     def flush(self) -> None:
+        if self._parts:
+            self._file.write(b"".join(self._parts))
+            self._parts.clear()
         self._file.flush()
 
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 
