@@ -201,6 +201,16 @@ async def _count_stored(engine) -> int:
         return int((await conn.execute(select(func.count()).select_from(outbound_messages))).scalar_one())
 
 
+def _reference_loop_ms() -> float:
+    """CPU time of a fixed pure-Python loop: how fast this (shared) machine runs Python right now."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        sum(range(10**7))
+        best = min(best, time.process_time() - t)
+    return best * 1000
+
+
 @click.command("session")
 @click.option("--clients", default=4, show_default=True, help="FIX sessions driving load.")
 @click.option("--window", default=1000, show_default=True,
@@ -214,8 +224,10 @@ async def _count_stored(engine) -> int:
 def command(clients: int, window: int, seconds: float, warmup: float, no_file_log: bool,
             database_url: str | None, as_json: bool) -> None:
     """FIX session round trips (NewOrderSingle -> echo) with the store on the database."""
+    ref = _reference_loop_ms()
     with tempfile.TemporaryDirectory(prefix="venue-bench-session-") as tmp:
         result = asyncio.run(_run(clients, seconds, warmup, window, Path(tmp), not no_file_log, database_url))
+    result["reference_loop_ms"] = ref
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -225,6 +237,7 @@ def command(clients: int, window: int, seconds: float, warmup: float, no_file_lo
     click.echo(f"latency p50: {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms "
                f"(includes queueing behind {clients * window} orders in flight)")
     click.echo(f"DB commits: {result['db_commits']}, messages stored: {result['stored_messages']}")
+    click.echo(f"machine speed now: reference loop {ref:.0f} ms of CPU (sum(range(10**7)); lower is faster)")
     click.echo(f"CPU per round trip: acceptor {result['server_cpu_us_per_round_trip']:.1f} us "
                f"(one free core would carry ~{1e6 / result['server_cpu_us_per_round_trip']:,.0f}/s), "
                f"load clients {result['client_cpu_us_per_round_trip']:.1f} us")
