@@ -740,11 +740,12 @@ class Session:
         frame = self._frame(msg_type, seq, format_timestamp(now, cfg.timestamp_precision), body, extra)
         if cfg.persist_messages and msg_type not in ADMIN_TYPES:
             self._to_store.append((seq, frame))
-        self._out.append(frame)
-        self.last_sent = now
         if not self.dirty:
             self._mark()
-        self.log.on_outgoing(frame, now)
+        if self.connected:  # otherwise it is only stored: the client gets it by resend
+            self._out.append(frame)
+            self.last_sent = now
+            self.log.on_outgoing(frame, now)
         return seq
 
     def _gap_fill(self, begin: int, new_seq: int) -> None:

@@ -371,3 +371,51 @@ def test_garbled_frame_before_any_logon_drops_the_connection():
     logon = frame("A", 1, (98, 0), (108, 30))
     session.receive_data(logon[:-4] + b"000\x01", T0)
     assert not session.connected and out(session) == []
+
+
+def test_logon_with_seqnum_too_high_is_answered_then_the_gap_is_requested():
+    session, _ = new_session()
+    session.receive_data(frame("A", 5, (98, 0), (108, 30)), T0)
+    logon, rr = out(session)
+    assert logon.get(35) == b"A" and (rr.get(35), rr.get(7), rr.get(16)) == (b"2", b"1", b"0")
+    session.receive_data(frame("4", 1, (36, 5), (123, "Y"), header=((43, "Y"), (122, format_timestamp(T0, 0)))), T0)
+    assert session.next_target == 6  # the gap fill, then the queued Logon itself
+
+
+def test_gap_fill_with_seqnum_too_high_is_queued_behind_a_resend_request():
+    session, _ = logged_on()
+    session.receive_data(frame("4", 5, (36, 20), (123, "Y")), T0)
+    (rr,) = out(session)
+    assert rr.get(7) == b"2" and session.next_target == 2
+    session.receive_data(frame("4", 2, (36, 5), (123, "Y"), header=((43, "Y"), (122, format_timestamp(T0, 0)))), T0)
+    assert session.next_target == 20
+
+
+def test_business_reject_raised_by_the_application_carries_its_reason_and_text():
+    from fix.application import BusinessReject
+
+    class Picky(Recorder):
+        def from_app(self, session, msg):
+            raise BusinessReject(5, "Conditionally required field missing", ref_tag=44)
+
+    session, _ = new_session(Picky())
+    session.receive_data(frame("A", 1, (98, 0), (108, 30)) + nos(2), T0)
+    _, bmr = out(session)
+    assert (bmr.get(35), bmr.get(380), bmr.get(371), bmr.get(45)) == (b"j", b"5", b"44", b"2")
+    assert session.next_target == 3
+
+
+def test_send_app_puts_header_fields_in_the_header_in_tag_order():
+    session, _ = logged_on()
+    session.send_app([(35, "8"), (11, "X"), (128, "DESK"), (97, "Y"), (150, "0")])
+    (msg,) = out(session)
+    assert [t for t, _ in msg.fields] == [8, 9, 35, 34, 49, 52, 56, 97, 128, 11, 150, 10]
+
+
+def test_a_message_sent_while_disconnected_is_stored_and_not_sent():
+    session, _ = logged_on()
+    session.receive_data(frame("5", 2), T0)
+    session.take_outbound()
+    seq = session.send_app([(35, "8"), (11, "later")])
+    o = session.take_outbound()
+    assert o.data == b"" and [s for s, _ in o.store_rows] == [seq]
