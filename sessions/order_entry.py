@@ -80,8 +80,12 @@ class OrderEntryApp(Application):
         clock_ns: Callable[[], int] = time.time_ns,
         assets: Assets | None = None,
         wall: Callable[[], float] = time.time,
+        copy: Callable[[str, str, list[tuple[int, Any]]], None] | None = None,
     ) -> None:
+        """``copy(account, msg_type, fields)``: hand a report made at the edge (never a core event)
+        to the drop-copy sessions of an account the sender is entitled to."""
         self.core = core
+        self.copy = copy
         self.submit = submit
         self.instrument = instrument
         self.rights = rights
@@ -362,10 +366,19 @@ class OrderEntryApp(Application):
         return rights.accounts[0] if rights is not None and len(rights.accounts) == 1 else ""
 
     def _reject_new(self, session: Any, msg: Message, rej: EdgeReject) -> None:
+        account = self._account_of(session, msg)
         fields = codec.rejected_report(
-            self._exec_id("R"), self.clock_ns(), msg.get_str(11) or "NONE", self._account_of(session, msg),
+            self._exec_id("R"), self.clock_ns(), msg.get_str(11) or "NONE", account,
             msg.get_str(55) or "", msg.get_str(54) or "1", rej.code, rej.text, rej.ord_rej_reason, self.precision)
-        self._reply(session, [(35, "8"), *fields])
+        rights = self.rights(self.session_id(session))
+        copy = self.copy if rights is not None and account in rights.accounts else None
+
+        def send(_events: list[Any]) -> None:
+            session.send_app([(35, "8"), *fields], self.wall())
+            if copy is not None:
+                copy(account, "8", fields)
+
+        self.submit(None, send)
 
     def _reject_cancel(self, session: Any, msg: Message, rej: EdgeReject) -> None:
         order_id = msg.get_str(37)

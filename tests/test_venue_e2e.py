@@ -212,3 +212,17 @@ def test_replies_keep_the_order_of_the_requests_within_one_read(venue, dictionar
     assert (first[11], first[150]) == ("ORD-1", "0")
     assert (second[11], second[150], second[7001]) == ("ORD-2", "8", "4")
     assert (third[11], third[150], third[39]) == ("ORD-1", "I", "0")
+
+
+def test_orders_refused_at_the_edge_are_copied_to_drop_copy_in_order(venue, dictionary):
+    broker = venue.client("DEMODC")
+    c = venue.client("DEMO1")
+    c.send("D", order("EDGE-OK", "1", "0.01", "58000"))
+    c.send("D", order("EDGE-BAD", "1", "0.01", "58000.001"))
+    c.send("D", order("EDGE-NOT-MINE", "1", "0.01", "58000") + [(1, "DEMO2-ACC")])
+    for _ in range(3):
+        c.expect("8")
+    first = check(broker.expect("8"), dictionary, t11="EDGE-OK", t150="0", t1="DEMO1-ACC")
+    second = check(broker.expect("8"), dictionary, t11="EDGE-BAD", t150="8", t7001="4", t1="DEMO1-ACC")
+    assert first[17] != second[17]
+    assert broker.recv(1.0) is None, "an attempt on an account the sender may not trade is not copied"

@@ -96,12 +96,13 @@ class MqttFeed:
 
     @classmethod
     def from_config(cls, mqtt_cfg: dict[str, Any], units: Callable[[str], Units | None] | None = None,
-                    ) -> MqttFeed | None:
+                    market_data: MarketData | None = None) -> MqttFeed | None:
         """The ``[mqtt]`` section -> a feed, or None when no broker URL is configured."""
         url = str(mqtt_cfg.get("url") or "")
         if not url:
             return None
-        return cls(MqttFeedConfig(url=url, topic_prefix=str(mqtt_cfg.get("topic_prefix") or "venue/v1")), units)
+        return cls(MqttFeedConfig(url=url, topic_prefix=str(mqtt_cfg.get("topic_prefix") or "venue/v1")), units,
+                   market_data)
 
     # -- topics and payloads -----------------------------------------------------------------
     def topic(self, instrument: str, *parts: str) -> str:

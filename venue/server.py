@@ -136,21 +136,19 @@ class Venue:
 
         self.dictionary = DataDictionary.load(*dictionary_paths())
         self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
-                                         rights=self._rights, sessions=self._session_of, precision=self.precision)
+                                         rights=self._rights, sessions=self._session_of, precision=self.precision,
+                                         copy=lambda account, mt, fields: self.drop_copy.copy(account, mt, fields))
         self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision,
                                      commissions=self.order_entry.commissions, wall=time.time)
-        self.market_data = MarketDataApp(self._units, wall=time.time, backlog=self._backlog,
+        self.market_data = MarketDataApp(self._units, wall=time.time, backlog=lambda session: self.acceptor.write_backlog(session),
                                          disconnect=lambda s, reason: self.acceptor.logout(s, reason))
         for inst in self.core.instruments():
             self.market_data.seed(inst.symbol, [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
                                   [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)],
                                   inst.status)
-        self.feed = MqttFeed.from_config(self.cfg["mqtt"], self._units)
+        # the MQTT feed shares the FIX market-data books: both carry literally the same RptSeq
+        self.feed = MqttFeed.from_config(self.cfg["mqtt"], self._units, self.market_data.market)
         if self.feed is not None:
-            for inst in self.core.instruments():
-                self.feed.market.book(inst.symbol).load(
-                    [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
-                    [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)])
             self.feed.start()
 
         app = _Router(self)
@@ -263,12 +261,6 @@ class Venue:
     def _session_of(self, sid: str) -> Session | None:
         return self.acceptor.find_session(sid, self.comp_id) if self.acceptor else None
 
-    def _backlog(self, session: Session) -> int:
-        """Bytes written to a session's socket that the kernel has not taken yet (slow consumers)."""
-        conn = self.acceptor._bound.get(session.key) if self.acceptor is not None else None
-        transport = getattr(conn, "transport", None)
-        return transport.get_write_buffer_size() if transport is not None and not conn.closed else 0
-
     def _units(self, symbol: str) -> Units | None:
         return self.views.get(symbol)
 
@@ -297,12 +289,12 @@ class Venue:
 
     def run_core(self) -> None:
         """The core's turn: every queued command in arrival order, each one's reports sent to its
-        owner before the next command runs; then drop copies and market data for the batch."""
+        owner and its drop copies before the next command runs; then market data for the batch."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         events: list[Any] = []
-        core, deliver = self.core, self.order_entry.deliver
+        core, deliver, copy = self.core, self.order_entry.deliver, self.drop_copy.on_core_events
         self._in_core = True
         try:
             for command, done in pending:
@@ -313,20 +305,19 @@ class Venue:
                 self._batch_cmds.append(command)
                 events.extend(out)
                 deliver(out)
+                copy(out)
                 if done is not None:
                     done(out)
         finally:
             self._in_core = False
         if events:
             self._batch_events.extend(events)
-            self.drop_copy.on_core_events(events)
-            self.market_data.on_core_events(events)
+            self._published.extend(self.market_data.on_core_events(events))
 
     async def write_batch(self, conn) -> None:
         if self._batch_cmds:
             await self.journal.write(conn, self._batch_cmds, self._batch_events)
             self._events_since_snapshot += len(self._batch_events)
-            self._published.extend(self._batch_events)
             self._batch_cmds, self._batch_events = [], []
             if self._events_since_snapshot >= int(self.cfg["core"]["snapshot_every"]):
                 await self.journal.write_snapshot(conn, self.core)
@@ -342,7 +333,7 @@ class Venue:
     def after_commit(self) -> None:
         published, self._published = self._published, []
         if published and self.feed is not None:
-            self.feed.publish_events(published)
+            self.feed.publish_updates(published)
 
     # ------------------------------------------------------------------ operator requests
 
