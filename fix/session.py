@@ -25,6 +25,7 @@ HEADER_TAGS = frozenset({
     212, 213, 347, 369, 627, 628, 629, 630, 1128, 1129, 1156,
 })
 _OWN_HEADER = frozenset({8, 9, 10, 34, 35, 49, 52, 56})
+_TAG_EQ = {t: b"%d=" % t for t in range(1, 10000)}  # tag -> b"tag=" (cheaper than formatting)
 _REVERSE_ROUTE = ((115, 128), (116, 129), (144, 145), (128, 115), (129, 116), (145, 144))
 
 REJECT_TEXT = {
@@ -727,7 +728,14 @@ class Session:
             head = b"".join([b"%d=%s\x01" % f for f in header])
         else:
             head = b"34=%d\x0149=%s\x0152=%s\x0156=%s\x01" % (seq, self._sender, sending_time, self._target)
-        payload = b"35=" + msg_type + b"\x01" + head + b"".join([b"%d=%s\x01" % f for f in body])
+        if body:
+            try:
+                fields = b"\x01".join([_TAG_EQ[t] + v for t, v in body]) + b"\x01"
+            except KeyError:  # a tag outside 1..9999
+                fields = b"".join([b"%d=%s\x01" % f for f in body])
+        else:
+            fields = b""
+        payload = b"35=" + msg_type + b"\x01" + head + fields
         frame = self._prefix + b"%d\x01" % len(payload) + payload
         return frame + b"10=%03d\x01" % (byte_sum(frame) & 0xFF)
 
