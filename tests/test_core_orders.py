@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.core_helpers import BOOKS, SYM, B, Driver, S
-from venue.core.commands import Deposit, MassCancel, SetAccountStp, SetKillSwitch
+from venue.core.commands import Deposit, MassCancel, SetAccountStp, SetKillSwitch, Tick
 from venue.core.events import (
     BookLevel,
     CancelRejected,
@@ -339,3 +339,72 @@ def test_snapshot_carries_the_hooks_state(book):
     h2 = RecordingHooks()
     Core.from_snapshot(d.core.snapshot(), h2)
     assert h2.state == {"n": 1}
+
+
+def test_replace_of_a_waiting_stop_stays_in_the_stop_book(d):
+    d.new("a", B, 3, 105, ord_type=OrdType.STOP_LIMIT, stop_price=104)
+    oid = d.oid()
+    d.replace("a", oid, 5, price=106)
+    r = d.ev(OrderReplaced)[0]
+    assert (r.price, r.qty, r.kept_priority) == (106, 5, False)
+    assert d.levels(B) == [] and d.core.order(oid).is_stop_waiting
+
+
+def test_replace_is_refused_while_halted(d):
+    from venue.core.commands import SetTradingStatus
+    from venue.core.types import TradingStatus
+
+    d.new("a", B, 3, 100)
+    oid = d.oid()
+    d.run(SetTradingStatus(d.ts(), SYM, TradingStatus.HALTED))
+    d.replace("a", oid, 2)
+    assert code(d) == RejectCode.INSTRUMENT_HALTED
+
+
+def test_replace_to_a_cl_ord_id_in_use_is_refused(d):
+    d.new("a", B, 3, 100, cl="one")
+    oid = d.oid()
+    d.new("a", B, 3, 99, cl="two")
+    d.replace("a", oid, 2, cl="two")
+    assert code(d) == RejectCode.DUPLICATE_CL_ORD_ID
+
+
+def test_iceberg_replace_keeps_showing_at_most_its_display(d):
+    d.new("a", S, 10, 100, display_qty=3)
+    oid = d.oid()
+    d.replace("a", oid, 20)
+    assert d.levels(S) == [(100, 3, 1)] and d.core.order(oid).leaves_qty == 20
+
+
+def test_gtd_stop_expires_while_waiting(d):
+    d.new("a", B, 1, ord_type=OrdType.STOP, stop_price=150, tif=TimeInForce.GTD, expire_at=2000)
+    d.run(Tick(2000))
+    assert d.ev(OrderExpired)[0].reason == "gtd" and d.core.open_orders() == []
+
+
+def test_market_order_meets_own_order_under_default_stp(d):
+    d.new("a", S, 5, 100)
+    d.new("a", B, 2, ord_type=OrdType.MARKET)
+    assert d.ev(Trade) == [] and d.ev(OrderExpired)[0].reason == "self_trade"
+
+
+class CountingHooks(RecordingHooks):
+    def __init__(self):
+        super().__init__()
+        self.pre_new_calls = []
+
+    def pre_new(self, cmd, order_id, inst):
+        self.pre_new_calls.append(order_id)
+        return super().pre_new(cmd, order_id, inst)
+
+
+def test_pre_new_sees_only_valid_orders_and_accepted_ones_always_follow(book):
+    h = CountingHooks()
+    d = Driver(book, hooks=h)
+    d.new("rich", B, 0, 100)  # invalid: the stage is never asked
+    d.new("rich", B, 1, 100, post_only=True)
+    d.new("rich", S, 1, 100, post_only=True)  # would take: rejected by the core first
+    assert len(h.pre_new_calls) == 1
+    assert d.ev(OrderRejected)[0].code == RejectCode.POST_ONLY_WOULD_TAKE
+    d.new("rich", S, 5, 101, tif=TimeInForce.FOK)  # accepted, then expired (released by the event)
+    assert h.pre_new_calls[-1] == d.oid() and d.ev(OrderExpired)[0].reason == "fok"
