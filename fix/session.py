@@ -423,7 +423,7 @@ class Session:
             self._next(msg, queued=False)
 
     def _next(self, msg: Message, queued: bool) -> None:
-        get = msg._idx().get
+        get = (msg._index or msg._idx()).get
         msg_type = get(35) or b""
         try:
             if get(49) is None or get(56) is None:
@@ -448,7 +448,13 @@ class Session:
                         self.disconnect(f"Invalid logon: {rej.text}")
                     return
             if msg_type not in ADMIN_TYPES:
-                self._next_app(msg)
+                try:
+                    if self._verify(msg):
+                        self.next_target += 1
+                except UnsupportedMessageType:
+                    self._business_reject(msg, 3)
+                except BusinessReject as exc:
+                    self._business_reject(msg, exc.reason, exc.ref_tag, exc.text)
             elif msg_type == b"0":
                 if self._verify(msg):
                     self.next_target += 1
@@ -469,18 +475,6 @@ class Session:
         finally:
             if self._queue and not queued and self.connected:
                 self._next_queued()
-
-    def _next_app(self, msg: Message) -> None:
-        try:
-            if not self._verify(msg):
-                return
-        except UnsupportedMessageType:
-            self._business_reject(msg, 3)
-            return
-        except BusinessReject as exc:
-            self._business_reject(msg, exc.reason, exc.ref_tag, exc.text)
-            return
-        self.next_target += 1
 
     def _next_logon(self, msg: Message) -> None:
         cfg = self.config
@@ -599,7 +593,7 @@ class Session:
         return msg_type in (b"4", b"3") or (msg_type == b"5" and self.sent_logon)
 
     def _verify(self, msg: Message, check_high: bool = True, check_low: bool = True) -> bool:
-        get = msg._idx().get
+        get = (msg._index or msg._idx()).get
         cfg = self.config
         msg_type = get(35) or b""
         if not (self.received_logon and msg_type != b"A") and not self._valid_logon_state(msg_type):

@@ -32,7 +32,8 @@ class EchoApplication(Application):
         self._seen.pop(session.key, None)
 
     def from_app(self, session: Session, msg: Message) -> None:
-        get = msg._idx().get
+        index = msg._index or msg._idx()
+        get = index.get
         msg_type = get(35)
         if msg_type not in ECHO_TYPES:
             raise UnsupportedMessageType()
@@ -44,7 +45,7 @@ class EchoApplication(Application):
             seen.add(cl_ord_id)
         body = [f for f in msg.fields if f[0] not in _SKIP]
         groups = _groups(session.dictionary, msg_type)
-        if groups and not groups.keys().isdisjoint(msg._idx()):
+        if groups and not groups.keys().isdisjoint(index):
             body = _with_groups(body, groups)
         else:
             body.sort(key=_first)
