@@ -247,7 +247,7 @@ class Book:
         else:
             prices = iter(self.asks.keys())
             book = self.asks
-        out = []
+        out: list[tuple[int, int, int]] = []
         for p in prices:
             if depth is not None and len(out) >= depth:
                 break

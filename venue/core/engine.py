@@ -26,6 +26,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace as dc_replace
+from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -118,13 +119,15 @@ class _Market:
         self.stops_buy: SortedDict = SortedDict()
         self.stops_sell: SortedDict = SortedDict()
         self.last_px: int | None = None
-        self.trade_lo = self.trade_hi = 0
+        self.trade_lo: int | None = 0
+        self.trade_hi: int | None = 0
         self.aggressor = BUY
         self.set_band()
 
     def set_band(self) -> None:
         band = self.inst.band()
-        self.band_lo, self.band_hi = band if band is not None else (None, None)
+        self.band_lo: int | None = None if band is None else band[0]
+        self.band_hi: int | None = None if band is None else band[1]
 
 
 class Core:
@@ -155,7 +158,7 @@ class Core:
         self._stp_default: dict[str, StpMode] = {}
         self._kill: set[str] = set()
         self._gtd: list[tuple[int, int]] = []
-        self._handlers = {
+        self._handlers: dict[type, Callable[[Any, list], None]] = {
             NewOrder: self._new,
             CancelOrder: self._cancel,
             ReplaceOrder: self._replace,
@@ -222,7 +225,7 @@ class Core:
     def open_orders(self, account: str | None = None, instrument: str | None = None,
                     session: str | None = None) -> list[Order]:
         """Snapshots of the open orders (resting and waiting stops) matching all filters, by id."""
-        src = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
+        src: Iterable[Row] = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
         rows = sorted(
             (o for o in src if (instrument is None or o[INSTRUMENT] == instrument)
              and (session is None or o[SESSION] == session)),
@@ -270,12 +273,12 @@ class Core:
             self._flush(mkt, ts, out)
 
     @staticmethod
-    def _reject(cmd: NewOrder, out: list, code: RejectCode, text: str) -> None:
+    def _reject(cmd: NewOrder, out: list, code: int, text: str) -> None:
         out.append(OrderRejected(0, cmd.ts, cmd.cl_ord_id, cmd.account, cmd.instrument, cmd.side,
                                  cmd.qty, cmd.price, code, text, cmd.session))
 
     @staticmethod
-    def _cxl_reject(cmd, out: list, is_replace: bool, code: RejectCode, text: str) -> None:
+    def _cxl_reject(cmd: Any, out: list, is_replace: bool, code: int, text: str) -> None:
         out.append(CancelRejected(0, cmd.ts, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id, cmd.account,
                                   cmd.instrument, is_replace, code, text, cmd.session))
 
@@ -338,15 +341,15 @@ class Core:
         account = cmd.account
         if account in self._kill:
             return self._reject(cmd, out, RejectCode.KILL_SWITCH, "kill switch on")
-        side = cmd.side
+        side: Side | None = cmd.side
         if side is not BUY and side is not SELL:
-            side = _SIDES.get(side)
-        ot = cmd.ord_type
+            side = _SIDES.get(side)  # type: ignore[arg-type]
+        ot: OrdType | None = cmd.ord_type
         if ot is not LIMIT:
-            ot = _ORD_TYPES.get(ot)
-        tif = cmd.tif
+            ot = _ORD_TYPES.get(ot)  # type: ignore[arg-type]
+        tif: TimeInForce | None = cmd.tif
         if tif is not GTC:
-            tif = _TIFS.get(tif)
+            tif = _TIFS.get(tif)  # type: ignore[arg-type]
         if side is None or ot is None or tif is None:
             return self._reject(cmd, out, RejectCode.INVALID_ORDER, "bad side, order type or time in force")
         qty = cmd.qty
@@ -361,7 +364,7 @@ class Core:
             if type(price) is not int or price <= 0:
                 return self._reject(cmd, out, RejectCode.BAD_TICK, "price must be a positive number of ticks")
             lo = mkt.band_lo
-            if lo is not None and (price < lo or price > mkt.band_hi):
+            if lo is not None and (price < lo or price > mkt.band_hi):  # type: ignore[operator]
                 return self._reject(cmd, out, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
             if price * qty < inst._min_notional_units:
                 return self._reject(cmd, out, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
@@ -442,7 +445,7 @@ class Core:
                 self._by_clid[account] = {cl: o}
             else:
                 clids[cl] = o
-            out.append(BookLevel(0, ts, sym, side, price, lvl.qty, lvl.count))
+            out.append(BookLevel(0, ts, sym, side, price, lvl.qty, lvl.count))  # type: ignore[arg-type]
             return
         elif self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
             self._run_stops(mkt, ts, out, None)
@@ -515,7 +518,8 @@ class Core:
         side = o[SIDE]
         o_id, o_cl, o_sess = o[ORDER_ID], o[CL_ORD_ID], o[SESSION]
         orders, by_clid = self._orders, self._by_clid
-        first = px = None
+        first: int | None = None
+        px: int | None = None
         append = out.append
         while True:
             p = book.best_ask if buy else book.best_bid
@@ -595,7 +599,7 @@ class Core:
 
     # ------------------------------------------------------------------ stops
     @staticmethod
-    def _pop_triggered(stops: SortedDict, buy: bool, bound: int, pending: deque) -> None:
+    def _pop_triggered(stops: SortedDict, buy: bool, bound: Any, pending: deque) -> None:
         while stops:
             price = stops.peekitem(0 if buy else -1)[0]
             if (price > bound) if buy else (price < bound):
@@ -702,7 +706,7 @@ class Core:
         if qty > inst.max_qty:
             return self._cxl_reject(cmd, out, True, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
         if price is not None:
-            if price != o[PRICE] and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
+            if price != o[PRICE] and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:  # type: ignore[operator]
                 return self._cxl_reject(cmd, out, True, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
             if price * qty < inst._min_notional_units:
                 return self._cxl_reject(cmd, out, True, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
@@ -744,6 +748,7 @@ class Core:
         self._flush(mkt, ts, out)
 
     def _mass_cancel(self, cmd: MassCancel, out: list) -> None:
+        src: Iterable[Row]
         if cmd.account is not None:
             src = self._by_clid.get(cmd.account, {}).values()
         else:
@@ -865,5 +870,5 @@ class Core:
             self._markets[inst.symbol] = _Market(dc_replace(inst), self._book_factory())
 
 
-def _by_id(o: Order) -> int:
+def _by_id(o: Row) -> int:
     return o[ORDER_ID]
