@@ -52,7 +52,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
-        self.opened_at = time.time()
+        self.opened_at = self.acceptor.clock()
         try:
             ok = self.acceptor.application.accept_connection(self.peer)
         except Exception:  # pragma: no cover - defensive
@@ -69,7 +69,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         if session is not None:
             try:
-                session.receive_data(data, time.time())
+                session.receive_data(data, self.acceptor.clock())
             except Exception as exc:  # the application failed: QuickFIX disconnects too
                 self.acceptor._app_failed(session, exc)
             return
@@ -77,6 +77,8 @@ class _Connection(asyncio.Protocol):
             return
         if self.binding:
             self.pending += data
+            if len(self.pending) > UNBOUND_LIMIT:
+                self.close("Too much data while the Logon is being checked")
             return
         frames = self.reader.feed(data)
         if self.reader.garbled and self.reader.garbled[0].after == 0:
