@@ -77,7 +77,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.binding:
             self.pending += data
-            if len(self.pending) > UNBOUND_LIMIT:
+            if len(self.pending) > 16 * UNBOUND_LIMIT:
                 self.close("Too much data while the Logon is being checked")
             return
         frames = self.reader.feed(data)
