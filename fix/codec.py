@@ -100,7 +100,7 @@ class FrameReader:
                 break
             if n < soh1 + 3:
                 break
-            if buf[soh1 + 1:soh1 + 3] != b"9=":
+            if not buf.startswith(b"9=", soh1 + 1):
                 self.garbled.append(Garbled(buf[start:soh1 + 1], "second tag is not BodyLength (9)", len(frames)))
                 pos = soh1 + 1
                 continue
@@ -123,12 +123,12 @@ class FrameReader:
             if (
                 end <= n
                 and buf[body_end - 1] == 1
-                and buf[body_end:body_end + 3] == b"10="
+                and buf.startswith(b"10=", body_end)
                 and buf[body_end + 6] == 1
             ):
                 frame = buf[start:end]
                 pos = end
-                if buf[body_start:body_start + 3] != b"35=":
+                if not buf.startswith(b"35=", body_start):
                     self.garbled.append(Garbled(frame, "third tag is not MsgType (35)", len(frames)))
                     continue
                 cks = buf[body_end + 3:body_end + 6]
