@@ -204,6 +204,15 @@ class Session:
     def is_logged_on(self) -> bool:
         return self.connected and self.received_logon and self.sent_logon
 
+    @property
+    def state(self) -> str:
+        """``disconnected`` | ``awaiting_logon`` | ``logged_on`` | ``logout_sent`` (for operators)."""
+        if not self.connected:
+            return "disconnected"
+        if not (self.received_logon and self.sent_logon):
+            return "awaiting_logon"
+        return "logout_sent" if self.sent_logout else "logged_on"
+
     def __repr__(self) -> str:
         return f"Session({self.key}, out={self.next_sender}, in={self.next_target})"
 

@@ -329,11 +329,12 @@ def test_frames_after_a_resend_request_wait_for_the_resend():
 
 def test_logout_initiated_by_us_times_out_into_a_disconnect():
     session, app = logged_on(logout_timeout=2)
+    assert session.state == "logged_on"
     session.logout("KYC revoked", T0)
     (logout,) = out(session)
-    assert logout.get(58) == b"KYC revoked" and session.connected
+    assert logout.get(58) == b"KYC revoked" and session.state == "logout_sent"
     session.tick(T0 + 2)
-    assert not session.connected and app.logouts == ["Timed out waiting for logout response"]
+    assert session.state == "disconnected" and app.logouts == ["Timed out waiting for logout response"]
 
 
 def test_unsolicited_logout_is_answered_and_disconnects():
