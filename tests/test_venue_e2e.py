@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -144,9 +146,6 @@ def test_malformed_frames_and_unknown_compids_do_not_disturb_other_sessions(venu
 
 
 def test_disabling_a_logged_on_session_logs_it_out(venue):
-    import subprocess
-    import sys
-
     c = venue.client("DEMO2")
     other = venue.client("DEMO1")
     subprocess.run([sys.executable, "-m", "tools.cli", "session", "disable", "DEMO2", "--data-dir",
@@ -226,3 +225,36 @@ def test_orders_refused_at_the_edge_are_copied_to_drop_copy_in_order(venue, dict
     second = check(broker.expect("8"), dictionary, t11="EDGE-BAD", t150="8", t7001="4", t1="DEMO1-ACC")
     assert first[17] != second[17]
     assert broker.recv(1.0) is None, "an attempt on an account the sender may not trade is not copied"
+
+
+def test_a_signed_logon_cannot_be_replayed_after_a_restart(tmp_path):
+    from fix.message import encode
+    from tests.fixclient import FixClient, now_fix
+    from venue.access.signing import signed_logon_fields
+
+    env = {"VENUE_ACCESS_LOGON_WINDOW": "30"}  # wide enough to span the restart
+    v = VenueProcess(tmp_path / "data", env=env).start()
+    key, key_id = v.key("DEMO1")
+    st = now_fix()
+    logon = encode(Message.build([(35, "A"), (49, "DEMO1"), (56, "VENUE"), (34, 1), (52, st), (98, 0), (108, 30),
+                                  (141, "Y"), *signed_logon_fields(key, key_id, "DEMO1", "VENUE", 1, st)]).fields)
+    c = FixClient("127.0.0.1", v.port, "DEMO1")
+    c.sock.sendall(logon)
+    c.expect("A")
+    c.seq = 2
+    c.send("5")
+    c.expect("5")
+    c.close()
+    v.stop()
+    v2 = VenueProcess(tmp_path / "data", port=v.port, env=env).start()
+    try:
+        replay = FixClient("127.0.0.1", v2.port, "DEMO1")
+        replay.sock.sendall(logon)
+        refusal = replay.expect("5")
+        assert refusal.get_str(58) == "Logon rejected", "the client learns nothing of why"
+        assert replay.closed(5)
+        tail = subprocess.run([sys.executable, "-m", "tools.cli", "audit", "tail", "-n", "5", "--data-dir",
+                               str(tmp_path / "data")], capture_output=True, text=True, timeout=60).stdout
+        assert "replayed" in tail
+    finally:
+        v2.stop()

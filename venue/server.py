@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from fix.acceptor import Acceptor
 from fix.application import Application
@@ -121,6 +124,7 @@ class Venue:
         if demo and first_start:
             await self._demo_deposits(await registry.load_accounts(self.engine))
         self.gate = await AccessGate.load(self.engine, GateConfig.from_config(self.cfg["access"]))
+        await self._restore_replay_memory()
         await self._load_sessions()
         self.audit_log = audit.AuditLog(self.engine, audit.load_or_create_audit_key(self.data_dir))
         # Custody: customer funds move through the core (holds journaled like orders; custody's
@@ -229,6 +233,19 @@ class Venue:
         tiers = await registry.load_kyc_tiers(self.engine)
         return self.stage.sync_commands(time.time_ns(), [AccountRisk.from_record(a) for a in accounts],
                                         [KycLimits.from_record(t) for t in tiers])
+
+    async def _restore_replay_memory(self) -> None:
+        """Signed logons accepted within the logon window before a restart stay used."""
+        cutoff = time.time_ns() - int((float(self.cfg["access"]["logon_window"]) + 2) * 1e9)
+        log_table = audit.audit_log
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(log_table.c.subject, log_table.c.details)
+                .where(log_table.c.kind == "logon.accepted", log_table.c.time_ns >= cutoff))).all()
+        for sender, details in rows:
+            d = json.loads(details or "{}")
+            if d.get("seq") and d.get("sending_time"):
+                self.gate.remember_logon(d.get("key_id"), "A", sender, self.comp_id, d["seq"], d["sending_time"])
 
     async def _load_sessions(self) -> None:
         self.records = {r.sender_comp_id: r for r in await registry.load_sessions(self.engine)}
@@ -508,7 +525,8 @@ class _Router(Application):
         sender = session.config.target_comp_id
         decision = self.v.gate.check_logon(sender, session.config.sender_comp_id, fields, ip, time.time_ns())
         kind = "logon.accepted" if decision.ok else "logon.refused"
-        self.v.audit(kind, actor=sender, subject=sender, source=ip, details=decision.audit_details())
+        details = {**decision.audit_details(), "seq": fields.get(34, ""), "sending_time": fields.get(52, "")}
+        self.v.audit(kind, actor=sender, subject=sender, source=ip, details=details)
         if decision.ok:
             return None
         log.warning("logon of %s from %s refused: %s", sender, ip, decision.reason)

@@ -237,9 +237,7 @@ class AccessGate:
                 f"SendingTime {sending_time} is {(sent_ns - now_ns) / NS:.3f} s ahead (window {w:g} s)",
             )
         self._prune_seen(now_ns)
-        digest = hashlib.sha256(
-            (key_id or "").encode() + b"\x00" + logon_payload(msg_type, sender, target, seq, sending_time)
-        ).digest()
+        digest = _logon_digest(key_id, msg_type, sender, target, seq, sending_time)
         if digest in self._seen:
             return "replayed", (
                 f"this signed logon (key {key_id}, MsgSeqNum {seq}, SendingTime {sending_time}) was already used"
@@ -247,6 +245,19 @@ class AccessGate:
         self._seen.add(digest)
         heapq.heappush(self._expiry, (sent_ns + window + NS, digest))
         return None
+
+    def remember_logon(self, key_id: str | None, msg_type: str, sender: str, target: str, seq: str,
+                       sending_time: str) -> None:
+        """Mark a signed logon as used (the venue replays its recent accepted logons from the audit
+        log at start, so a restart does not reopen the replay window)."""
+        try:
+            sent_ns = parse_utc_timestamp(sending_time)
+        except ValueError:
+            return
+        digest = _logon_digest(key_id, msg_type, sender, target, seq, sending_time)
+        if digest not in self._seen:
+            self._seen.add(digest)
+            heapq.heappush(self._expiry, (sent_ns + int(self.config.logon_window_s * NS) + NS, digest))
 
     # ---- KYC --------------------------------------------------------------------------------
 
@@ -332,6 +343,12 @@ class AccessGate:
         expiry = self._expiry
         while expiry and expiry[0][0] < now_ns:
             self._seen.discard(heapq.heappop(expiry)[1])
+
+
+def _logon_digest(key_id: str | None, msg_type: str, sender: str, target: str, seq: str, sending_time: str) -> bytes:
+    return hashlib.sha256(
+        (key_id or "").encode() + b"\x00" + logon_payload(msg_type, sender, target, seq, sending_time)
+    ).digest()
 
 
 def _utc_date(now_ns: int) -> date:
