@@ -216,3 +216,53 @@ def test_sync_commands_bring_the_stage_in_line_with_the_registry():
         core.process(c)
     assert stage.accounts == wanted
     assert stage.sync_commands(T0 + 2, wanted, [KycLimits(1, Decimal("5"), None)]) == []
+
+
+def _stop_chain(alice_usdt: int) -> tuple[Core, RiskLedgerStage, list]:
+    """Asks rest at 5.5M, 6.0M and 6.5M (placed while the band allowed them); the price is back at
+    5.0M; bob, dave and alice wait with stop buys at 5.01M, 5.02M and 5.05M.  One trade at 5.05M
+    triggers all three: bob lifts the price to 5.5M, dave to 6.0M, so alice is worked with the band
+    top at 6.6M -- above the 6.1105M her stop was reserved at when it arrived."""
+    core, stage = venue("mm", "alice", "bob", "dave", "carol")  # USDT each
+    if alice_usdt > USDT:
+        core.process(Deposit(T0, "alice", "USDT", alice_usdt - USDT, "more-alice"))
+    ts = iter(range(T0 + 1, T0 + 100))
+
+    def trade_at(px: int) -> None:
+        core.process(limit(next(ts), "mm", Side.SELL, 1, px))
+        core.process(limit(next(ts), "carol", Side.BUY, 1, px))
+
+    trade_at(5_500_000)
+    trade_at(6_000_000)
+    for px, qty in ((6_500_000, 200), (6_000_000, 1), (5_500_000, 1)):
+        core.process(limit(next(ts), "mm", Side.SELL, qty, px))
+    trade_at(5_450_000)
+    trade_at(5_000_000)
+    assert core.last_price("BTC-USDT") == 5_000_000
+    for acc, qty, stop in (("bob", 1, 5_010_000), ("dave", 1, 5_020_000), ("alice", 160, 5_050_000)):
+        acc_ev = core.process(NewOrder(next(ts), acc, "BTC-USDT", f"s-{acc}", Side.BUY, qty, OrdType.STOP,
+                                       None, stop_price=stop))[0]
+        assert isinstance(acc_ev, OrderAccepted), acc_ev
+    core.process(limit(next(ts), "mm", Side.SELL, 1, 5_050_000))
+    events = core.process(limit(next(ts), "carol", Side.BUY, 1, 5_050_000))
+    return core, stage, events
+
+
+def test_stop_buy_chain_beyond_its_reservation_is_expired_at_trigger_when_the_top_up_is_short():
+    core, stage, events = _stop_chain(USDT)  # reserves ~979.6 USDT at 6.1105M; 160 lots at 6.5M cost ~1042
+    expired = [e for e in events if isinstance(e, OrderExpired) and e.account == "alice"]
+    assert [e.reason for e in expired] == ["insufficient_balance_at_trigger"]
+    assert not [e for e in events if isinstance(e, Trade) and "alice" in (e.taker_account, e.maker_account)]
+    assert stage.balance("alice", "USDT") == (USDT, 0)
+    stage.check_invariants(core.open_orders())
+
+
+def test_stop_buy_chain_beyond_its_reservation_tops_up_and_fills_within_it():
+    core, stage, events = _stop_chain(2 * USDT)
+    fills = [e for e in events if isinstance(e, Trade) and e.taker_account == "alice"]
+    assert [(t.price, t.qty) for t in fills] == [(6_500_000, 160)]
+    topups = [e for e in events if isinstance(e, LedgerEntry) and e.kind == "reprice"]
+    assert len(topups) == 1 and topups[0].reservations[0][:2] == ("alice", "USDT")
+    cost = 160 * 6_500_000
+    assert stage.balance("alice", "USDT") == (2 * USDT - cost - fee_units(cost, 20), 0)
+    stage.check_invariants(core.open_orders())

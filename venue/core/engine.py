@@ -149,6 +149,7 @@ class Core:
         plain = self._plain = type(self._hooks) is NoHooks
         self._pre_new = None if plain else self._hooks.pre_new
         self._on_events = None if plain else self._hooks.on_events
+        self._on_trigger = None if plain else getattr(self._hooks, "on_trigger", None)
         self.seq = 0
         self.cmd_count = 0
         self._next_order_id = 1
@@ -635,6 +636,12 @@ class Core:
             if o[PRICE] is not None and mkt.band_lo is not None and not mkt.band_lo <= o[PRICE] <= mkt.band_hi:
                 self._expire(o, "price_band", ts, out)
                 continue
+            if self._on_trigger is not None:
+                # the stage re-values the order at the band of this moment, which bounds its matching
+                verdict = self._on_trigger(Order.from_row(o), mkt.inst)
+                if verdict is not None:
+                    self._expire(o, verdict[1], ts, out)
+                    continue
             if self._work(mkt, o, ts, out):
                 self._collect_triggers(mkt, pending)
 

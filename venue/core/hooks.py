@@ -22,9 +22,16 @@ deterministic (the same commands give the same calls):
    ``OrderRestated`` (STP decrement lowers qty), ``OrderTriggered`` (a stop becomes market/limit).
    Return extra events (e.g. ledger postings): the core numbers them into the same gapless
    sequence, appends them to the command's events and journals them.
-4. ``apply(cmd)`` -- commands the core does not own (``Deposit``, ``Withdraw``, and any other type
+4. ``on_trigger(order, inst)`` -- for every triggered stop, right before it starts working (after
+   its ``OrderTriggered``; ``order`` is a snapshot, ``inst`` carries the reference price, hence the
+   price band, of that moment). A market stop is then matched no higher (buy) / lower (sell) than
+   the band of that moment, ``inst.band()``: the stage re-values the order there and tops up its
+   reservation. ``None`` lets it work; ``(code, reason)`` makes the core expire it at once with
+   ``OrderExpired(reason=reason)`` (e.g. "insufficient_balance_at_trigger"), so it never trades
+   beyond what is reserved. Optional: a hooks object without ``on_trigger`` is never called.
+5. ``apply(cmd)`` -- commands the core does not own (``Deposit``, ``Withdraw``, and any other type
    the core does not know) are routed here; return their events (or ``None``).
-5. ``snapshot()`` / ``restore(d)`` -- the stage's state is stored inside ``Core.snapshot()`` (key
+6. ``snapshot()`` / ``restore(d)`` -- the stage's state is stored inside ``Core.snapshot()`` (key
    ``"hooks"``) and given back by ``Core.from_snapshot``.
 """
 
@@ -47,6 +54,8 @@ class CoreHooks(Protocol):
 
     def on_events(self, events: list[Event]) -> list[Event]: ...
 
+    def on_trigger(self, order: Order, inst: Instrument) -> tuple[int, str] | None: ...
+
     def apply(self, cmd: Any) -> list[Event] | None: ...
 
     def snapshot(self) -> dict: ...
@@ -65,6 +74,9 @@ class NoHooks:
 
     def on_events(self, events: list[Event]) -> list[Event]:
         return []
+
+    def on_trigger(self, order: Order, inst: Instrument) -> tuple[int, str] | None:
+        return None
 
     def apply(self, cmd: Any) -> list[Event] | None:
         return None

@@ -249,6 +249,28 @@ class Ledger:
             return None
         return self._fast(ts, kind, f"order:{order_id}", (), ((r.account, r.asset, delta),))
 
+    def reprice(self, order_id: int, price: int) -> int | None:
+        """Raise a buy's reservation price to ``price`` (a market stop worked under a band that moved
+        since it was reserved); returns the extra amount reserved (0: nothing to do), or None when
+        the available balance is short (nothing changed).  No entry yet: see ``reprice_entry``."""
+        r = self.orders.get(order_id)
+        if r is None or r.side is SELL or price <= r.price:
+            return 0
+        new = order_need(self.units[r.symbol], r.side, price, r.leaves, r.fee_bps)
+        delta = new - r.amount
+        b = self._slot(r.account, r.asset)
+        if delta > b[0] - b[1]:
+            return None
+        r.price, r.amount = price, new
+        b[1] += delta
+        return delta
+
+    def reprice_entry(self, ts: int, order_id: int, account: str, asset: str, delta: int) -> LedgerEntry:
+        """The entry recording a ``reprice`` (the balance already holds it)."""
+        entry = LedgerEntry(0, ts, self.next_entry_id, "reprice", f"order:{order_id}", (), ((account, asset, delta),))
+        self.next_entry_id += 1
+        return entry
+
     def release(self, ts: int, order_id: int, kind: str = "release") -> LedgerEntry | None:
         """The order is done (cancelled, expired): release all it still reserves."""
         return self.resize(ts, order_id, 0, kind=kind)

@@ -21,11 +21,15 @@ on an instrument without a band (or without a reference price) they are refused 
 The kill switch is the core's (``SetKillSwitch`` cancels the account's orders and the core refuses
 its new ones); the stage refuses with KILL_SWITCH only if a SetKillSwitch is routed to ``apply``.
 
-Known limit: a stop (market) buy is reserved two bands above its stop price.  If one command
-triggers a chain of stops whose trades lift the price by more than that before this stop is
-worked, its fills can cost more than it reserved; the difference is taken from the account's
-available balance, and if that is short too the account ends with reserved > total, which
-``check_invariants`` reports.  Stop-limit orders have no such case.
+A stop (market) buy is reserved two bands above its stop price when it arrives.  One command can
+trigger a chain of stops whose trades lift the price further before this stop is worked, so the
+core calls ``on_trigger(order, inst)`` right before a triggered stop works: a market buy is
+re-valued at the top of the band of that moment (the highest price the core will let it trade at)
+and its reservation topped up from the available balance (a "reprice" ``LedgerEntry``, emitted
+with the command's other entries); if the balance is short the core expires it with reason
+"insufficient_balance_at_trigger".  The available balance used is the ledger's as of the start of
+the command (the command's own trades are settled after it): that can only be lower than after
+settlement, so the check is conservative and, like everything here, deterministic.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from venue.core.events import (
     OrderExpired,
     OrderReplaced,
     OrderRestated,
+    OrderTriggered,
     Trade,
 )
 from venue.core.fees import FeeSchedule
@@ -86,7 +91,8 @@ def reservation_price(cmd_price: int | None, stop_price: int | None, inst: Any) 
       max(reference, stop price).  The core triggers a buy stop after a matching run that started
       below the stop (so traded at most one band above it) and then works it up to one band above
       the last price: two bands above the stop.  (Only a chain of several stops triggered by one
-      command can move the price further before this stop is worked; see the module docstring.)
+      command can move the price further before this stop is worked: ``on_trigger`` then re-values
+      it at the band of that moment; see the module docstring.)
     """
     if cmd_price is not None:
         return cmd_price
@@ -119,6 +125,9 @@ class RiskLedgerStage:
         self.risk = RiskState()
         # reservations made by pre_new in the current command: order_id -> (amount, ts)
         self._pending: dict[int, tuple[int, int]] = {}
+        # reservations topped up by on_trigger in the current command: order_id -> (account, asset,
+        # extra reserved, extra notional)
+        self._repriced: dict[int, tuple[str, str, int, int]] = {}
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -270,6 +279,23 @@ class RiskLedgerStage:
                     f"replace needs {a.to_decimal(extra)} more {r.asset}, available {a.to_decimal(available)}")
         return None
 
+    def on_trigger(self, order: Any, inst: Any) -> Reject | None:
+        """A triggered market stop buy: reserve at the top of the current band (see module doc)."""
+        if order.price is not None or order.side != Side.BUY:
+            return None
+        r = self.ledger.orders.get(order.order_id)
+        band = inst.band()
+        if r is None or band is None or band[1] <= r.price:
+            return None
+        old_price = r.price
+        delta = self.ledger.reprice(order.order_id, band[1])
+        if delta is None:
+            return (RejectCode.INSUFFICIENT_BALANCE, "insufficient_balance_at_trigger")
+        u = self.ledger.units[r.symbol]
+        self._repriced[order.order_id] = (r.account, r.asset, delta,
+                                          u.quote_units(band[1], r.leaves) - u.quote_units(old_price, r.leaves))
+        return None
+
     # --- hooks: after every command ----------------------------------------------------------------
 
     def on_events(self, events: list[Any]) -> list[Any]:
@@ -287,6 +313,14 @@ class RiskLedgerStage:
                         out.append(self.ledger.reserve_entry(p[1], ev.order_id, p[0]))
             elif t is Trade:
                 out.append(self._settle(ev))
+            elif t is OrderTriggered:
+                if self._repriced:
+                    rp = self._repriced.pop(ev.order_id, None)
+                    if rp is not None:
+                        account, asset, delta, notional = rp
+                        if notional > 0:
+                            self.risk.add_usage(ev.order_id, account, asset, day_of(ev.ts), notional)
+                        out.append(self.ledger.reprice_entry(ev.ts, ev.order_id, account, asset, delta))
             elif t is OrderCancelled or t is OrderExpired:
                 r = orders.get(ev.order_id)
                 if r is not None:
@@ -315,6 +349,7 @@ class RiskLedgerStage:
                 self.risk.forget(oid)
                 self.ledger.unreserve(oid)
             pending.clear()
+        self._repriced.clear()
         return out
 
     def _give_back(self, oid: int, ts: int, lots: int) -> None:
@@ -429,6 +464,7 @@ class RiskLedgerStage:
 
     def restore(self, d: Mapping[str, Any]) -> None:
         self._pending.clear()
+        self._repriced.clear()
         if not d:  # a snapshot taken without this stage
             return
         self.ledger.restore(d["ledger"])
