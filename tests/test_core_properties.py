@@ -210,6 +210,7 @@ def test_stops_trigger_in_order_and_none_is_left_behind(ops, stop_side):
     stop_px = {}
     requeued = set()  # replaced with a new queue position: FIFO by id does not apply
     for _, events, _, _ in per_cmd:
+        placed_before = set(stop_px)  # stops already resting when this command ran
         for e in events:
             if type(e) is OrderAccepted and e.stop_price is not None:
                 stop_px[e.order_id] = e.stop_price
@@ -223,8 +224,8 @@ def test_stops_trigger_in_order_and_none_is_left_behind(ops, stop_side):
             assert ids == sorted(ids)
         prices = [e.price for e in events if type(e) is Trade]
         if prices:
-            for o in core.open_orders():
-                if o.stop_price is not None and not o.triggered:
+            for o in core.open_orders():  # the final state: only stops placed before this command count
+                if o.stop_price is not None and not o.triggered and o.order_id in placed_before:
                     assert o.stop_price > max(prices) if o.side == B else o.stop_price < min(prices)
 
 
