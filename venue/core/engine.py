@@ -330,6 +330,61 @@ class Core:
 
     # ------------------------------------------------------------------ new order
     def _new(self, cmd: NewOrder, out: list) -> None:
+        side: Side | None = cmd.side
+        tif: TimeInForce | None = cmd.tif
+        if (cmd.ord_type is LIMIT and (tif is GTC or tif is IOC) and (side is BUY or side is SELL)
+                and cmd.stop_price is None and cmd.display_qty is None and not cmd.post_only and cmd.stp is None):
+            # fast path for a plain GTC / IOC limit order that passes every check; any doubt falls
+            # through to the general path below, which re-checks in the documented order
+            mkt = self._markets.get(cmd.instrument)
+            qty = cmd.qty
+            price = cmd.price
+            account = cmd.account
+            if (mkt is not None and type(qty) is int and type(price) is int and price > 0
+                    and account not in self._kill):
+                inst = mkt.inst
+                lo = mkt.band_lo
+                cl = cmd.cl_ord_id
+                clids = self._by_clid.get(account)
+                if (inst.status is OPEN and inst.min_qty <= qty <= inst.max_qty
+                        and (lo is None or lo <= price <= mkt.band_hi)  # type: ignore[operator]
+                        and price * qty >= inst._min_notional_units
+                        and (clids is None or cl not in clids)):
+                    oid = self._next_order_id
+                    if self._pre_new is not None:
+                        verdict = self._pre_new(cmd, oid, inst)
+                        if verdict is not None:
+                            return self._reject(cmd, out, verdict[0], verdict[1])
+                    self._next_order_id = oid + 1
+                    stp = self._stp_default.get(account, DEFAULT_STP) if self._stp_default else DEFAULT_STP
+                    ts = cmd.ts
+                    session = cmd.session
+                    sym = mkt.sym
+                    o = [oid, cl, account, sym, side, LIMIT, tif, price, qty, qty, 0, 0, None, 0, None, stp,
+                         False, None, session, ts, False, True]
+                    out.append(OrderAccepted(0, ts, oid, cl, account, sym, side, LIMIT, tif, price, qty, None, None,
+                                             qty, session))
+                    book = mkt.book
+                    if tif is GTC and (
+                        (book.best_ask is None or price < book.best_ask) if side is BUY
+                        else (book.best_bid is None or price > book.best_bid)
+                    ):
+                        o[VISIBLE_QTY] = qty
+                        lvl = book.add(o)
+                        book.dirty.clear()
+                        self._orders[oid] = o
+                        if clids is None:
+                            self._by_clid[account] = {cl: o}
+                        else:
+                            clids[cl] = o
+                        out.append(BookLevel(0, ts, sym, side, price, lvl.qty, lvl.count))
+                        return
+                    if self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
+                        self._run_stops(mkt, ts, out, None)
+                    if book.dirty:
+                        for bside, bprice, bqty, bcount in book.take_dirty():
+                            out.append(BookLevel(0, ts, sym, bside, bprice, bqty, bcount))
+                    return
         mkt = self._markets.get(cmd.instrument)
         if mkt is None:
             return self._reject(cmd, out, RejectCode.UNKNOWN_INSTRUMENT, "unknown instrument")
@@ -342,13 +397,11 @@ class Core:
         account = cmd.account
         if account in self._kill:
             return self._reject(cmd, out, RejectCode.KILL_SWITCH, "kill switch on")
-        side: Side | None = cmd.side
         if side is not BUY and side is not SELL:
             side = _SIDES.get(side)  # type: ignore[arg-type]
         ot: OrdType | None = cmd.ord_type
         if ot is not LIMIT:
             ot = _ORD_TYPES.get(ot)  # type: ignore[arg-type]
-        tif: TimeInForce | None = cmd.tif
         if tif is not GTC:
             tif = _TIFS.get(tif)  # type: ignore[arg-type]
         if side is None or ot is None or tif is None:
