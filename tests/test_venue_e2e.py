@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -258,3 +260,25 @@ def test_a_signed_logon_cannot_be_replayed_after_a_restart(tmp_path):
         assert "replayed" in tail
     finally:
         v2.stop()
+
+
+def test_a_drop_copy_session_added_while_running_collects_copies_before_its_first_logon(venue, tmp_path):
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tests.fixclient import FixClient
+
+    key_file = tmp_path / "newdc.pem"
+    out = subprocess.run([sys.executable, "-m", "tools.cli", "session", "create", "NEWDC", "--firm", "DEMO",
+                          "--kind", "drop_copy", "--account", "DEMO1-ACC", "--key-out", str(key_file),
+                          "--data-dir", str(venue.data_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    key_id = re.search(r"key id:? *(\S+)", out.stdout + out.stderr, re.I).group(1)
+    time.sleep(2.5)  # the venue reads the registry every second
+    trader = venue.client("DEMO1")
+    trader.send("D", order("FOR-NEWDC", "1", "0.01", "58000"))
+    trader.expect("8")
+    broker = FixClient("127.0.0.1", venue.port, "NEWDC")
+    broker.logon(key=load_pem_private_key(key_file.read_bytes(), None), key_id=key_id)
+    broker.send("2", [(7, 1), (16, 0)])
+    copy = broker.expect("8")
+    assert copy.get_str(11) == "FOR-NEWDC" and copy.get_str(43) == "Y", "stored while the broker was away"

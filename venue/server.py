@@ -160,9 +160,7 @@ class Venue:
         self.acceptor = Acceptor(self._lookup, app, self.engine, dictionary=self.dictionary,
                                  log_factory=log_factory(fixlog))
         await self.acceptor.store.create_tables()
-        for rec in self.records.values():
-            if rec.kind == "drop_copy" and rec.enabled:
-                await self.acceptor.ensure_session("FIX.4.4", rec.target_comp_id, rec.sender_comp_id)
+        await self._ensure_drop_copy_sessions()
         ctx = self._ssl_context()
         self.port = await self.acceptor.start(self.cfg["fix"]["host"], int(self.cfg["fix"]["port"]),
                                               ssl_context=ctx, create_tables=False)
@@ -246,6 +244,13 @@ class Venue:
             d = json.loads(details or "{}")
             if d.get("seq") and d.get("sending_time"):
                 self.gate.remember_logon(d.get("key_id"), "A", sender, self.comp_id, d["seq"], d["sending_time"])
+
+    async def _ensure_drop_copy_sessions(self) -> None:
+        """Drop-copy sessions exist before their broker logs on: copies are stored for them
+        (and resent on request) from the moment the registry has them."""
+        for rec in self.records.values():
+            if rec.kind == "drop_copy" and rec.enabled:
+                await self.acceptor.ensure_session("FIX.4.4", rec.target_comp_id, rec.sender_comp_id)
 
     async def _load_sessions(self) -> None:
         self.records = {r.sender_comp_id: r for r in await registry.load_sessions(self.engine)}
@@ -464,6 +469,7 @@ class Venue:
                     self.submit(cmd.Tick(ts=now))
                 await self.gate.reload(self.engine)
                 await self._load_sessions()
+                await self._ensure_drop_copy_sessions()
                 for command in await self._risk_sync_commands():
                     self.submit(command)
                 self._enforce_registry(now)
