@@ -174,16 +174,14 @@ def parse_frame(raw: bytes) -> Message:
     parts = raw.split(SOH)
     parts.pop()  # the empty tail after the final SOH
     tag_int = _TAG_INTS.get
-    fields: list[tuple[int, bytes]] | None = []
-    append = fields.append
-    try:
-        for part in parts:
-            tag, sep, value = part.partition(b"=")
-            if not sep:
-                raise ValueError
-            append((tag_int(tag) or int(tag), value))
-    except ValueError:
+    fields: list[tuple[int, bytes]] | None
+    if raw.count(b"=") < len(parts):  # some field has no '='
         fields = None
+    else:
+        try:
+            fields = [(tag_int(t) or int(t), v) for t, _, v in [p.partition(b"=") for p in parts]]
+        except ValueError:
+            fields = None
     if fields is not None:
         index = dict(reversed(fields))
         if _DATA_LENGTH_TAGS.isdisjoint(index):

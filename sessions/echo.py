@@ -24,6 +24,7 @@ _first = operator.itemgetter(0)
 class EchoApplication(Application):
     def __init__(self) -> None:
         self._seen: dict[str, set[bytes]] = {}
+        self._groups: dict[bytes, dict[int, set[int]]] = {}  # per MsgType (one dictionary per acceptor)
 
     def on_logon(self, session: Session) -> None:
         self._seen[session.key] = set()
@@ -39,12 +40,16 @@ class EchoApplication(Application):
             raise UnsupportedMessageType()
         if msg_type == b"D":
             cl_ord_id = get(11)
-            seen = self._seen.setdefault(session.key, set())
-            if get(97) == b"Y" and cl_ord_id in seen:
+            seen = self._seen.get(session.key)
+            if seen is None:
+                seen = self._seen[session.key] = set()
+            elif get(97) == b"Y" and cl_ord_id in seen:
                 return
             seen.add(cl_ord_id)
         body = [f for f in msg.fields if f[0] not in _SKIP]
-        groups = _groups(session.dictionary, msg_type)
+        groups = self._groups.get(msg_type)
+        if groups is None:
+            groups = self._groups[msg_type] = _groups(session.dictionary, msg_type)
         if groups and not groups.keys().isdisjoint(index):
             body = _with_groups(body, groups)
         else:
