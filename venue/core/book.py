@@ -8,19 +8,19 @@ core). It does not match: the core walks ``head()`` / ``fill()``. Each book reco
 command touched in ``dirty`` (key ``price`` for asks, ``-price`` for bids) so the core emits one
 ``BookLevel`` per level per command.
 
-Fast book: price levels in a ``SortedDict`` per side; each level keeps its orders in arrival order
-in a deque. Removal is O(1): a cancelled order is flagged dead (``live = False``) and the level's
+Fast book: price levels in a dict per side plus the side's prices in a sorted list (``bisect``:
+C-level insertion and removal, cheaper than a ``SortedDict`` for the few hundred levels a book
+near its band holds); each level keeps its orders in arrival order in a deque. Removal is O(1): a cancelled order is flagged dead (``live = False``) and the level's
 aggregates are updated at once; dead entries are skipped at the head and compacted when they
 outnumber the live ones.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from sortedcontainers import SortedDict
 
 from venue.core.types import OrdType, Side, StpMode, TimeInForce
 
@@ -118,11 +118,13 @@ class Level:
 class Book:
     """The fast book (see module docstring)."""
 
-    __slots__ = ("bids", "asks", "best_bid", "best_ask", "dirty")
+    __slots__ = ("bids", "asks", "bid_px", "ask_px", "best_bid", "best_ask", "dirty")
 
     def __init__(self) -> None:
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self.bid_px: list[int] = []  # ascending prices of the levels of each side
+        self.ask_px: list[int] = []
         self.best_bid: int | None = None
         self.best_ask: int | None = None
         self.dirty: dict[int, None] = {}
@@ -135,6 +137,7 @@ class Book:
             lvl = self.bids.get(price)
             if lvl is None:
                 lvl = self.bids[price] = Level(price)
+                insort(self.bid_px, price)
                 if self.best_bid is None or price > self.best_bid:
                     self.best_bid = price
             self.dirty[-price] = None
@@ -142,6 +145,7 @@ class Book:
             lvl = self.asks.get(price)
             if lvl is None:
                 lvl = self.asks[price] = Level(price)
+                insort(self.ask_px, price)
                 if self.best_ask is None or price < self.best_ask:
                     self.best_ask = price
             self.dirty[price] = None
@@ -154,12 +158,20 @@ class Book:
     def _drop_level(self, side: Side, price: int) -> None:
         if side is BUY:
             del self.bids[price]
+            px = self.bid_px
             if price == self.best_bid:
-                self.best_bid = self.bids.peekitem(-1)[0] if self.bids else None
+                px.pop()
+                self.best_bid = px[-1] if px else None
+            else:
+                del px[bisect_left(px, price)]
         else:
             del self.asks[price]
+            px = self.ask_px
             if price == self.best_ask:
-                self.best_ask = self.asks.peekitem(0)[0] if self.asks else None
+                del px[0]
+                self.best_ask = px[0] if px else None
+            else:
+                del px[bisect_left(px, price)]
 
     def remove(self, o: Row) -> Level:
         """Take a resting order out of the book (O(1): flagged dead, aggregates updated);
@@ -242,10 +254,10 @@ class Book:
     def levels(self, side: Side, depth: int | None = None) -> list[tuple[int, int, int]]:
         """[(price, visible qty, order count)] best first."""
         if side is BUY:
-            prices = reversed(self.bids.keys())
+            prices = reversed(self.bid_px)
             book = self.bids
         else:
-            prices = iter(self.asks.keys())
+            prices = iter(self.ask_px)
             book = self.asks
         out: list[tuple[int, int, int]] = []
         for p in prices:
@@ -259,10 +271,10 @@ class Book:
         """Resting orders of ``side`` in priority order."""
         if side is BUY:
             book = self.bids
-            prices = reversed(book.keys())
+            prices = reversed(self.bid_px[:])
         else:
             book = self.asks
-            prices = iter(book.keys())
+            prices = iter(self.ask_px[:])
         for p in prices:
             for o in list(book[p].orders):
                 if o[LIVE]:
