@@ -575,11 +575,23 @@ class Core:
         first: int | None = None
         px: int | None = None
         append = out.append
+        fast = type(book) is Book  # the fast book's head/fill inlined below (same logic as Book)
+        if fast:
+            levels = book.asks if buy else book.bids
+            dirty = book.dirty
         while True:
             p = book.best_ask if buy else book.best_bid
             if p is None or (limit is not None and (p > limit if buy else p < limit)):
                 break
-            m = book.head(mside)
+            if fast:
+                lvl = levels[p]
+                dq = lvl.orders
+                m = dq[0]
+                while not m[LIVE]:
+                    dq.popleft()
+                    m = dq[0]
+            else:
+                m = book.head(mside)
             if stp_on and m[ACCOUNT] == account:
                 if stp is EXPIRE_TAKER:
                     self._expire(o, "self_trade", ts, out)
@@ -623,7 +635,26 @@ class Core:
             leaves = o[LEAVES_QTY] = leaves - q
             o_cum = o[CUM_QTY] = o[CUM_QTY] + q
             o_cumn = o[CUM_NOTIONAL] = o[CUM_NOTIONAL] + n
-            book.fill(m, q)
+            if fast:
+                dirty[p if buy else -p] = None
+                vis -= q
+                m[VISIBLE_QTY] = vis
+                lvl.qty -= q
+                if vis == 0:
+                    dq.popleft()
+                    if m_leaves > 0:  # iceberg refresh: back of the level
+                        d = m[DISPLAY_QTY]
+                        vis = d if d < m_leaves else m_leaves
+                        m[VISIBLE_QTY] = vis
+                        lvl.qty += vis
+                        dq.append(m)
+                    else:
+                        m[LIVE] = False
+                        lvl.count -= 1
+                        if lvl.count == 0:
+                            book._drop_level(mside, p)
+            else:
+                book.fill(m, q)
             m_id = m[ORDER_ID]
             m_acct = m[ACCOUNT]
             if m_leaves == 0:
@@ -713,7 +744,13 @@ class Core:
         return o
 
     def _cancel(self, cmd: CancelOrder, out: list) -> None:
-        o = self._find(cmd)
+        oid = cmd.order_id
+        if oid is not None:  # _find, inlined for the common case
+            o = self._orders.get(oid)
+            if o is not None and (o[ACCOUNT] != cmd.account or (cmd.instrument and o[INSTRUMENT] != cmd.instrument)):
+                o = None
+        else:
+            o = self._find(cmd)
         if o is None:
             return self._cxl_reject(cmd, out, False, RejectCode.UNKNOWN_ORDER, "unknown order")
         ts = cmd.ts
@@ -725,13 +762,13 @@ class Core:
         book = self._markets[o[INSTRUMENT]].book
         lvl = book.remove(o)
         book.dirty.clear()
-        del self._orders[o[ORDER_ID]]
-        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
-        out.append(OrderCancelled(0, ts, o[ORDER_ID], cmd.cl_ord_id or o[CL_ORD_ID], o[CL_ORD_ID], o[ACCOUNT],
-                                  o[INSTRUMENT], o[SIDE], o[PRICE], o[QTY], o[LEAVES_QTY], o[CUM_QTY],
-                                  o[CUM_NOTIONAL], "client", cmd.session, o[SESSION]))
+        oid, clo, acct, sym, side, _, _, price, qty, leaves, cum, cumn = o[:12]
+        del self._orders[oid]
+        del self._by_clid[acct][clo]
+        out.append(OrderCancelled(0, ts, oid, cmd.cl_ord_id or clo, clo, acct, sym, side, price, qty, leaves, cum,
+                                  cumn, "client", cmd.session, o[SESSION]))
         o[LEAVES_QTY] = 0
-        out.append(BookLevel(0, ts, o[INSTRUMENT], o[SIDE], lvl.price, lvl.qty, lvl.count))
+        out.append(BookLevel(0, ts, sym, side, lvl.price, lvl.qty, lvl.count))
 
     def _replace(self, cmd: ReplaceOrder, out: list) -> None:
         o = self._find(cmd)
