@@ -404,8 +404,19 @@ class Core:
                         else (book.best_bid is None or price > book.best_bid)
                     ):
                         o[VISIBLE_QTY] = qty
-                        lvl = book.add(o)
-                        book.dirty.clear()
+                        if type(book) is Book:  # Book.add inlined (no dirty mark: reported just below)
+                            levels = book.bids if side is BUY else book.asks
+                            lvl = levels.get(price)
+                            if lvl is None:
+                                lvl = book.add(o)
+                                book.dirty.clear()
+                            else:
+                                lvl.orders.append(o)
+                                lvl.qty += qty
+                                lvl.count += 1
+                        else:
+                            lvl = book.add(o)
+                            book.dirty.clear()
                         self._orders[oid] = o
                         if clids is None:
                             self._by_clid[account] = {cl: o}
