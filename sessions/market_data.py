@@ -170,10 +170,11 @@ class MarketDataApp(Application):
 
     # -- seeding -----------------------------------------------------------------------------
     def seed(self, instrument: str, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]],
-             status: TradingStatus = TradingStatus.OPEN) -> None:
-        """Load an instrument's current book (at start-up, from the core's ``book_levels``)."""
+             status: TradingStatus = TradingStatus.OPEN, seq: int = 0) -> None:
+        """Load an instrument's current book (at start-up, from the core's ``book_levels``);
+        ``seq``: where its RptSeq continues from."""
         book = self.market.book(instrument)
-        book.load(bids, asks)
+        book.load(bids, asks, seq)
         book.status = status
 
     # -- Application callbacks ---------------------------------------------------------------

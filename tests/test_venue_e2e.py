@@ -282,3 +282,27 @@ def test_a_drop_copy_session_added_while_running_collects_copies_before_its_firs
     broker.send("2", [(7, 1), (16, 0)])
     copy = broker.expect("8")
     assert copy.get_str(11) == "FOR-NEWDC" and copy.get_str(43) == "Y", "stored while the broker was away"
+
+
+def test_market_data_sequence_never_goes_backwards_across_a_restart(tmp_path):
+    def snapshot_seq(v: VenueProcess, req_id: str) -> int:
+        md = v.client("DEMOMD", reset=True)
+        md.send("V", [(262, req_id), (263, "0"), (264, 0), (267, 2), (269, "0"), (269, "1"), (146, 1),
+                      (55, "BTC-USDT")])
+        w = md.expect("W")
+        md.close()
+        return int(w.get_str(83))
+
+    v = VenueProcess(tmp_path / "data").start()
+    c = v.client("DEMO1")
+    for i in range(3):
+        c.send("D", order(f"MD-{i}", "1", "0.01", str(58000 + i)))
+        c.expect("8")
+    before = snapshot_seq(v, "before")
+    assert before > 0
+    v.stop()
+    v2 = VenueProcess(tmp_path / "data", port=v.port).start()
+    try:
+        assert snapshot_seq(v2, "after") >= before
+    finally:
+        v2.stop()

@@ -147,9 +147,11 @@ class Venue:
         self.market_data = MarketDataApp(self._units, wall=time.time, backlog=lambda session: self.acceptor.write_backlog(session),
                                          disconnect=lambda s, reason: self.acceptor.logout(s, reason))
         for inst in self.core.instruments():
+            # RptSeq never goes backwards across a restart: each book continues from the journal's
+            # event sequence (a client sees a jump, takes a new snapshot, and carries on)
             self.market_data.seed(inst.symbol, [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
                                   [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)],
-                                  inst.status)
+                                  inst.status, seq=self.journal.seq)
         # the MQTT feed shares the FIX market-data books: both carry literally the same RptSeq
         self.feed = MqttFeed.from_config(self.cfg["mqtt"], self._units, self.market_data.market)
         if self.feed is not None:
