@@ -23,7 +23,8 @@ deterministic (the same commands give the same calls):
    Return extra events (e.g. ledger postings): the core numbers them into the same gapless
    sequence, appends them to the command's events and journals them.
 4. ``on_trigger(order, inst)`` -- for every triggered stop, right before it starts working (after
-   its ``OrderTriggered``; ``order`` is a snapshot, ``inst`` carries the reference price, hence the
+   its ``OrderTriggered``; not for a stop-limit whose price is now outside the band, which the core
+   expires "price_band" instead; ``order`` is a snapshot, ``inst`` carries the reference price, hence the
    price band, of that moment). A market stop is then matched no higher (buy) / lower (sell) than
    the band of that moment, ``inst.band()``: the stage re-values the order there and tops up its
    reservation. ``None`` lets it work; ``(code, reason)`` makes the core expire it at once with
