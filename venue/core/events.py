@@ -243,7 +243,8 @@ class LedgerEntry:
     asset the deltas sum to zero (deposits and withdrawals post against the ``"@external"`` account).
     ``reservations``: (account, asset, delta) on the reserved part of the account's balance
     (available = total - reserved); it moves no value.  ``kind``: deposit, withdraw, reserve,
-    release, replace, trade.  ``ref``: "order:<id>", "trade:<id>" or the deposit/withdraw reference.
+    release, replace, trade, reprice (a triggered stop-market buy's reservation topped up to the
+    band of that moment), hold / release_hold / consume_hold (custody withdrawals).  ``ref``: "order:<id>", "trade:<id>" or the deposit/withdraw reference.
     """
 
     seq: int
