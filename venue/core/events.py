@@ -244,7 +244,8 @@ class LedgerEntry:
     ``reservations``: (account, asset, delta) on the reserved part of the account's balance
     (available = total - reserved); it moves no value.  ``kind``: deposit, withdraw, reserve,
     release, replace, trade, reprice (a triggered stop-market buy's reservation topped up to the
-    band of that moment), hold / release_hold / consume_hold (custody withdrawals).  ``ref``: "order:<id>", "trade:<id>" or the deposit/withdraw reference.
+    band of that moment), hold and hold_release (custody withdrawals; a consumed hold is a
+    withdraw).  ``ref``: "order:<id>", "trade:<id>" or the deposit/withdraw reference.
     """
 
     seq: int
