@@ -171,9 +171,22 @@ def parse_frame(raw: bytes) -> Message:
     Raises ``ValueError`` on a field without '=' or a non-numeric tag (the frame is then garbled).
     The message's first-occurrence index is built here too (one C-level ``dict`` call).
     """
-    parts = raw.split(SOH)
-    parts.pop()  # the empty tail after the final SOH
     tag_int = _TAG_INTS.get
+    # fast path, all in C: exactly one '=' per field, every tag a canonical 1..9999, no data field
+    flat = raw.replace(b"=", SOH).split(SOH)
+    flat.pop()  # the empty tail after the final SOH
+    if not len(flat) & 1 and raw.count(b"=") == len(flat) >> 1:
+        tags = list(map(tag_int, flat[0::2]))
+        if None not in tags:
+            fields = list(zip(tags, flat[1::2], strict=True))
+            index = dict(reversed(fields))
+            if _DATA_LENGTH_TAGS.isdisjoint(index):
+                msg = Message(fields, raw)
+                msg._index = index
+                msg.shape = tuple(tags)
+                return msg
+    parts = raw.split(SOH)
+    parts.pop()
     fields: list[tuple[int, bytes]] | None
     if raw.count(b"=") < len(parts):  # some field has no '='
         fields = None

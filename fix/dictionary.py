@@ -526,9 +526,10 @@ class DataDictionary:
         if len(fields) > 3 and fields[2][0] == 35:
             layout = self._layouts.get(fields[2][1])
             if layout is not None:
-                shape = tuple(map(_tag_key, fields))
+                shape = msg.shape or tuple(map(_tag_key, fields))
                 plan = layout.plans.get(shape)
-                if plan is not None and all(map(_value_key, fields)):
+                # no empty value: with a fast-parsed frame, no '=' is followed by SOH
+                if plan is not None and (b"=\x01" not in msg.raw if msg.shape else all(map(_value_key, fields))):
                     for i, check in plan:
                         if not check(fields[i][1]):
                             break

@@ -13,12 +13,16 @@ SOH = b"\x01"
 class Message:
     """An ordered list of ``(tag, value)`` pairs; tags are ints, values are bytes."""
 
-    __slots__ = ("fields", "_index", "raw")
+    __slots__ = ("fields", "_index", "raw", "shape")
 
     def __init__(self, fields: list[tuple[int, bytes]], raw: bytes | None = None) -> None:
         self.fields = fields
         self.raw = raw
         self._index: dict[int, bytes] | None = None
+        self.shape: tuple[int, ...] | None = None
+        """The tags in wire order, set by the codec's fast parse only when ``raw`` splits on SOH
+        into exactly one canonical ``tag=value`` part per field (no data field, no '=' in a
+        value): then ``raw.split(SOH)[i]`` is field ``i`` byte for byte."""
 
     @classmethod
     def build(cls, pairs: Iterable[tuple[int, object]]) -> Message:

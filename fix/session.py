@@ -317,6 +317,11 @@ class Session:
         (115/128/97...) already separated, body in the order it goes on the wire."""
         return self._send(msg_type, body, header or None)
 
+    def send_app_encoded(self, msg_type: bytes, body: bytes) -> int:
+        """Fastest path: the body already encoded as ``tag=value\x01...`` in wire order (no
+        header field in it)."""
+        return self._send(msg_type, body)
+
     def logout(self, text: str | None = None, now: float | None = None) -> None:
         """Start the logout handshake (the venue: KYC revoked, shutdown); disconnects after the
         client's Logout or after ``logout_timeout``. Not logged on: just disconnect."""
@@ -724,14 +729,16 @@ class Session:
         self._event("Sent logout" + (f": {text}" if text else ""))
 
     def _frame(self, msg_type: bytes, seq: int, sending_time: bytes,
-               body: list[tuple[int, bytes]], extra: list[tuple[int, bytes]] | None) -> bytes:
+               body: list[tuple[int, bytes]] | bytes, extra: list[tuple[int, bytes]] | None) -> bytes:
         if extra:
             header = sorted([(34, b"%d" % seq), (49, self._sender), (52, sending_time),
                              (56, self._target), *extra])
             head = b"".join([b"%d=%s\x01" % f for f in header])
         else:
             head = b"34=%d\x0149=%s\x0152=%s\x0156=%s\x01" % (seq, self._sender, sending_time, self._target)
-        if body:
+        if body.__class__ is bytes:
+            fields = body
+        elif body:
             try:
                 fields = b"\x01".join([_TAG_EQ[t] + v for t, v in body]) + b"\x01"
             except KeyError:  # a tag outside 1..9999
@@ -742,7 +749,7 @@ class Session:
         frame = self._prefix + b"%d\x01" % len(payload) + payload
         return frame + b"10=%03d\x01" % (byte_sum(frame) & 0xFF)
 
-    def _send(self, msg_type: bytes, body: list[tuple[int, bytes]],
+    def _send(self, msg_type: bytes, body: list[tuple[int, bytes]] | bytes,
               extra: list[tuple[int, bytes]] | None = None) -> int:
         seq = self.next_sender
         self.next_sender = seq + 1

@@ -25,6 +25,8 @@ class EchoApplication(Application):
     def __init__(self) -> None:
         self._seen: dict[str, set[bytes]] = {}
         self._groups: dict[bytes, dict[int, set[int]]] = {}  # per MsgType (one dictionary per acceptor)
+        self._orders: dict[bytes, dict[tuple[int, ...], operator.itemgetter | None]] = {}
+        """Per MsgType: inbound tag sequence -> picks the echo's body parts from ``raw.split(SOH)`` in order."""
 
     def on_logon(self, session: Session) -> None:
         self._seen[session.key] = set()
@@ -46,6 +48,19 @@ class EchoApplication(Application):
             elif get(97) == b"Y" and cl_ord_id in seen:
                 return
             seen.add(cl_ord_id)
+        shape = msg.shape
+        if shape is not None:  # raw splits into one canonical tag=value part per field
+            orders = self._orders.get(msg_type)
+            if orders is None:
+                orders = self._orders[msg_type] = {}
+            pick = orders.get(shape, _MISSING)
+            if pick is _MISSING:
+                if len(orders) > 4096:
+                    orders.clear()
+                pick = orders[shape] = self._order(session, msg_type, shape)
+            if pick is not None:
+                session.send_app_encoded(msg_type, b"\x01".join(pick(msg.raw.split(b"\x01"))) + b"\x01")
+                return
         body = [f for f in msg.fields if f[0] not in _SKIP]
         groups = self._groups.get(msg_type)
         if groups is None:
@@ -55,6 +70,23 @@ class EchoApplication(Application):
         else:
             body.sort(key=_first)
         session.send_app_fields(msg_type, body)
+
+    def _order(self, session: Session, msg_type: bytes, shape: tuple[int, ...]) -> operator.itemgetter | None:
+        """The same ordering as the general path, computed once per tag sequence on indices."""
+        groups = self._groups.get(msg_type)
+        if groups is None:
+            groups = self._groups[msg_type] = _groups(session.dictionary, msg_type)
+        body = [(t, i) for i, t in enumerate(shape) if t not in _SKIP]
+        if groups and not groups.keys().isdisjoint(shape):
+            body = _with_groups(body, groups)  # type: ignore[arg-type]
+        else:
+            body.sort(key=_first)
+        if len(body) < 2:  # itemgetter of one index returns the item, not a tuple
+            return None
+        return operator.itemgetter(*[i for _, i in body])
+
+
+_MISSING = object()
 
 
 def _sorted_body(body: list[tuple[int, bytes]], session: Session, msg_type: bytes) -> list[tuple[int, bytes]]:
