@@ -282,7 +282,7 @@ class DataDictionary:
             else:
                 check = combined.get(tag)
                 if check is not None:
-                    plan.append((i, check))
+                    plan.append((i, _memoised(check)))
         if len(layout.plans) >= _MAX_SHAPES:
             layout.plans.clear()
         layout.plans[shape] = tuple(plan)
@@ -780,6 +780,20 @@ class DataDictionary:
                     return _reject(TAG_OUT_OF_ORDER, want, ref_mt)
                 return _reject(REQUIRED_TAG_MISSING, want, ref_mt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_MEMO: dict[Check, Check] = {}
+
+
+def _memoised(check: Check) -> Check:
+    """A value check with a C-level cache in front (checks are pure ``bytes -> bool``): repeated
+    values (symbols, sides, a batch's shared timestamp) skip the Python/regex work."""
+    if not isinstance(check, type(_memoised)):  # C callables (set.__contains__, bytes.__eq__)
+        return check
+    memo = _MEMO.get(check)
+    if memo is None:
+        memo = _MEMO[check] = functools.lru_cache(maxsize=4096)(check)
+    return memo
 
 
 _tag_key = operator.itemgetter(0)

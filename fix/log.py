@@ -21,7 +21,7 @@ class FileLog:
     the acceptor calls once per batch (after the commit); past ``max_pending`` parts they are
     written at once."""
 
-    __slots__ = ("session_key", "path", "_file", "_parts", "max_pending")
+    __slots__ = ("session_key", "path", "_file", "_parts", "max_pending", "_now", "_in", "_out")
 
     def __init__(self, directory: Path | str, session_key: str, max_pending: int = 40_000) -> None:
         self.session_key = session_key
@@ -31,16 +31,26 @@ class FileLog:
         self._file = open(self.path, "ab")  # noqa: SIM115 - long-lived
         self._parts: list[bytes] = []
         self.max_pending = max_pending
+        self._now = -1.0  # line prefixes for this ``now`` (a batch shares one)
+        self._in = self._out = b""
+
+    def _prefixes(self, now: float) -> None:
+        ts = format_timestamp(now)
+        self._now, self._in, self._out = now, ts + b" IN  ", ts + b" OUT "
 
     def on_incoming(self, raw: bytes, now: float) -> None:
+        if now != self._now:
+            self._prefixes(now)
         parts = self._parts
-        parts += (format_timestamp(now), b" IN  ", raw, b"\n")
+        parts += (self._in, raw, b"\n")
         if len(parts) > self.max_pending:
             self.flush()
 
     def on_outgoing(self, raw: bytes, now: float) -> None:
+        if now != self._now:
+            self._prefixes(now)
         parts = self._parts
-        parts += (format_timestamp(now), b" OUT ", raw, b"\n")
+        parts += (self._out, raw, b"\n")
         if len(parts) > self.max_pending:
             self.flush()
 

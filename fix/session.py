@@ -190,7 +190,10 @@ class Session:
         self._sender = config.sender_comp_id.encode()
         self._target = config.target_comp_id.encode()
         self._prefix = b"8=" + self._begin + b"\x019="
-        self._validate = None if dictionary is None else functools.partial(
+        self._validate = None if dictionary is None else dictionary.validate if (
+            config.validate_fields_have_values and config.validate_user_defined_fields
+            and not config.allow_unknown_msg_fields and config.validate_fields_out_of_order
+        ) else functools.partial(  # the defaults: a plain bound method (no kwargs merge per call)
             dictionary.validate,
             fields_have_values=config.validate_fields_have_values,
             user_defined_fields=config.validate_user_defined_fields,
