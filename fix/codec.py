@@ -176,15 +176,17 @@ def parse_frame(raw: bytes) -> Message:
     flat = raw.replace(b"=", SOH).split(SOH)
     flat.pop()  # the empty tail after the final SOH
     if not len(flat) & 1 and raw.count(b"=") == len(flat) >> 1:
-        tags = list(map(tag_int, flat[0::2]))
-        if None not in tags:
-            fields = list(zip(tags, flat[1::2], strict=True))
-            index = dict(reversed(fields))
-            if _DATA_LENGTH_TAGS.isdisjoint(index):
-                msg = Message(fields, raw)
-                msg._index = index
-                msg.shape = tuple(tags)
-                return msg
+        shape = tuple(map(tag_int, flat[0::2]))
+        if None not in shape and _DATA_LENGTH_TAGS.isdisjoint(shape):
+            values = flat[1::2]
+            fields = list(zip(shape, values, strict=True))
+            index = dict(zip(shape, values, strict=True))
+            if len(index) != len(shape):  # a repeated tag: the index keeps the first occurrence
+                index = dict(reversed(fields))
+            msg = Message(fields, raw)
+            msg._index = index
+            msg.shape = shape
+            return msg
     parts = raw.split(SOH)
     parts.pop()
     fields: list[tuple[int, bytes]] | None

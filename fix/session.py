@@ -190,6 +190,8 @@ class Session:
         self._sender = config.sender_comp_id.encode()
         self._target = config.target_comp_id.encode()
         self._prefix = b"8=" + self._begin + b"\x019="
+        self._sent_raw = b""  # last SendingTime seen and its parse (None: not a timestamp)
+        self._sent_at: float | None = None
         self._validate = None if dictionary is None else dictionary.validate if (
             config.validate_fields_have_values and config.validate_user_defined_fields
             and not config.allow_unknown_msg_fields and config.validate_fields_out_of_order
@@ -617,7 +619,12 @@ class Session:
             self.disconnect("Logon state is not valid for message")
             return False
         if cfg.check_latency:
-            sent = parse_timestamp(get(52) or b"")
+            value = get(52) or b""
+            if value == self._sent_raw:  # a client's batch shares one SendingTime
+                sent = self._sent_at
+            else:
+                sent = self._sent_at = parse_timestamp(value)
+                self._sent_raw = value
             if sent is None or abs(self.now - sent) > cfg.max_latency:
                 self._reject(msg, 10)
                 if self.connected:
@@ -629,7 +636,8 @@ class Session:
                 self._generate_logout(None)
             return False
         if check_high or check_low:
-            seq = msg.get_int(34)
+            value = get(34)
+            seq = int(value) if value is not None and value.isdigit() else msg.get_int(34)
             if seq is None:
                 self.disconnect("MsgSeqNum missing or not a number")
                 return False
