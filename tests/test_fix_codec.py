@@ -109,3 +109,12 @@ def test_timestamp_parsing_accepts_seconds_and_fractions_and_rejects_junk():
     assert parse_timestamp(b"20260102-03:04:05.250") == base + 0.25
     for junk in (b"", b"2026010203:04:05", b"20261302-03:04:05", b"20260102-03:04:05.", b"20260102-03:04:05.x"):
         assert parse_timestamp(junk) is None
+
+
+def test_tag_sequence_is_kept_only_when_the_raw_parts_match_the_fields_one_to_one():
+    plain = parse_frame(encode([(35, b"D"), (34, b"2"), (11, b"a")]))
+    assert plain.shape == (8, 9, 35, 34, 11, 10)
+    with_eq = parse_frame(encode([(35, b"D"), (34, b"2"), (58, b"a=b")]))
+    assert with_eq.shape is None and with_eq.get(58) == b"a=b"
+    with_data = parse_frame(encode([(35, b"D"), (34, b"2"), (95, b"3"), (96, b"x\x01y")]))
+    assert with_data.shape is None and with_data.get(96) == b"x\x01y"

@@ -50,3 +50,21 @@ def test_other_application_messages_get_business_reject_3():
     session.receive_data(frame("V", 2, (262, "r"), (263, 0), (264, 1), (267, 1), (269, 0), (146, 1), (55, "X")), T0)
     (bmr,) = out(session)
     assert (bmr.get(35), bmr.get(380), bmr.get(58)) == (b"j", b"3", b"Unsupported Message Type")
+
+
+def test_echo_picked_from_the_raw_parts_is_byte_identical_to_the_field_by_field_encoding():
+    from fix.codec import parse_frame
+    from fix.message import Message
+
+    raw = frame("D", 2, (11, "id"), (21, 1), (40, 1), (54, 1), (55, "X"), (60, "20260101-00:00:00"),
+                (453, 2), (448, "P1"), (447, "D"), (452, 1), (448, "P2"), (447, "D"), (452, 3), (38, 5))
+    fast = parse_frame(raw)
+    assert fast.shape is not None  # the raw-parts path is the one taken
+    slow = Message(list(fast.fields), raw)  # no shape: the general path
+    sent = []
+    for msg in (fast, slow):
+        session = _session()
+        session.now = T0
+        EchoApplication().from_app(session, msg)
+        sent.append(session.take_outbound().data)
+    assert sent[0] == sent[1] and b"453=2\x01448=P1\x01447=D\x01452=1\x01448=P2\x01" in sent[0]
