@@ -41,7 +41,7 @@ class LedgerError(Exception):
 
 
 class InsufficientBalance(LedgerError):
-    pass
+    """The available balance does not cover the request."""
 
 
 class LedgerInvariantError(AssertionError):

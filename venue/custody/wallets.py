@@ -24,7 +24,7 @@ TIERS = ("hot", "warm", "cold")
 
 
 class WalletError(Exception):
-    pass
+    """A wallet that is missing, locked or cannot sign."""
 
 
 @dataclass(slots=True, frozen=True)
