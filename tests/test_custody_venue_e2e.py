@@ -67,3 +67,41 @@ def test_deposit_and_withdrawal_move_the_trading_balance_of_a_running_venue(tmp_
         assert btc_balance(data) == ("101.5", "0", "101.5")
     finally:
         v.stop()
+
+
+def test_a_hold_left_without_its_withdrawal_by_a_crash_is_released_at_start(tmp_path):
+    """Custody commits its request and the core journals the hold in two transactions: a hold whose
+    request never committed is given back when the venue recovers."""
+    import asyncio
+
+    from venue import refdata
+    from venue.core.assets import Assets
+    from venue.core.commands import HoldFunds
+    from venue.core.fees import FeeSchedule
+    from venue.core.stage import RiskLedgerStage
+    from venue.db import make_engine, sqlite_url
+    from venue.journal import Journal
+
+    data = tmp_path / "data"
+    VenueProcess(data, env=ENV).start().stop()
+
+    async def orphan_hold() -> None:  # what a crash right after the journal commit leaves behind
+        engine = make_engine(sqlite_url(data))
+        try:
+            journal = await Journal.open(engine)
+            core = await Journal.recover(engine, await refdata.load_instruments(engine),
+                                         RiskLedgerStage({}, Assets(), FeeSchedule()))
+            cmds = [HoldFunds(ts=time.time_ns(), account="DEMO1-ACC", asset="BTC", amount=5 * 10**8, ref="W-lost")]
+            events = core.process_batch(cmds)
+            async with engine.begin() as conn:
+                await journal.write(conn, cmds, events)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(orphan_hold())
+    v = VenueProcess(data, env=ENV).start()
+    try:
+        assert btc_balance(data) == ("100", "0", "100"), "the orphan hold was released"
+        assert "custody.holds_reconciled" in venue_cli("audit", "tail", "-n", "10", data_dir=data)
+    finally:
+        v.stop()

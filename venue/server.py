@@ -48,6 +48,7 @@ from venue.core.fees import FeeSchedule
 from venue.core.risk import AccountRisk, KycLimits
 from venue.core.stage import RiskLedgerStage
 from venue.core.types import Side, TradingStatus
+from venue.custody import store as custody_store
 from venue.custody.chain import SimulatedChain
 from venue.custody.policy import PolicyError
 from venue.custody.ports import CoreLedger, RegistryDirectory, venue_submit
@@ -137,6 +138,7 @@ class Venue:
                                CoreLedger(venue_submit(self.submit), self.stage.ledger),
                                RegistryDirectory(self.engine), WalletSigner(self.engine, _wallet_passphrase))
         await self.custody.setup()
+        await self._reconcile_custody_holds()
 
         self.dictionary = DataDictionary.load(*dictionary_paths())
         self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
@@ -417,6 +419,28 @@ class Venue:
         self.submit(command, done)
 
     # ------------------------------------------------------------------ housekeeping
+
+    async def _reconcile_custody_holds(self) -> None:
+        """After recovery, make the ledger's custody holds match custody's requests: custody commits
+        its request and the core journals its hold in two transactions, so a crash between them can
+        leave one without the other. A hold with no request holding funds is released; a request
+        holding funds the ledger does not hold is held again (refused if the balance moved on,
+        which `venue custody status` then reports)."""
+        r = custody_store.requests
+        async with self.engine.connect() as conn:
+            held = {row.id: (row.account, row.asset, int(row.amount)) for row in (await conn.execute(
+                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(r.c.funds == "held"))).all()}
+        holds = dict(self.stage.ledger.holds)
+        now = time.time_ns()
+        cmds: list[Any] = [cmd.ReleaseHold(ts=now, ref=ref) for ref in sorted(holds) if ref not in held]
+        cmds += [cmd.HoldFunds(ts=now, account=a, asset=asset, amount=n, ref=rid)
+                 for rid, (a, asset, n) in sorted(held.items()) if rid not in holds]
+        if cmds:
+            log.warning("custody holds reconciled after recovery: %s",
+                        ", ".join(f"{type(c).__name__} {c.ref}" for c in cmds))
+            await self._run_and_journal(cmds)
+            await self.audit_log.append("custody.holds_reconciled", actor="venue", subject="custody",
+                                        details={"commands": [[type(c).__name__, c.ref] for c in cmds]})
 
     async def _custody_turn(self, now: int) -> None:
         """Custody's pass (inbox, approvals, broadcasts, deposits, hot wallet), once a policy exists."""
