@@ -78,19 +78,19 @@ class EventLog:
         self.session_key = session_key
 
     def on_incoming(self, raw: bytes, now: float) -> None:
-        pass
+        """Messages are not kept by the event log (the file log keeps them)."""
 
     def on_outgoing(self, raw: bytes, now: float) -> None:
-        pass
+        """Messages are not kept by the event log (the file log keeps them)."""
 
     def on_event(self, text: str, now: float) -> None:
         venue_log.info("%s: %s", self.session_key, text)
 
     def flush(self) -> None:
-        pass
+        """The venue log's handlers flush themselves."""
 
     def close(self) -> None:
-        pass
+        """Nothing of its own to close."""
 
 
 def log_factory(directory: Path | str | None):

@@ -11,6 +11,7 @@ Deliberately independent of ``fix.codec`` so that it checks the engine rather th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -185,10 +186,8 @@ class _Conn:
             self.buf += chunk
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already closed
             self.writer.close()
-        except Exception:  # pragma: no cover - already closed
-            pass
 
     async def close_and_wait(self, timeout: float = 2.0) -> None:
         """Close our side and wait (briefly) for the acceptor to close its side too, so that the

@@ -113,14 +113,16 @@ class SessionLog(Protocol):
 
 
 class NullLog:
+    """The log of a session nobody asked to log: records nothing."""
+
     def on_incoming(self, raw: bytes, now: float) -> None:
-        pass
+        """Nothing to record."""
 
     def on_outgoing(self, raw: bytes, now: float) -> None:
-        pass
+        """Nothing to record."""
 
     def on_event(self, text: str, now: float) -> None:
-        pass
+        """Nothing to record."""
 
 
 @dataclass(slots=True)

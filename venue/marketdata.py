@@ -321,7 +321,7 @@ class ClientBook:
     """
 
     class GapError(Exception):
-        pass
+        """An incremental whose RptSeq does not follow the last one: take a new snapshot."""
 
     def __init__(self, snapshot: Snapshot | None = None) -> None:
         self.bids: dict[int, int] = {}

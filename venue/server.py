@@ -182,8 +182,10 @@ class Venue:
         for task in self._tasks:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            except asyncio.CancelledError:
+                continue
+            except Exception:
+                log.exception("background task failed while stopping")
         if self.acceptor is not None:
             await self.acceptor.flush()
             await self.acceptor.stop()
