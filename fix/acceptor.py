@@ -216,8 +216,10 @@ class Acceptor:
             if task is not None:
                 try:
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+                except asyncio.CancelledError:
+                    continue
+                except Exception:
+                    log.exception("Background task failed while stopping")
         self._flusher = self._ticker = None
         for server in self._servers:
             await server.wait_closed()
