@@ -1,4 +1,4 @@
-"""The core builds its hot-path events field by field (venue/core/engine.py, ``_alloc``): every
+"""The core builds its hot-path events through their slots (venue/core/engine.pyx, ``_Layout``): every
 event it emits must have all its dataclass fields set and equal the constructor-built event."""
 
 from dataclasses import fields

@@ -1,0 +1,1598 @@
+# cython: language_level=3, embedsignature=True
+"""The matching core: one thread, commands in, numbered events out; no I/O, no clock, integers only.
+
+``Core.process(cmd)`` validates, matches and returns the command's events, numbered in one gapless
+sequence (``Core.seq``). Semantics in brief (details in the method docstrings):
+
+- price-time priority; limit, market (bounded by the price band; remainder expired "price_band" or
+  "market_no_liquidity"), stop / stop-limit (triggered by the last trade price, in trigger order),
+  iceberg (visible ``display_qty``; each refresh goes to the back of the level);
+- TIF GTC, IOC and FOK (accepted, then remainder / everything expired "ioc" / "fok"), DAY (expired
+  "day" by ``EndOfSession``), GTD (expired "gtd" by ``Tick`` once ``expire_at <= ts``);
+- post-only rejected (``POST_ONLY_WOULD_TAKE``) when it would take;
+- self-trade prevention decided by the taker's mode (order override, else the account default,
+  else ``EXPIRE_TAKER``): expired orders get ``OrderExpired(reason="self_trade")``, a decremented
+  one ``OrderRestated(reason="self_trade")`` with its qty lowered;
+- replace keeps time priority when the price is unchanged and the qty not raised; qty <= cum_qty
+  cancels; a replaced order that now crosses trades as a taker;
+- the reference price of the band is the last trade price (initially the instrument's).
+
+Only OPEN orders are kept (``order``, ``order_by_cl_ord_id``, ``open_orders``); closed orders
+live in the journal.
+
+Compiled with Cython (the ``venue bench core`` target needs it; the same logic ran at ~300,000
+ops/s as Python): the book, its levels and the core are extension types with typed fields, an order
+is a ``list`` row indexed by C constants (venue/core/rows.py holds the layout; checked at import),
+and the hot commands and events -- plain slotted dataclasses, unchanged for everyone else -- are
+read and built through their slots' offsets (``_Layout``) instead of attribute lookups and the
+generated ``__init__``. Semantics are those of the Python core it replaced, checked by the same tests
+(determinism against the naive book, hypothesis properties, journal replay).
+"""
+
+import dataclasses
+import heapq
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from sortedcontainers import SortedDict
+
+from venue.core import rows as _rows
+from venue.core.commands import (
+    CancelOrder,
+    EndOfSession,
+    MassCancel,
+    NewOrder,
+    ReplaceOrder,
+    SetAccountStp,
+    SetKillSwitch,
+    SetTradingStatus,
+    Tick,
+)
+from venue.core.events import (
+    BookLevel,
+    CancelRejected,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    OrderRestated,
+    OrderTriggered,
+    Trade,
+    TradingStatusChanged,
+)
+from venue.core.hooks import NoHooks
+from venue.core.instruments import Instrument
+from venue.core.rows import Order, row_from_json, row_to_json
+from venue.core.types import OrdType, RejectCode, Side, StpMode, TimeInForce, TradingStatus
+
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        const char* name
+        int type
+        Py_ssize_t offset
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    object PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems)
+
+
+# ---------------------------------------------------------------------------------- order rows
+cdef enum:
+    ORDER_ID = 0
+    CL_ORD_ID = 1
+    ACCOUNT = 2
+    INSTRUMENT = 3
+    SIDE = 4
+    ORD_TYPE = 5
+    TIF = 6
+    PRICE = 7
+    QTY = 8
+    LEAVES_QTY = 9
+    CUM_QTY = 10
+    CUM_NOTIONAL = 11
+    DISPLAY_QTY = 12
+    VISIBLE_QTY = 13
+    STOP_PRICE = 14
+    STP = 15
+    POST_ONLY = 16
+    EXPIRE_AT = 17
+    SESSION = 18
+    TS = 19
+    TRIGGERED = 20
+    LIVE = 21
+    N_FIELDS = 22
+
+_ROW_LAYOUT = {
+    "order_id": ORDER_ID, "cl_ord_id": CL_ORD_ID, "account": ACCOUNT, "instrument": INSTRUMENT,
+    "side": SIDE, "ord_type": ORD_TYPE, "tif": TIF, "price": PRICE, "qty": QTY,
+    "leaves_qty": LEAVES_QTY, "cum_qty": CUM_QTY, "cum_notional": CUM_NOTIONAL,
+    "display_qty": DISPLAY_QTY, "visible_qty": VISIBLE_QTY, "stop_price": STOP_PRICE, "stp": STP,
+    "post_only": POST_ONLY, "expire_at": EXPIRE_AT, "session": SESSION, "ts": TS,
+    "triggered": TRIGGERED, "live": LIVE,
+}
+if dict(zip(_rows.FIELDS, range(len(_rows.FIELDS)), strict=True)) != _ROW_LAYOUT:
+    raise ImportError("venue/core/engine.pyx: the row layout differs from venue/core/rows.py FIELDS")
+
+
+# ------------------------------------------------------------------- slotted dataclasses in C
+cdef class _Layout:
+    """The slot offsets of a slotted dataclass, in field order (checked: every field is a slot of
+    the class itself, no ``__dict__``, the default allocator), so a hot command is read and a hot
+    event built without attribute lookups or the generated ``__init__``."""
+
+    cdef type cls
+    cdef Py_ssize_t n
+    cdef Py_ssize_t off[24]
+    cdef dict index
+
+    def __init__(self, type cls):
+        names = [f.name for f in dataclasses.fields(cls)]
+        if len(names) > 24 or list(getattr(cls, "__slots__", ())) != names:
+            raise TypeError(f"{cls.__name__}: not a slotted dataclass the core can lay out")
+        if cls.__dictoffset__ or cls.__new__ is not object.__new__ or cls.__base__ is not object:
+            raise TypeError(f"{cls.__name__}: unexpected layout")
+        self.cls = cls
+        self.n = len(names)
+        self.index = {}
+        member = type(cls.__dict__[names[0]])
+        for i, name in enumerate(names):
+            d = cls.__dict__[name]
+            if type(d) is not member or type(d).__name__ != "member_descriptor":
+                raise TypeError(f"{cls.__name__}.{name}: not a slot")
+            self.off[i] = (<PyMemberDescrObject*>d).d_member.offset
+            self.index[name] = i
+
+    cdef Py_ssize_t at(self, str name) except -1:
+        return self.off[self.index[name]]
+
+
+cdef inline object _fresh(_Layout lay):
+    """A new instance with every slot empty (each must then be set once with ``_put``)."""
+    return PyType_GenericAlloc(<PyTypeObject*>lay.cls, 0)
+
+
+cdef inline void _put(object obj, Py_ssize_t off, object value):
+    """Set an empty slot."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*><PyObject*>obj) + off))[0] = <PyObject*>value
+
+
+cdef inline void _reput(object obj, Py_ssize_t off, object value):
+    """Replace a set slot."""
+    cdef PyObject** p = <PyObject**>((<char*><PyObject*>obj) + off)
+    cdef PyObject* old = p[0]
+    Py_INCREF(value)
+    p[0] = <PyObject*>value
+    if old is not NULL:
+        Py_DECREF(<object>old)
+
+
+cdef inline object _get(object obj, Py_ssize_t off):
+    cdef PyObject* v = (<PyObject**>((<char*><PyObject*>obj) + off))[0]
+    if v is NULL:
+        raise AttributeError("a field of a command was never set")
+    return <object>v
+
+
+cdef _Layout L_ACCEPTED = _Layout(OrderAccepted)
+cdef _Layout L_FILLED = _Layout(OrderFilled)
+cdef _Layout L_TRADE = _Layout(Trade)
+cdef _Layout L_CANCELLED = _Layout(OrderCancelled)
+cdef _Layout L_EXPIRED = _Layout(OrderExpired)
+cdef _Layout L_LEVEL = _Layout(BookLevel)
+cdef _Layout L_NEW = _Layout(NewOrder)
+cdef _Layout L_CANCEL = _Layout(CancelOrder)
+
+# NewOrder / CancelOrder fields read on the hot path
+cdef Py_ssize_t NO_TS = L_NEW.at("ts")
+cdef Py_ssize_t NO_ACCOUNT = L_NEW.at("account")
+cdef Py_ssize_t NO_INSTRUMENT = L_NEW.at("instrument")
+cdef Py_ssize_t NO_CL_ORD_ID = L_NEW.at("cl_ord_id")
+cdef Py_ssize_t NO_SIDE = L_NEW.at("side")
+cdef Py_ssize_t NO_QTY = L_NEW.at("qty")
+cdef Py_ssize_t NO_ORD_TYPE = L_NEW.at("ord_type")
+cdef Py_ssize_t NO_PRICE = L_NEW.at("price")
+cdef Py_ssize_t NO_TIF = L_NEW.at("tif")
+cdef Py_ssize_t NO_STOP_PRICE = L_NEW.at("stop_price")
+cdef Py_ssize_t NO_DISPLAY_QTY = L_NEW.at("display_qty")
+cdef Py_ssize_t NO_POST_ONLY = L_NEW.at("post_only")
+cdef Py_ssize_t NO_STP = L_NEW.at("stp")
+cdef Py_ssize_t NO_SESSION = L_NEW.at("session")
+cdef Py_ssize_t CO_TS = L_CANCEL.at("ts")
+cdef Py_ssize_t CO_ACCOUNT = L_CANCEL.at("account")
+cdef Py_ssize_t CO_INSTRUMENT = L_CANCEL.at("instrument")
+cdef Py_ssize_t CO_CL_ORD_ID = L_CANCEL.at("cl_ord_id")
+cdef Py_ssize_t CO_ORDER_ID = L_CANCEL.at("order_id")
+cdef Py_ssize_t CO_SESSION = L_CANCEL.at("session")
+
+cdef object ZERO = 0
+
+
+cdef object ev_accepted(object ts, object oid, object cl, object account, object sym, object side,
+                        object ot, object tif, object price, object qty, object stop, object disp,
+                        object leaves, object session):
+    cdef object e = _fresh(L_ACCEPTED)
+    cdef Py_ssize_t* f = L_ACCEPTED.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], oid)
+    _put(e, f[3], cl)
+    _put(e, f[4], account)
+    _put(e, f[5], sym)
+    _put(e, f[6], side)
+    _put(e, f[7], ot)
+    _put(e, f[8], tif)
+    _put(e, f[9], price)
+    _put(e, f[10], qty)
+    _put(e, f[11], stop)
+    _put(e, f[12], disp)
+    _put(e, f[13], leaves)
+    _put(e, f[14], session)
+    return e
+
+
+cdef object ev_filled(object ts, object oid, object cl, object account, object sym, object side,
+                      object tid, object px, object qty, object leaves, object cum, object cumn,
+                      object aggressor, object session):
+    cdef object e = _fresh(L_FILLED)
+    cdef Py_ssize_t* f = L_FILLED.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], oid)
+    _put(e, f[3], cl)
+    _put(e, f[4], account)
+    _put(e, f[5], sym)
+    _put(e, f[6], side)
+    _put(e, f[7], tid)
+    _put(e, f[8], px)
+    _put(e, f[9], qty)
+    _put(e, f[10], leaves)
+    _put(e, f[11], cum)
+    _put(e, f[12], cumn)
+    _put(e, f[13], aggressor)
+    _put(e, f[14], session)
+    return e
+
+
+cdef object ev_trade(object ts, object tid, object sym, object px, object qty, object aggressor_side,
+                     object maker_id, object taker_id, object maker_account, object taker_account):
+    cdef object e = _fresh(L_TRADE)
+    cdef Py_ssize_t* f = L_TRADE.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], tid)
+    _put(e, f[3], sym)
+    _put(e, f[4], px)
+    _put(e, f[5], qty)
+    _put(e, f[6], aggressor_side)
+    _put(e, f[7], maker_id)
+    _put(e, f[8], taker_id)
+    _put(e, f[9], maker_account)
+    _put(e, f[10], taker_account)
+    return e
+
+
+cdef object ev_cancelled(object ts, list o, object cl, object reason, object session):
+    """OrderCancelled of row ``o`` (its leaves are the cancelled quantity)."""
+    cdef object e = _fresh(L_CANCELLED)
+    cdef Py_ssize_t* f = L_CANCELLED.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], o[ORDER_ID])
+    _put(e, f[3], cl or o[CL_ORD_ID])
+    _put(e, f[4], o[CL_ORD_ID])
+    _put(e, f[5], o[ACCOUNT])
+    _put(e, f[6], o[INSTRUMENT])
+    _put(e, f[7], o[SIDE])
+    _put(e, f[8], o[PRICE])
+    _put(e, f[9], o[QTY])
+    _put(e, f[10], o[LEAVES_QTY])
+    _put(e, f[11], o[CUM_QTY])
+    _put(e, f[12], o[CUM_NOTIONAL])
+    _put(e, f[13], reason)
+    _put(e, f[14], session)
+    _put(e, f[15], o[SESSION])
+    return e
+
+
+cdef object ev_expired(object ts, list o, object reason):
+    """OrderExpired of row ``o`` (its leaves are the expired quantity)."""
+    cdef object e = _fresh(L_EXPIRED)
+    cdef Py_ssize_t* f = L_EXPIRED.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], o[ORDER_ID])
+    _put(e, f[3], o[CL_ORD_ID])
+    _put(e, f[4], o[ACCOUNT])
+    _put(e, f[5], o[INSTRUMENT])
+    _put(e, f[6], o[SIDE])
+    _put(e, f[7], o[PRICE])
+    _put(e, f[8], o[QTY])
+    _put(e, f[9], o[LEAVES_QTY])
+    _put(e, f[10], o[CUM_QTY])
+    _put(e, f[11], o[CUM_NOTIONAL])
+    _put(e, f[12], reason)
+    _put(e, f[13], o[SESSION])
+    return e
+
+
+cdef object ev_level(object ts, object sym, object side, object price, object qty, object count):
+    cdef object e = _fresh(L_LEVEL)
+    cdef Py_ssize_t* f = L_LEVEL.off
+    _put(e, f[0], ZERO)
+    _put(e, f[1], ts)
+    _put(e, f[2], sym)
+    _put(e, f[3], side)
+    _put(e, f[4], price)
+    _put(e, f[5], qty)
+    _put(e, f[6], count)
+    return e
+
+
+# ------------------------------------------------------------------------------- enumerations
+cdef object BUY = Side.BUY
+cdef object SELL = Side.SELL
+cdef object LIMIT = OrdType.LIMIT
+cdef object MARKET = OrdType.MARKET
+cdef object STOP = OrdType.STOP
+cdef object STOP_LIMIT = OrdType.STOP_LIMIT
+cdef object GTC = TimeInForce.GTC
+cdef object IOC = TimeInForce.IOC
+cdef object FOK = TimeInForce.FOK
+cdef object DAY = TimeInForce.DAY
+cdef object GTD = TimeInForce.GTD
+cdef object OPEN = TradingStatus.OPEN
+cdef object HALTED = TradingStatus.HALTED
+cdef object STP_NONE = StpMode.NONE
+cdef object EXPIRE_TAKER = StpMode.EXPIRE_TAKER
+cdef object EXPIRE_MAKER = StpMode.EXPIRE_MAKER
+cdef object EXPIRE_BOTH = StpMode.EXPIRE_BOTH
+cdef object DECREMENT = StpMode.DECREMENT_CANCEL
+cdef object DEFAULT_STP = StpMode.EXPIRE_TAKER
+cdef object TRUE = True
+cdef object FALSE = False
+
+# value -> member maps: normalise plain strings to enum members in one dict lookup
+cdef dict _SIDES = {m: m for m in Side}
+cdef dict _ORD_TYPES = {m: m for m in OrdType}
+cdef dict _TIFS = {m: m for m in TimeInForce}
+cdef dict _STPS = {m: m for m in StpMode}
+
+SNAPSHOT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------ the book
+cdef class Level:
+    """One price level: visible quantity, live order count, orders in arrival order."""
+
+    cdef public object price
+    cdef public object qty
+    cdef public Py_ssize_t count
+    cdef public object orders
+
+    def __init__(self, price):
+        self.price = price
+        self.qty = 0
+        self.count = 0
+        self.orders = deque()
+
+
+cdef class Book:
+    """The fast book: price levels in a dict per side plus the side's prices in a sorted list
+    (``bisect``: C-level insertion and removal, cheaper than a ``SortedDict`` for the few hundred
+    levels a book near its band holds); each level keeps its orders in arrival order in a deque.
+    Removal is O(1): a cancelled order is flagged dead (``live = False``) and the level's aggregates
+    are updated at once; dead entries are skipped at the head and compacted when they outnumber the
+    live ones."""
+
+    cdef public dict bids
+    cdef public dict asks
+    cdef public list bid_px  # ascending prices of the levels of each side
+    cdef public list ask_px
+    cdef public object best_bid
+    cdef public object best_ask
+    cdef public dict dirty
+
+    def __init__(self):
+        self.bids = {}
+        self.asks = {}
+        self.bid_px = []
+        self.ask_px = []
+        self.best_bid = None
+        self.best_ask = None
+        self.dirty = {}
+
+    cpdef Level add(self, list o):
+        """Rest ``o`` at the back of its price level (``o[VISIBLE_QTY]`` counts as visible);
+        returns the level (its state after the change)."""
+        cdef Level lvl
+        price = o[PRICE]
+        if o[SIDE] is BUY:
+            lvl = self.bids.get(price)
+            if lvl is None:
+                lvl = Level(price)
+                self.bids[price] = lvl
+                insort(self.bid_px, price)
+                if self.best_bid is None or price > self.best_bid:
+                    self.best_bid = price
+            self.dirty[-price] = None
+        else:
+            lvl = self.asks.get(price)
+            if lvl is None:
+                lvl = Level(price)
+                self.asks[price] = lvl
+                insort(self.ask_px, price)
+                if self.best_ask is None or price < self.best_ask:
+                    self.best_ask = price
+            self.dirty[price] = None
+        o[LIVE] = TRUE
+        lvl.orders.append(o)
+        lvl.qty += o[VISIBLE_QTY]
+        lvl.count += 1
+        return lvl
+
+    cpdef _drop_level(self, side, price):
+        cdef list px
+        if side is BUY:
+            del self.bids[price]
+            px = self.bid_px
+            if price == self.best_bid:
+                px.pop()
+                self.best_bid = px[-1] if px else None
+            else:
+                del px[bisect_left(px, price)]
+        else:
+            del self.asks[price]
+            px = self.ask_px
+            if price == self.best_ask:
+                del px[0]
+                self.best_ask = px[0] if px else None
+            else:
+                del px[bisect_left(px, price)]
+
+    cpdef Level remove(self, list o):
+        """Take a resting order out of the book (O(1): flagged dead, aggregates updated);
+        returns the level (its state after the change; qty 0 and count 0 when it is gone)."""
+        cdef Level lvl
+        price = o[PRICE]
+        if o[SIDE] is BUY:
+            lvl = self.bids[price]
+            self.dirty[-price] = None
+        else:
+            lvl = self.asks[price]
+            self.dirty[price] = None
+        o[LIVE] = FALSE
+        lvl.qty -= o[VISIBLE_QTY]
+        lvl.count -= 1
+        if lvl.count == 0:
+            self._drop_level(o[SIDE], price)
+        elif len(lvl.orders) > 2 * lvl.count + 16:
+            lvl.orders = deque([x for x in lvl.orders if (<list>x)[LIVE]])
+        return lvl
+
+    cpdef object head(self, side):
+        """The first order in time priority at the best price of ``side``."""
+        if side is BUY:
+            if self.best_bid is None:
+                return None
+            q = (<Level>self.bids[self.best_bid]).orders
+        else:
+            if self.best_ask is None:
+                return None
+            q = (<Level>self.asks[self.best_ask]).orders
+        cdef list o = q[0]
+        while not o[LIVE]:
+            q.popleft()
+            o = q[0]
+        return o
+
+    cpdef fill(self, list o, qty):
+        """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o[LEAVES_QTY]`` is
+        already reduced. Refreshes an iceberg (back of the level) or removes a finished order."""
+        cdef Level lvl
+        price = o[PRICE]
+        if o[SIDE] is BUY:
+            lvl = self.bids[price]
+            self.dirty[-price] = None
+        else:
+            lvl = self.asks[price]
+            self.dirty[price] = None
+        o[VISIBLE_QTY] -= qty
+        lvl.qty -= qty
+        if o[VISIBLE_QTY] == 0:
+            lvl.orders.popleft()
+            if o[LEAVES_QTY] > 0:
+                vis = o[DISPLAY_QTY] if o[DISPLAY_QTY] < o[LEAVES_QTY] else o[LEAVES_QTY]
+                o[VISIBLE_QTY] = vis
+                lvl.qty += vis
+                lvl.orders.append(o)
+            else:
+                o[LIVE] = FALSE
+                lvl.count -= 1
+                if lvl.count == 0:
+                    self._drop_level(o[SIDE], price)
+
+    cpdef reduce(self, list o, leaves):
+        """Lower a resting order's leaves in place (keeps time priority); ``leaves`` > 0."""
+        cdef Level lvl
+        vis = o[VISIBLE_QTY] if o[VISIBLE_QTY] < leaves else leaves
+        if o[SIDE] is BUY:
+            lvl = self.bids[o[PRICE]]
+            self.dirty[-o[PRICE]] = None
+        else:
+            lvl = self.asks[o[PRICE]]
+            self.dirty[o[PRICE]] = None
+        lvl.qty -= o[VISIBLE_QTY] - vis
+        o[VISIBLE_QTY] = vis
+        o[LEAVES_QTY] = leaves
+
+    def level(self, side, price):
+        """(visible qty, order count) at a price; (0, 0) when there is no level."""
+        lvl = (self.bids if side is BUY else self.asks).get(price)
+        return (0, 0) if lvl is None else ((<Level>lvl).qty, (<Level>lvl).count)
+
+    def levels(self, side, depth=None):
+        """[(price, visible qty, order count)] best first."""
+        cdef Level lvl
+        if side is BUY:
+            prices = reversed(self.bid_px)
+            book = self.bids
+        else:
+            prices = iter(self.ask_px)
+            book = self.asks
+        out = []
+        for p in prices:
+            if depth is not None and len(out) >= depth:
+                break
+            lvl = book[p]
+            out.append((p, lvl.qty, lvl.count))
+        return out
+
+    def orders(self, side):
+        """Resting orders of ``side`` in priority order."""
+        if side is BUY:
+            book = self.bids
+            prices = reversed(self.bid_px[:])
+        else:
+            book = self.asks
+            prices = iter(self.ask_px[:])
+        for p in prices:
+            for o in list((<Level>book[p]).orders):
+                if o[LIVE]:
+                    yield o
+
+    cpdef list take_dirty(self):
+        """[(side, price, qty, count)] for each level touched since the last call."""
+        cdef list out = []
+        cdef Level lvl
+        for k in self.dirty:
+            if k > 0:
+                x = self.asks.get(k)
+                if x is None:
+                    out.append((SELL, k, 0, 0))
+                else:
+                    lvl = x
+                    out.append((SELL, k, lvl.qty, lvl.count))
+            else:
+                x = self.bids.get(-k)
+                if x is None:
+                    out.append((BUY, -k, 0, 0))
+                else:
+                    lvl = x
+                    out.append((BUY, -k, lvl.qty, lvl.count))
+        self.dirty.clear()
+        return out
+
+
+# ------------------------------------------------------------------------------------ the core
+cdef class _Market:
+    """Per-instrument state: the book, waiting stops, last trade, cached band."""
+
+    cdef public object inst
+    cdef public object sym
+    cdef public object book
+    cdef public bint fast  # the book is a ``Book`` (its methods are called, and inlined, in C)
+    cdef public object stops_buy
+    cdef public object stops_sell
+    cdef public object last_px
+    cdef public object band_lo
+    cdef public object band_hi
+    cdef public object trade_lo
+    cdef public object trade_hi
+    cdef public object aggressor
+
+    def __init__(self, inst, book):
+        self.inst = inst
+        self.sym = inst.symbol
+        self.book = book
+        self.fast = type(book) is Book
+        self.stops_buy = SortedDict()
+        self.stops_sell = SortedDict()
+        self.last_px = None
+        self.trade_lo = 0
+        self.trade_hi = 0
+        self.aggressor = BUY
+        self.set_band()
+
+    cpdef set_band(self):
+        band = self.inst.band()
+        self.band_lo = None if band is None else band[0]
+        self.band_hi = None if band is None else band[1]
+
+
+cdef inline void _flush(_Market mkt, object ts, list out) except *:
+    book = mkt.book
+    if book.dirty:
+        sym = mkt.sym
+        for side, price, qty, count in book.take_dirty():
+            out.append(ev_level(ts, sym, side, price, qty, count))
+
+
+cdef void _reject(cmd, list out, code, text) except *:
+    out.append(OrderRejected(0, cmd.ts, cmd.cl_ord_id, cmd.account, cmd.instrument, cmd.side,
+                             cmd.qty, cmd.price, code, text, cmd.session))
+
+
+cdef void _cxl_reject(cmd, list out, bint is_replace, code, text) except *:
+    out.append(CancelRejected(0, cmd.ts, cmd.cl_ord_id, cmd.orig_cl_ord_id, cmd.order_id, cmd.account,
+                              cmd.instrument, is_replace, code, text, cmd.session))
+
+
+cdef inline void _expire(list o, reason, ts, list out) except *:
+    out.append(ev_expired(ts, o, reason))
+    o[LEAVES_QTY] = ZERO
+
+
+cdef void _pop_triggered(stops, bint buy, bound, pending) except *:
+    while stops:
+        price = stops.peekitem(0 if buy else -1)[0]
+        if (price > bound) if buy else (price < bound):
+            return
+        lvl = stops.pop(price)
+        for s in (<Level>lvl).orders:
+            if s[LIVE]:
+                s[LIVE] = FALSE
+                pending.append(s)
+
+
+cdef class Core:
+    """The matching core. ``Core(instruments, hooks=None, book_factory=Book)``."""
+
+    cdef public long long seq
+    cdef public long long cmd_count
+    cdef object _book_factory
+    cdef dict _markets
+    cdef object _hooks
+    cdef bint _plain
+    cdef object _pre_new
+    cdef object _on_events
+    cdef object _on_trigger
+    cdef object _next_order_id
+    cdef object _next_trade_id
+    cdef dict _orders
+    cdef dict _by_clid
+    cdef dict _stp_default
+    cdef set _kill
+    cdef list _gtd
+
+    def __init__(self, instruments, hooks=None, book_factory=Book):
+        if isinstance(instruments, Mapping):
+            instruments = instruments.values()
+        self._book_factory = book_factory
+        self._markets = {}
+        for inst in instruments:
+            self._markets[inst.symbol] = _Market(dataclasses.replace(inst), book_factory())
+        self._hooks = hooks if hooks is not None else NoHooks()
+        self._plain = type(self._hooks) is NoHooks
+        self._pre_new = None if self._plain else self._hooks.pre_new
+        self._on_events = None if self._plain else self._hooks.on_events
+        self._on_trigger = None if self._plain else getattr(self._hooks, "on_trigger", None)
+        self.seq = 0
+        self.cmd_count = 0
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._orders = {}
+        self._by_clid = {}
+        self._stp_default = {}
+        self._kill = set()
+        self._gtd = []
+
+    # ------------------------------------------------------------------ processing
+    def process(self, cmd):
+        """Apply one command; return its events (numbered, hooks' extras appended)."""
+        cdef list out = []
+        cdef long long seq
+        t = type(cmd)
+        if t is NewOrder:
+            self._new(cmd, out)
+        elif t is CancelOrder:
+            self._cancel(cmd, out)
+        elif t is ReplaceOrder:
+            self._replace(cmd, out)
+        elif t is MassCancel:
+            self._mass_cancel(cmd, out)
+        elif t is SetTradingStatus:
+            self._set_status(cmd, out)
+        elif t is EndOfSession:
+            self._end_of_session(cmd, out)
+        elif t is Tick:
+            self._tick(cmd, out)
+        elif t is SetAccountStp:
+            self._stp_default[cmd.account] = _STPS[cmd.stp]
+        elif t is SetKillSwitch:
+            self._set_kill(cmd, out)
+        else:
+            extra = self._hooks.apply(cmd)
+            if extra:
+                out.extend(extra)
+        seq = self.seq
+        for e in out:
+            seq += 1
+            t = type(e)
+            if t is OrderFilled:
+                _reput(e, L_FILLED.off[0], seq)
+            elif t is BookLevel:
+                _reput(e, L_LEVEL.off[0], seq)
+            elif t is Trade:
+                _reput(e, L_TRADE.off[0], seq)
+            elif t is OrderAccepted:
+                _reput(e, L_ACCEPTED.off[0], seq)
+            elif t is OrderCancelled:
+                _reput(e, L_CANCELLED.off[0], seq)
+            elif t is OrderExpired:
+                _reput(e, L_EXPIRED.off[0], seq)
+            else:
+                e.seq = seq
+        self.seq = seq
+        self.cmd_count += 1
+        if self._on_events is not None:
+            extra = self._on_events(out)
+            if extra:
+                for e in extra:
+                    seq += 1
+                    e.seq = seq
+                self.seq = seq
+                out.extend(extra)
+        return out
+
+    def process_batch(self, cmds):
+        cdef list out = []
+        for cmd in cmds:
+            out.extend(self.process(cmd))
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def instrument(self, symbol):
+        mkt = self._markets.get(symbol)
+        return None if mkt is None else (<_Market>mkt).inst
+
+    def instruments(self):
+        return [(<_Market>m).inst for m in self._markets.values()]
+
+    def order(self, order_id):
+        """A snapshot of an open order (None once it is closed)."""
+        o = self._orders.get(order_id)
+        return None if o is None else Order.from_row(o)
+
+    def order_by_cl_ord_id(self, account, cl_ord_id):
+        clids = self._by_clid.get(account)
+        o = None if clids is None else clids.get(cl_ord_id)
+        return None if o is None else Order.from_row(o)
+
+    def open_orders(self, account=None, instrument=None, session=None):
+        """Snapshots of the open orders (resting and waiting stops) matching all filters, by id."""
+        src = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
+        rows = sorted(
+            (o for o in src if (instrument is None or o[INSTRUMENT] == instrument)
+             and (session is None or o[SESSION] == session)),
+            key=_by_id,
+        )
+        return [Order.from_row(o) for o in rows]
+
+    def book_levels(self, instrument, side, depth=None):
+        """[(price, visible qty, order count)], best first."""
+        return (<_Market>self._markets[instrument]).book.levels(_SIDES[side], depth)
+
+    def book(self, instrument):
+        return (<_Market>self._markets[instrument]).book
+
+    def last_price(self, instrument):
+        return (<_Market>self._markets[instrument]).last_px
+
+    def kill_switch(self, account):
+        return account in self._kill
+
+    def account_stp(self, account):
+        return self._stp_default.get(account, DEFAULT_STP)
+
+    # ------------------------------------------------------------------ helpers
+    cdef void _register(self, list o) except *:
+        self._orders[o[ORDER_ID]] = o
+        clids = self._by_clid.get(o[ACCOUNT])
+        if clids is None:
+            clids = self._by_clid[o[ACCOUNT]] = {}
+        clids[o[CL_ORD_ID]] = o
+
+    cdef void _unregister(self, list o) except *:
+        del self._orders[o[ORDER_ID]]
+        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+
+    cdef void _flush_all(self, ts, list out) except *:
+        for mkt in self._markets.values():
+            _flush(mkt, ts, out)
+
+    cdef void _take_out(self, _Market mkt, list o) except *:
+        """Remove an open order from wherever it rests (book or stop book) and the registry."""
+        cdef Level lvl
+        if o[STOP_PRICE] is not None and not o[TRIGGERED]:
+            stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
+            lvl = stops[o[STOP_PRICE]]
+            o[LIVE] = FALSE
+            lvl.count -= 1
+            if lvl.count == 0:
+                del stops[o[STOP_PRICE]]
+            elif len(lvl.orders) > 2 * lvl.count + 16:
+                lvl.orders = deque([x for x in lvl.orders if (<list>x)[LIVE]])
+        else:
+            mkt.book.remove(o)
+        self._unregister(o)
+
+    cdef void _cancel_order(self, _Market mkt, list o, ts, list out, reason, cl_ord_id, session) except *:
+        self._take_out(mkt, o)
+        out.append(ev_cancelled(ts, o, cl_ord_id, reason, session))
+        o[LEAVES_QTY] = ZERO
+
+    cdef void _rest(self, _Market mkt, list o) except *:
+        d = o[DISPLAY_QTY]
+        o[VISIBLE_QTY] = d if d is not None and d < o[LEAVES_QTY] else o[LEAVES_QTY]
+        mkt.book.add(o)
+        self._register(o)
+
+    cdef void _add_stop(self, _Market mkt, list o) except *:
+        cdef Level lvl
+        stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
+        x = stops.get(o[STOP_PRICE])
+        if x is None:
+            lvl = Level(o[STOP_PRICE])
+            stops[o[STOP_PRICE]] = lvl
+        else:
+            lvl = x
+        o[LIVE] = TRUE
+        lvl.orders.append(o)
+        lvl.count += 1
+        self._register(o)
+
+    # ------------------------------------------------------------------ new order
+    cdef void _new(self, cmd, list out) except *:
+        cdef _Market mkt
+        cdef Book fbook
+        cdef Level lvl
+        cdef list o
+        side = _get(cmd, NO_SIDE)
+        tif = _get(cmd, NO_TIF)
+        if (_get(cmd, NO_ORD_TYPE) is LIMIT and (tif is GTC or tif is IOC) and (side is BUY or side is SELL)
+                and _get(cmd, NO_STOP_PRICE) is None and _get(cmd, NO_DISPLAY_QTY) is None
+                and _get(cmd, NO_POST_ONLY) is FALSE and _get(cmd, NO_STP) is None):
+            # fast path for a plain GTC / IOC limit order that passes every check; any doubt falls
+            # through to the general path below, which re-checks in the documented order
+            x = self._markets.get(_get(cmd, NO_INSTRUMENT))
+            qty = _get(cmd, NO_QTY)
+            price = _get(cmd, NO_PRICE)
+            account = _get(cmd, NO_ACCOUNT)
+            if (x is not None and type(qty) is int and type(price) is int and price > 0
+                    and account not in self._kill):
+                mkt = x
+                inst = mkt.inst
+                lo = mkt.band_lo
+                cl = _get(cmd, NO_CL_ORD_ID)
+                clids = self._by_clid.get(account)
+                if (inst.status is OPEN and inst.min_qty <= qty <= inst.max_qty
+                        and (lo is None or lo <= price <= mkt.band_hi)
+                        and price * qty >= inst._min_notional_units
+                        and (clids is None or cl not in clids)):
+                    oid = self._next_order_id
+                    if self._pre_new is not None:
+                        verdict = self._pre_new(cmd, oid, inst)
+                        if verdict is not None:
+                            _reject(cmd, out, verdict[0], verdict[1])
+                            return
+                    self._next_order_id = oid + 1
+                    stp = self._stp_default.get(account, DEFAULT_STP) if self._stp_default else DEFAULT_STP
+                    ts = _get(cmd, NO_TS)
+                    session = _get(cmd, NO_SESSION)
+                    sym = mkt.sym
+                    o = [oid, cl, account, sym, side, LIMIT, tif, price, qty, qty, ZERO, ZERO, None, ZERO, None,
+                         stp, FALSE, None, session, ts, FALSE, TRUE]
+                    out.append(ev_accepted(ts, oid, cl, account, sym, side, LIMIT, tif, price, qty, None, None,
+                                           qty, session))
+                    book = mkt.book
+                    if tif is GTC and (
+                        (book.best_ask is None or price < book.best_ask) if side is BUY
+                        else (book.best_bid is None or price > book.best_bid)
+                    ):
+                        o[VISIBLE_QTY] = qty
+                        if mkt.fast:  # Book.add inlined (no dirty mark: reported just below)
+                            fbook = book
+                            x = (fbook.bids if side is BUY else fbook.asks).get(price)
+                            if x is None:
+                                lvl = fbook.add(o)
+                                fbook.dirty.clear()
+                            else:
+                                lvl = x
+                                lvl.orders.append(o)
+                                lvl.qty += qty
+                                lvl.count += 1
+                            out.append(ev_level(ts, sym, side, price, lvl.qty, lvl.count))
+                        else:
+                            lx = book.add(o)
+                            book.dirty.clear()
+                            out.append(ev_level(ts, sym, side, price, lx.qty, lx.count))
+                        self._orders[oid] = o
+                        if clids is None:
+                            self._by_clid[account] = {cl: o}
+                        else:
+                            clids[cl] = o
+                        return
+                    if self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
+                        self._run_stops(mkt, ts, out, None)
+                    if book.dirty:
+                        for bside, bprice, bqty, bcount in book.take_dirty():
+                            out.append(ev_level(ts, sym, bside, bprice, bqty, bcount))
+                    return
+        x = self._markets.get(cmd.instrument)
+        if x is None:
+            _reject(cmd, out, RejectCode.UNKNOWN_INSTRUMENT, "unknown instrument")
+            return
+        mkt = x
+        inst = mkt.inst
+        status = inst.status
+        if status is not OPEN:
+            if status is HALTED:
+                _reject(cmd, out, RejectCode.INSTRUMENT_HALTED, "instrument halted")
+            else:
+                _reject(cmd, out, RejectCode.INSTRUMENT_CLOSED, "instrument closed")
+            return
+        account = cmd.account
+        if account in self._kill:
+            _reject(cmd, out, RejectCode.KILL_SWITCH, "kill switch on")
+            return
+        if side is not BUY and side is not SELL:
+            side = _SIDES.get(side)
+        ot = cmd.ord_type
+        if ot is not LIMIT:
+            ot = _ORD_TYPES.get(ot)
+        if tif is not GTC:
+            tif = _TIFS.get(tif)
+        if side is None or ot is None or tif is None:
+            _reject(cmd, out, RejectCode.INVALID_ORDER, "bad side, order type or time in force")
+            return
+        qty = cmd.qty
+        if type(qty) is not int or qty <= 0:
+            _reject(cmd, out, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
+            return
+        if qty < inst.min_qty:
+            _reject(cmd, out, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
+            return
+        if qty > inst.max_qty:
+            _reject(cmd, out, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
+            return
+        price = cmd.price
+        if ot is LIMIT or ot is STOP_LIMIT:
+            if type(price) is not int or price <= 0:
+                _reject(cmd, out, RejectCode.BAD_TICK, "price must be a positive number of ticks")
+                return
+            lo = mkt.band_lo
+            if lo is not None and (price < lo or price > mkt.band_hi):
+                _reject(cmd, out, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
+                return
+            if price * qty < inst._min_notional_units:
+                _reject(cmd, out, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
+                return
+        elif price is not None:
+            _reject(cmd, out, RejectCode.INVALID_ORDER, "market and stop orders take no price")
+            return
+        stop = cmd.stop_price
+        if ot is STOP or ot is STOP_LIMIT:
+            if type(stop) is not int or stop <= 0:
+                _reject(cmd, out, RejectCode.BAD_TICK, "stop price must be a positive number of ticks")
+                return
+        elif stop is not None:
+            _reject(cmd, out, RejectCode.INVALID_ORDER, "stop price on a non-stop order")
+            return
+        disp = cmd.display_qty
+        if disp is not None and (
+            price is None or tif is IOC or tif is FOK or type(disp) is not int or not 0 < disp <= qty
+        ):
+            _reject(cmd, out, RejectCode.INVALID_ORDER, "bad display quantity")
+            return
+        post_only = cmd.post_only
+        if post_only and (ot is not LIMIT or tif is IOC or tif is FOK):
+            _reject(cmd, out, RejectCode.INVALID_ORDER, "post-only needs a GTC/DAY/GTD limit")
+            return
+        expire_at = cmd.expire_at
+        ts = cmd.ts
+        if tif is GTD:
+            if type(expire_at) is not int or expire_at <= ts:
+                _reject(cmd, out, RejectCode.INVALID_ORDER, "GTD needs a future expire_at")
+                return
+        else:
+            expire_at = None
+        clids = self._by_clid.get(account)
+        if clids is not None and cmd.cl_ord_id in clids:
+            _reject(cmd, out, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
+            return
+        book = mkt.book
+        if post_only:
+            if side is BUY:
+                best = book.best_ask
+                if best is not None and price >= best:
+                    _reject(cmd, out, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+                    return
+            else:
+                best = book.best_bid
+                if best is not None and price <= best:
+                    _reject(cmd, out, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+                    return
+        stp = cmd.stp
+        if stp is None:
+            stp = self._stp_default.get(account, DEFAULT_STP) if self._stp_default else DEFAULT_STP
+        elif stp is not EXPIRE_TAKER:
+            stp = _STPS.get(stp)
+            if stp is None:
+                _reject(cmd, out, RejectCode.INVALID_ORDER, "bad self-trade prevention mode")
+                return
+        oid = self._next_order_id
+        if self._pre_new is not None:
+            verdict = self._pre_new(cmd, oid, inst)
+            if verdict is not None:
+                _reject(cmd, out, verdict[0], verdict[1])
+                return
+        self._next_order_id = oid + 1
+        cl = cmd.cl_ord_id
+        session = cmd.session
+        sym = mkt.sym
+        o = [oid, cl, account, sym, side, ot, tif, price, qty, qty, ZERO, ZERO, disp, ZERO, stop, stp,
+             post_only, expire_at, session, ts, FALSE, TRUE]
+        out.append(ev_accepted(ts, oid, cl, account, sym, side, ot, tif, price, qty, stop, disp, qty, session))
+        if expire_at is not None:
+            heapq.heappush(self._gtd, (expire_at, oid))
+        if stop is not None:
+            last = mkt.last_px
+            if last is not None and (last >= stop if side is BUY else last <= stop):
+                self._run_stops(mkt, ts, out, deque((o,)))
+            else:
+                self._add_stop(mkt, o)
+        elif ot is LIMIT and tif is not IOC and tif is not FOK and (
+            (book.best_ask is None or price < book.best_ask) if side is BUY
+            else (book.best_bid is None or price > book.best_bid)
+        ):
+            # passive fast path: one level touched, reported directly
+            o[VISIBLE_QTY] = disp if disp is not None and disp < qty else qty
+            lx = book.add(o)
+            book.dirty.clear()
+            self._orders[oid] = o
+            if clids is None:
+                self._by_clid[account] = {cl: o}
+            else:
+                clids[cl] = o
+            out.append(ev_level(ts, sym, side, price, lx.qty, lx.count))
+            return
+        elif self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
+            self._run_stops(mkt, ts, out, None)
+        if book.dirty:
+            for bside, bprice, bqty, bcount in book.take_dirty():
+                out.append(ev_level(ts, sym, bside, bprice, bqty, bcount))
+
+    # ------------------------------------------------------------------ matching
+    cdef bint _work(self, _Market mkt, list o, ts, list out) except? -1:
+        """An accepted/triggered/re-priced order (not registered, not resting) meets the book:
+        FOK check, matching, then rest or expire the remainder. Returns True if it traded."""
+        cdef bint buy = o[SIDE] is BUY
+        cdef bint traded
+        if o[PRICE] is None:
+            limit = mkt.band_hi if buy else mkt.band_lo
+        else:
+            limit = o[PRICE]
+        if o[TIF] is FOK and self._available(mkt.book, o, limit) < o[LEAVES_QTY]:
+            _expire(o, "fok", ts, out)
+            return False
+        traded = self._match(mkt, o, limit, ts, out)
+        if o[LEAVES_QTY] == 0:
+            return traded
+        if o[PRICE] is None:
+            best = mkt.book.best_ask if buy else mkt.book.best_bid
+            _expire(o, "market_no_liquidity" if best is None else "price_band", ts, out)
+        elif o[TIF] is IOC:
+            _expire(o, "ioc", ts, out)
+        elif o[TIF] is FOK:  # guarded by _available
+            _expire(o, "fok", ts, out)
+        else:
+            self._rest(mkt, o)
+        return traded
+
+    cdef object _available(self, book, list o, limit):
+        """What ``o`` would fill if matched now, counting STP stops exactly (FOK check)."""
+        cdef bint buy = o[SIDE] is BUY
+        cdef list m
+        stp = o[STP]
+        cdef bint stp_on = stp is not STP_NONE
+        need = o[LEAVES_QTY]
+        before = 0  # fully consumable quantity at better levels
+        level_px = None
+        level_all = 0  # all leaves at the current level
+        level_ahead = 0  # what is reachable before an own order at the current level
+        for x in book.orders(SELL if buy else BUY):
+            m = x
+            p = m[PRICE]
+            if limit is not None and (p > limit if buy else p < limit):
+                break
+            if p != level_px:
+                before += level_all
+                if before >= need:
+                    return before
+                level_px, level_all, level_ahead = p, 0, 0
+            if stp_on and m[ACCOUNT] == o[ACCOUNT]:
+                if stp is EXPIRE_MAKER:
+                    continue
+                return before + level_ahead
+            level_all += m[LEAVES_QTY]
+            level_ahead += m[LEAVES_QTY] if m[DISPLAY_QTY] is None else m[VISIBLE_QTY]
+        return before + level_all
+
+    cdef bint _match(self, _Market mkt, list o, limit, ts, list out) except? -1:
+        """Match taker ``o`` against the opposite side down to ``limit`` (None: no limit)."""
+        cdef Book fbook = None
+        cdef Level lvl = None
+        cdef list m
+        cdef dict levels = None
+        cdef dict dirty = None
+        cdef dict orders = self._orders
+        cdef dict by_clid = self._by_clid
+        book = mkt.book
+        side = o[SIDE]
+        cdef bint buy = side is BUY
+        mside = SELL if buy else BUY
+        account = o[ACCOUNT]
+        stp = o[STP]
+        cdef bint stp_on = stp is not STP_NONE
+        cdef bint fast = mkt.fast  # the fast book's head/fill inlined below (same logic as Book)
+        sym = o[INSTRUMENT]
+        o_id = o[ORDER_ID]
+        o_cl = o[CL_ORD_ID]
+        o_sess = o[SESSION]
+        first = None
+        px = None
+        dq = None
+        if fast:
+            fbook = book
+            levels = fbook.asks if buy else fbook.bids
+            dirty = fbook.dirty
+        while True:
+            if fast:
+                p = fbook.best_ask if buy else fbook.best_bid
+            else:
+                p = book.best_ask if buy else book.best_bid
+            if p is None or (limit is not None and (p > limit if buy else p < limit)):
+                break
+            if fast:
+                lvl = levels[p]
+                dq = lvl.orders
+                m = dq[0]
+                while not m[LIVE]:
+                    dq.popleft()
+                    m = dq[0]
+            else:
+                m = book.head(mside)
+            if stp_on and m[ACCOUNT] == account:
+                if stp is EXPIRE_TAKER:
+                    _expire(o, "self_trade", ts, out)
+                    break
+                if stp is EXPIRE_MAKER or stp is EXPIRE_BOTH:
+                    book.remove(m)
+                    self._unregister(m)
+                    _expire(m, "self_trade", ts, out)
+                    if stp is EXPIRE_BOTH:
+                        _expire(o, "self_trade", ts, out)
+                        break
+                    continue
+                # decrement and cancel: both lose the smaller leaves
+                d = o[LEAVES_QTY] if o[LEAVES_QTY] < m[LEAVES_QTY] else m[LEAVES_QTY]
+                if m[LEAVES_QTY] == d:
+                    book.remove(m)
+                    self._unregister(m)
+                    _expire(m, "self_trade", ts, out)
+                else:
+                    m[QTY] -= d
+                    book.reduce(m, m[LEAVES_QTY] - d)
+                    out.append(OrderRestated(0, ts, m[ORDER_ID], m[CL_ORD_ID], m[ACCOUNT], sym, m[SIDE], m[PRICE],
+                                             m[QTY], m[LEAVES_QTY], m[CUM_QTY], m[CUM_NOTIONAL], "self_trade",
+                                             m[SESSION]))
+                if o[LEAVES_QTY] == d:
+                    _expire(o, "self_trade", ts, out)
+                    break
+                o[QTY] -= d
+                o[LEAVES_QTY] -= d
+                out.append(OrderRestated(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], o[PRICE], o[QTY],
+                                         o[LEAVES_QTY], o[CUM_QTY], o[CUM_NOTIONAL], "self_trade", o[SESSION]))
+                continue
+            leaves = o[LEAVES_QTY]
+            vis = m[VISIBLE_QTY]
+            q = leaves if leaves < vis else vis
+            tid = self._next_trade_id
+            self._next_trade_id = tid + 1
+            n = p * q
+            m_leaves = m[LEAVES_QTY] - q
+            m[LEAVES_QTY] = m_leaves
+            m_cum = m[CUM_QTY] + q
+            m[CUM_QTY] = m_cum
+            m_cumn = m[CUM_NOTIONAL] + n
+            m[CUM_NOTIONAL] = m_cumn
+            leaves = leaves - q
+            o[LEAVES_QTY] = leaves
+            o_cum = o[CUM_QTY] + q
+            o[CUM_QTY] = o_cum
+            o_cumn = o[CUM_NOTIONAL] + n
+            o[CUM_NOTIONAL] = o_cumn
+            if fast:
+                dirty[p if buy else -p] = None
+                vis = vis - q
+                m[VISIBLE_QTY] = vis
+                lvl.qty -= q
+                if vis == 0:
+                    dq.popleft()
+                    if m_leaves > 0:  # iceberg refresh: back of the level
+                        d = m[DISPLAY_QTY]
+                        vis = d if d < m_leaves else m_leaves
+                        m[VISIBLE_QTY] = vis
+                        lvl.qty += vis
+                        dq.append(m)
+                    else:
+                        m[LIVE] = FALSE
+                        lvl.count -= 1
+                        if lvl.count == 0:
+                            fbook._drop_level(mside, p)
+            else:
+                book.fill(m, q)
+            m_id = m[ORDER_ID]
+            m_acct = m[ACCOUNT]
+            if m_leaves == 0:
+                del orders[m_id]
+                del by_clid[m_acct][m[CL_ORD_ID]]
+            out.append(ev_filled(ts, m_id, m[CL_ORD_ID], m_acct, sym, mside, tid, p, q, m_leaves, m_cum, m_cumn,
+                                 FALSE, m[SESSION]))
+            out.append(ev_filled(ts, o_id, o_cl, account, sym, side, tid, p, q, leaves, o_cum, o_cumn, TRUE,
+                                 o_sess))
+            out.append(ev_trade(ts, tid, sym, p, q, side, m_id, o_id, m_acct, account))
+            if first is None:
+                first = p
+            px = p
+            if leaves == 0:
+                break
+        if px is None:
+            return False
+        mkt.last_px = px
+        mkt.aggressor = side
+        if buy:
+            mkt.trade_lo, mkt.trade_hi = first, px
+        else:
+            mkt.trade_lo, mkt.trade_hi = px, first
+        if mkt.inst.band_bps is not None:
+            mkt.inst.ref_price = px
+            mkt.set_band()
+        return True
+
+    # ------------------------------------------------------------------ stops
+    cdef void _collect_triggers(self, _Market mkt, pending) except *:
+        """Stops reached by the last matching run, in the order their prices were reached."""
+        if mkt.aggressor is BUY:  # prices went up from trade_lo to trade_hi
+            _pop_triggered(mkt.stops_sell, False, mkt.trade_lo, pending)
+            _pop_triggered(mkt.stops_buy, True, mkt.trade_hi, pending)
+        else:
+            _pop_triggered(mkt.stops_buy, True, mkt.trade_hi, pending)
+            _pop_triggered(mkt.stops_sell, False, mkt.trade_lo, pending)
+
+    cdef void _run_stops(self, _Market mkt, ts, list out, pending) except *:
+        """Trigger and work stops one at a time; each may trade and trigger more."""
+        cdef list o
+        if pending is None:
+            pending = deque()
+            self._collect_triggers(mkt, pending)
+        while pending:
+            o = pending.popleft()
+            if o[ORDER_ID] in self._orders:
+                del self._orders[o[ORDER_ID]]
+                del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+            o[TRIGGERED] = TRUE
+            out.append(OrderTriggered(0, ts, o[ORDER_ID], o[CL_ORD_ID], o[ACCOUNT], o[INSTRUMENT], o[SIDE], o[PRICE],
+                                      o[QTY], o[LEAVES_QTY], o[SESSION]))
+            if o[PRICE] is not None and mkt.band_lo is not None and not mkt.band_lo <= o[PRICE] <= mkt.band_hi:
+                _expire(o, "price_band", ts, out)
+                continue
+            if self._on_trigger is not None:
+                # the stage re-values the order at the band of this moment, which bounds its matching
+                verdict = self._on_trigger(Order.from_row(o), mkt.inst)
+                if verdict is not None:
+                    _expire(o, verdict[1], ts, out)
+                    continue
+            if self._work(mkt, o, ts, out):
+                self._collect_triggers(mkt, pending)
+
+    # ------------------------------------------------------------------ cancel / replace
+    cdef object _find(self, cmd):
+        if cmd.order_id is not None:
+            o = self._orders.get(cmd.order_id)
+            if o is not None and o[ACCOUNT] != cmd.account:
+                return None
+        elif cmd.orig_cl_ord_id is not None:
+            o = self._by_clid.get(cmd.account, {}).get(cmd.orig_cl_ord_id)
+        else:
+            return None
+        if o is not None and cmd.instrument and o[INSTRUMENT] != cmd.instrument:
+            return None
+        return o
+
+    cdef void _cancel(self, cmd, list out) except *:
+        cdef list o
+        cdef Level lvl
+        cdef _Market mkt
+        oid = _get(cmd, CO_ORDER_ID)
+        if oid is not None:  # _find, inlined for the common case
+            x = self._orders.get(oid)
+            if x is not None:
+                o = x
+                sym = _get(cmd, CO_INSTRUMENT)
+                if o[ACCOUNT] != _get(cmd, CO_ACCOUNT) or (sym and o[INSTRUMENT] != sym):
+                    x = None
+        else:
+            x = self._find(cmd)
+        if x is None:
+            _cxl_reject(cmd, out, False, RejectCode.UNKNOWN_ORDER, "unknown order")
+            return
+        o = x
+        ts = _get(cmd, CO_TS)
+        mkt = self._markets[o[INSTRUMENT]]
+        if (o[STOP_PRICE] is not None and not o[TRIGGERED]) or not mkt.fast:
+            self._cancel_order(mkt, o, ts, out, "client", _get(cmd, CO_CL_ORD_ID), _get(cmd, CO_SESSION))
+            _flush(mkt, ts, out)
+            return
+        # fast path: one order out of the book, one level reported
+        lvl = (<Book>mkt.book).remove(o)
+        (<Book>mkt.book).dirty.clear()
+        del self._orders[o[ORDER_ID]]
+        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+        out.append(ev_cancelled(ts, o, _get(cmd, CO_CL_ORD_ID), "client", _get(cmd, CO_SESSION)))
+        o[LEAVES_QTY] = ZERO
+        out.append(ev_level(ts, o[INSTRUMENT], o[SIDE], lvl.price, lvl.qty, lvl.count))
+
+    cdef void _replace(self, cmd, list out) except *:
+        cdef _Market mkt
+        cdef list o, n
+        x = self._find(cmd)
+        if x is None:
+            _cxl_reject(cmd, out, True, RejectCode.UNKNOWN_ORDER, "unknown order")
+            return
+        o = x
+        mkt = self._markets[o[INSTRUMENT]]
+        inst = mkt.inst
+        ts = cmd.ts
+        if inst.status is not OPEN:
+            code = RejectCode.INSTRUMENT_HALTED if inst.status is HALTED else RejectCode.INSTRUMENT_CLOSED
+            _cxl_reject(cmd, out, True, code, f"instrument {inst.status.value}")
+            return
+        if o[ACCOUNT] in self._kill:
+            _cxl_reject(cmd, out, True, RejectCode.KILL_SWITCH, "kill switch on")
+            return
+        qty = cmd.qty
+        if type(qty) is not int or qty <= 0:
+            _cxl_reject(cmd, out, True, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
+            return
+        price = o[PRICE] if cmd.price is None else cmd.price
+        if cmd.price is not None:
+            if o[PRICE] is None:
+                _cxl_reject(cmd, out, True, RejectCode.INVALID_ORDER, "order has no limit price")
+                return
+            if type(price) is not int or price <= 0:
+                _cxl_reject(cmd, out, True, RejectCode.BAD_TICK, "price must be a positive number of ticks")
+                return
+        cl = cmd.cl_ord_id
+        clids = self._by_clid[o[ACCOUNT]]
+        if cl != o[CL_ORD_ID] and cl in clids:
+            _cxl_reject(cmd, out, True, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
+            return
+        if qty <= o[CUM_QTY]:
+            self._cancel_order(mkt, o, ts, out, "client", cl, cmd.session)
+            _flush(mkt, ts, out)
+            return
+        if qty < inst.min_qty:
+            _cxl_reject(cmd, out, True, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
+            return
+        if qty > inst.max_qty:
+            _cxl_reject(cmd, out, True, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
+            return
+        if price is not None:
+            if price != o[PRICE] and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
+                _cxl_reject(cmd, out, True, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
+                return
+            if price * qty < inst._min_notional_units:
+                _cxl_reject(cmd, out, True, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
+                return
+        waiting_stop = o[STOP_PRICE] is not None and not o[TRIGGERED]
+        book = mkt.book
+        if o[POST_ONLY] and not waiting_stop:
+            best = book.best_ask if o[SIDE] is BUY else book.best_bid
+            if best is not None and (price >= best if o[SIDE] is BUY else price <= best):
+                _cxl_reject(cmd, out, True, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
+                return
+        if not self._plain:
+            verdict = self._hooks.pre_replace(cmd, Order.from_row(o), inst)
+            if verdict is not None:
+                _cxl_reject(cmd, out, True, verdict[0], verdict[1])
+                return
+        old_price, old_qty, old_cl = o[PRICE], o[QTY], o[CL_ORD_ID]
+        leaves = qty - o[CUM_QTY]
+        kept = price == old_price and qty <= old_qty
+        if kept:
+            if waiting_stop:
+                o[LEAVES_QTY] = leaves
+            else:
+                book.reduce(o, leaves)
+            o[QTY] = qty
+            if cl != old_cl:
+                del clids[old_cl]
+                o[CL_ORD_ID] = cl
+                clids[cl] = o
+            out.append(OrderReplaced(0, ts, o[ORDER_ID], cl, old_cl, o[ACCOUNT], o[INSTRUMENT], o[SIDE], price, qty,
+                                     old_price, old_qty, leaves, o[CUM_QTY], o[CUM_NOTIONAL], True, cmd.session))
+        else:
+            self._take_out(mkt, o)
+            n = o[:]
+            n[PRICE] = price
+            n[QTY] = qty
+            n[LEAVES_QTY] = leaves
+            n[CL_ORD_ID] = cl
+            n[VISIBLE_QTY] = ZERO
+            out.append(OrderReplaced(0, ts, n[ORDER_ID], cl, old_cl, n[ACCOUNT], n[INSTRUMENT], n[SIDE], price, qty,
+                                     old_price, old_qty, leaves, n[CUM_QTY], n[CUM_NOTIONAL], False, cmd.session))
+            if waiting_stop:
+                self._add_stop(mkt, n)
+            elif self._work(mkt, n, ts, out) and (mkt.stops_buy or mkt.stops_sell):
+                self._run_stops(mkt, ts, out, None)
+        _flush(mkt, ts, out)
+
+    cdef void _mass_cancel(self, cmd, list out) except *:
+        if cmd.account is not None:
+            src = self._by_clid.get(cmd.account, {}).values()
+        else:
+            src = self._orders.values()
+        instrument, side, session_filter, spare_gtc = cmd.instrument, cmd.side, cmd.session_filter, cmd.spare_gtc
+        victims = sorted(
+            (o for o in src
+             if (instrument is None or o[INSTRUMENT] == instrument)
+             and (side is None or o[SIDE] == side)
+             and (session_filter is None or o[SESSION] == session_filter)
+             and not (spare_gtc and o[TIF] is GTC)),
+            key=_by_id,
+        )
+        for o in victims:
+            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
+        self._flush_all(cmd.ts, out)
+
+    cdef void _set_kill(self, cmd, list out) except *:
+        if not cmd.on:
+            self._kill.discard(cmd.account)
+            return
+        self._kill.add(cmd.account)
+        for o in sorted(self._by_clid.get(cmd.account, {}).values(), key=_by_id):
+            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, "kill_switch", "", cmd.session)
+        self._flush_all(cmd.ts, out)
+
+    # ------------------------------------------------------------------ status and time
+    cdef void _set_status(self, cmd, list out) except *:
+        cdef _Market mkt
+        x = self._markets.get(cmd.instrument)
+        if x is None:
+            return
+        mkt = x
+        mkt.inst.status = TradingStatus(cmd.status)
+        out.append(TradingStatusChanged(0, cmd.ts, mkt.sym, mkt.inst.status))
+
+    cdef void _end_of_session(self, cmd, list out) except *:
+        instrument = cmd.instrument
+        victims = sorted(
+            (o for o in self._orders.values()
+             if o[TIF] is DAY and (instrument is None or o[INSTRUMENT] == instrument)),
+            key=_by_id,
+        )
+        for o in victims:
+            self._take_out(self._markets[o[INSTRUMENT]], o)
+            _expire(o, "day", cmd.ts, out)
+        self._flush_all(cmd.ts, out)
+
+    cdef void _tick(self, cmd, list out) except *:
+        cdef list heap = self._gtd
+        ts = cmd.ts
+        touched = False
+        while heap and heap[0][0] <= ts:
+            _, oid = heapq.heappop(heap)
+            o = self._orders.get(oid)
+            if o is not None and o[EXPIRE_AT] is not None and o[EXPIRE_AT] <= ts:
+                self._take_out(self._markets[o[INSTRUMENT]], o)
+                _expire(o, "gtd", ts, out)
+                touched = True
+        if touched:
+            self._flush_all(ts, out)
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self):
+        """The whole state as a JSON-serialisable dict (restorable with ``Core.from_snapshot``)."""
+        cdef _Market mkt
+        markets = {}
+        for sym, x in self._markets.items():
+            mkt = x
+            markets[sym] = {
+                "last_px": mkt.last_px,
+                "bids": [row_to_json(o) for o in mkt.book.orders(BUY)],
+                "asks": [row_to_json(o) for o in mkt.book.orders(SELL)],
+                "stops_buy": [row_to_json(o) for lvl in mkt.stops_buy.values() for o in (<Level>lvl).orders
+                              if o[LIVE]],
+                "stops_sell": [row_to_json(o) for lvl in mkt.stops_sell.values() for o in (<Level>lvl).orders
+                               if o[LIVE]],
+            }
+        return {
+            "version": SNAPSHOT_VERSION,
+            "seq": self.seq,
+            "cmd_count": self.cmd_count,
+            "next_order_id": self._next_order_id,
+            "next_trade_id": self._next_trade_id,
+            "instruments": [(<_Market>m).inst.to_dict() for m in self._markets.values()],
+            "markets": markets,
+            "stp_defaults": {a: m.value for a, m in sorted(self._stp_default.items())},
+            "kill": sorted(self._kill),
+            "gtd": [list(x) for x in self._gtd],
+            "hooks": self._hooks.snapshot(),
+        }
+
+    @classmethod
+    def from_snapshot(cls, d, hooks=None, book_factory=Book):
+        cdef Core core
+        cdef _Market mkt
+        if d.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {d.get('version')!r}")
+        core = cls([Instrument.from_dict(x) for x in d["instruments"]], hooks, book_factory)
+        core.seq = d["seq"]
+        core.cmd_count = d["cmd_count"]
+        core._next_order_id = d["next_order_id"]
+        core._next_trade_id = d["next_trade_id"]
+        core._stp_default = {a: StpMode(v) for a, v in d["stp_defaults"].items()}
+        core._kill = set(d["kill"])
+        core._gtd = [tuple(x) for x in d["gtd"]]
+        for sym, m in d["markets"].items():
+            mkt = core._markets[sym]
+            mkt.last_px = m["last_px"]
+            for key in ("bids", "asks"):
+                for row in m[key]:
+                    o = row_from_json(row)
+                    mkt.book.add(o)
+                    core._register(o)
+            for key in ("stops_buy", "stops_sell"):
+                for row in m[key]:
+                    core._add_stop(mkt, row_from_json(row))
+            mkt.book.dirty.clear()
+        core._hooks.restore(d.get("hooks") or {})
+        return core
+
+    def add_instrument(self, inst):
+        """Add an instrument the core does not have yet (e.g. after restoring an older snapshot)."""
+        if inst.symbol not in self._markets:
+            self._markets[inst.symbol] = _Market(dataclasses.replace(inst), self._book_factory())
+
+
+def _by_id(o):
+    return o[ORDER_ID]
