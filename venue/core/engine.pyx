@@ -81,6 +81,7 @@ cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
     object PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems)
+    void PyObject_GC_UnTrack(void* op)
 
 
 # ---------------------------------------------------------------------------------- order rows
@@ -154,8 +155,20 @@ cdef class _Layout:
 
 
 cdef inline object _fresh(_Layout lay):
-    """A new instance with every slot empty (each must then be set once with ``_put``)."""
-    return PyType_GenericAlloc(<PyTypeObject*>lay.cls, 0)
+    """A new instance with every slot empty (each must then be set once with ``_put``). Not tracked by
+    the cycle collector: a hot event holds only ints, strings, enum members, bools and None, so it
+    can never be part of a reference cycle (same for order rows, see ``_row``)."""
+    cdef object e = PyType_GenericAlloc(<PyTypeObject*>lay.cls, 0)
+    PyObject_GC_UnTrack(<PyObject*>e)
+    return e
+
+
+cdef inline list _untracked(list row):
+    """An order row taken out of the cycle collector's sight: it holds only atomic values (ints,
+    strings, enum members, bools, None), so it can never be part of a cycle, and the thousands of
+    resting orders would otherwise be traversed by every young-generation collection."""
+    PyObject_GC_UnTrack(<PyObject*>row)
+    return row
 
 
 cdef inline void _put(object obj, Py_ssize_t off, object value):
@@ -370,24 +383,58 @@ SNAPSHOT_VERSION = 1
 
 # ------------------------------------------------------------------------------------ the book
 cdef class Level:
-    """One price level: visible quantity, live order count, orders in arrival order."""
+    """One price level: visible quantity, live order count, orders in arrival order.
+
+    ``orders[head:]`` is the queue (a list with a moving head: C-level append and pop-front, where a
+    deque costs a method call each); the consumed front is cut off once it is half the list. Entries
+    may be dead (``live`` False: cancelled), skipped at the front and compacted by ``Book.remove``."""
 
     cdef public object price
     cdef public object qty
     cdef public Py_ssize_t count
-    cdef public object orders
+    cdef public list orders
+    cdef public Py_ssize_t head
 
     def __init__(self, price):
         self.price = price
         self.qty = 0
         self.count = 0
-        self.orders = deque()
+        self.orders = []
+        self.head = 0
+
+    def queue(self):
+        """The orders in arrival order (dead ones included)."""
+        return self.orders[self.head:]
+
+
+cdef inline list _front(Level lvl):
+    """The first live order of a non-empty level (dead ones at the front are dropped)."""
+    cdef list q = lvl.orders
+    cdef list o = q[lvl.head]
+    while not o[LIVE]:
+        _pop_front(lvl)
+        o = q[lvl.head]
+    return o
+
+
+cdef inline void _pop_front(Level lvl) except *:
+    lvl.head += 1
+    if lvl.head >= 32 and 2 * lvl.head >= len(lvl.orders):
+        del lvl.orders[:lvl.head]
+        lvl.head = 0
+
+
+cdef inline void _compact(Level lvl) except *:
+    """Drop dead entries once they outnumber the live ones."""
+    if len(lvl.orders) - lvl.head > 2 * lvl.count + 16:
+        lvl.orders = [x for x in lvl.orders[lvl.head:] if (<list>x)[LIVE]]
+        lvl.head = 0
 
 
 cdef class Book:
     """The fast book: price levels in a dict per side plus the side's prices in a sorted list
     (``bisect``: C-level insertion and removal, cheaper than a ``SortedDict`` for the few hundred
-    levels a book near its band holds); each level keeps its orders in arrival order in a deque.
+    levels a book near its band holds); each level keeps its orders in arrival order (``Level``).
     Removal is O(1): a cancelled order is flagged dead (``live = False``) and the level's aggregates
     are updated at once; dead entries are skipped at the head and compacted when they outnumber the
     live ones."""
@@ -473,8 +520,8 @@ cdef class Book:
         lvl.count -= 1
         if lvl.count == 0:
             self._drop_level(o[SIDE], price)
-        elif len(lvl.orders) > 2 * lvl.count + 16:
-            lvl.orders = deque([x for x in lvl.orders if (<list>x)[LIVE]])
+        else:
+            _compact(lvl)
         return lvl
 
     cpdef object head(self, side):
@@ -482,16 +529,10 @@ cdef class Book:
         if side is BUY:
             if self.best_bid is None:
                 return None
-            q = (<Level>self.bids[self.best_bid]).orders
-        else:
-            if self.best_ask is None:
-                return None
-            q = (<Level>self.asks[self.best_ask]).orders
-        cdef list o = q[0]
-        while not o[LIVE]:
-            q.popleft()
-            o = q[0]
-        return o
+            return _front(self.bids[self.best_bid])
+        if self.best_ask is None:
+            return None
+        return _front(self.asks[self.best_ask])
 
     cpdef fill(self, list o, qty):
         """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o[LEAVES_QTY]`` is
@@ -507,7 +548,7 @@ cdef class Book:
         o[VISIBLE_QTY] -= qty
         lvl.qty -= qty
         if o[VISIBLE_QTY] == 0:
-            lvl.orders.popleft()
+            _pop_front(lvl)
             if o[LEAVES_QTY] > 0:
                 vis = o[DISPLAY_QTY] if o[DISPLAY_QTY] < o[LEAVES_QTY] else o[LEAVES_QTY]
                 o[VISIBLE_QTY] = vis
@@ -564,7 +605,7 @@ cdef class Book:
             book = self.asks
             prices = iter(self.ask_px[:])
         for p in prices:
-            for o in list((<Level>book[p]).orders):
+            for o in (<Level>book[p]).queue():
                 if o[LIVE]:
                     yield o
 
@@ -607,6 +648,13 @@ cdef class _Market:
     cdef public object trade_lo
     cdef public object trade_hi
     cdef public object aggressor
+    # the instrument's limits, read on the hot path without attribute lookups (the core's copy of
+    # the instrument changes only through the core: status by SetTradingStatus, ref price by trades)
+    cdef public bint is_open
+    cdef public bint banded
+    cdef public object min_qty
+    cdef public object max_qty
+    cdef public object min_notional
 
     def __init__(self, inst, book):
         self.inst = inst
@@ -619,6 +667,11 @@ cdef class _Market:
         self.trade_lo = 0
         self.trade_hi = 0
         self.aggressor = BUY
+        self.is_open = inst.status is OPEN
+        self.banded = inst.band_bps is not None
+        self.min_qty = inst.min_qty
+        self.max_qty = inst.max_qty
+        self.min_notional = inst._min_notional_units
         self.set_band()
 
     cpdef set_band(self):
@@ -627,10 +680,35 @@ cdef class _Market:
         self.band_hi = None if band is None else band[1]
 
 
-cdef inline void _flush(_Market mkt, object ts, list out) except *:
+cdef void _flush(_Market mkt, object ts, list out) except *:
+    """One ``BookLevel`` per level the command touched (the fast book's dirty set read in place)."""
+    cdef Book fbook
+    cdef Level lvl
+    sym = mkt.sym
+    if mkt.fast:
+        fbook = mkt.book
+        if not fbook.dirty:
+            return
+        for k in fbook.dirty:
+            if k > 0:
+                x = fbook.asks.get(k)
+                if x is None:
+                    out.append(ev_level(ts, sym, SELL, k, ZERO, ZERO))
+                else:
+                    lvl = x
+                    out.append(ev_level(ts, sym, SELL, k, lvl.qty, lvl.count))
+            else:
+                price = -k
+                x = fbook.bids.get(price)
+                if x is None:
+                    out.append(ev_level(ts, sym, BUY, price, ZERO, ZERO))
+                else:
+                    lvl = x
+                    out.append(ev_level(ts, sym, BUY, price, lvl.qty, lvl.count))
+        fbook.dirty.clear()
+        return
     book = mkt.book
     if book.dirty:
-        sym = mkt.sym
         for side, price, qty, count in book.take_dirty():
             out.append(ev_level(ts, sym, side, price, qty, count))
 
@@ -656,7 +734,7 @@ cdef void _pop_triggered(stops, bint buy, bound, pending) except *:
         if (price > bound) if buy else (price < bound):
             return
         lvl = stops.pop(price)
-        for s in (<Level>lvl).orders:
+        for s in (<Level>lvl).queue():
             if s[LIVE]:
                 s[LIVE] = FALSE
                 pending.append(s)
@@ -838,8 +916,8 @@ cdef class Core:
             lvl.count -= 1
             if lvl.count == 0:
                 del stops[o[STOP_PRICE]]
-            elif len(lvl.orders) > 2 * lvl.count + 16:
-                lvl.orders = deque([x for x in lvl.orders if (<list>x)[LIVE]])
+            else:
+                _compact(lvl)
         else:
             mkt.book.remove(o)
         self._unregister(o)
@@ -872,9 +950,10 @@ cdef class Core:
     # ------------------------------------------------------------------ new order
     cdef void _new(self, cmd, list out) except *:
         cdef _Market mkt
-        cdef Book fbook
+        cdef Book fbook = None
         cdef Level lvl
         cdef list o
+        cdef bint passive
         side = _get(cmd, NO_SIDE)
         tif = _get(cmd, NO_TIF)
         if (_get(cmd, NO_ORD_TYPE) is LIMIT and (tif is GTC or tif is IOC) and (side is BUY or side is SELL)
@@ -893,9 +972,9 @@ cdef class Core:
                 lo = mkt.band_lo
                 cl = _get(cmd, NO_CL_ORD_ID)
                 clids = self._by_clid.get(account)
-                if (inst.status is OPEN and inst.min_qty <= qty <= inst.max_qty
+                if (mkt.is_open and mkt.min_qty <= qty <= mkt.max_qty
                         and (lo is None or lo <= price <= mkt.band_hi)
-                        and price * qty >= inst._min_notional_units
+                        and price * qty >= mkt.min_notional
                         and (clids is None or cl not in clids)):
                     oid = self._next_order_id
                     if self._pre_new is not None:
@@ -908,18 +987,23 @@ cdef class Core:
                     ts = _get(cmd, NO_TS)
                     session = _get(cmd, NO_SESSION)
                     sym = mkt.sym
-                    o = [oid, cl, account, sym, side, LIMIT, tif, price, qty, qty, ZERO, ZERO, None, ZERO, None,
-                         stp, FALSE, None, session, ts, FALSE, TRUE]
+                    o = _untracked([oid, cl, account, sym, side, LIMIT, tif, price, qty, qty, ZERO, ZERO, None,
+                                    ZERO, None, stp, FALSE, None, session, ts, FALSE, TRUE])
                     out.append(ev_accepted(ts, oid, cl, account, sym, side, LIMIT, tif, price, qty, None, None,
                                            qty, session))
                     book = mkt.book
-                    if tif is GTC and (
-                        (book.best_ask is None or price < book.best_ask) if side is BUY
-                        else (book.best_bid is None or price > book.best_bid)
-                    ):
+                    if mkt.fast:
+                        fbook = book
+                        passive = tif is GTC and (
+                            (fbook.best_ask is None or price < fbook.best_ask) if side is BUY
+                            else (fbook.best_bid is None or price > fbook.best_bid))
+                    else:
+                        passive = tif is GTC and (
+                            (book.best_ask is None or price < book.best_ask) if side is BUY
+                            else (book.best_bid is None or price > book.best_bid))
+                    if passive:
                         o[VISIBLE_QTY] = qty
                         if mkt.fast:  # Book.add inlined (no dirty mark: reported just below)
-                            fbook = book
                             x = (fbook.bids if side is BUY else fbook.asks).get(price)
                             if x is None:
                                 lvl = fbook.add(o)
@@ -942,9 +1026,7 @@ cdef class Core:
                         return
                     if self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
                         self._run_stops(mkt, ts, out, None)
-                    if book.dirty:
-                        for bside, bprice, bqty, bcount in book.take_dirty():
-                            out.append(ev_level(ts, sym, bside, bprice, bqty, bcount))
+                    _flush(mkt, ts, out)
                     return
         x = self._markets.get(cmd.instrument)
         if x is None:
@@ -1058,8 +1140,8 @@ cdef class Core:
         cl = cmd.cl_ord_id
         session = cmd.session
         sym = mkt.sym
-        o = [oid, cl, account, sym, side, ot, tif, price, qty, qty, ZERO, ZERO, disp, ZERO, stop, stp,
-             post_only, expire_at, session, ts, FALSE, TRUE]
+        o = _untracked([oid, cl, account, sym, side, ot, tif, price, qty, qty, ZERO, ZERO, disp, ZERO, stop, stp,
+                        post_only, expire_at, session, ts, FALSE, TRUE])
         out.append(ev_accepted(ts, oid, cl, account, sym, side, ot, tif, price, qty, stop, disp, qty, session))
         if expire_at is not None:
             heapq.heappush(self._gtd, (expire_at, oid))
@@ -1086,9 +1168,7 @@ cdef class Core:
             return
         elif self._work(mkt, o, ts, out) and (mkt.stops_buy or mkt.stops_sell):
             self._run_stops(mkt, ts, out, None)
-        if book.dirty:
-            for bside, bprice, bqty, bcount in book.take_dirty():
-                out.append(ev_level(ts, sym, bside, bprice, bqty, bcount))
+        _flush(mkt, ts, out)
 
     # ------------------------------------------------------------------ matching
     cdef bint _work(self, _Market mkt, list o, ts, list out) except? -1:
@@ -1169,7 +1249,6 @@ cdef class Core:
         o_sess = o[SESSION]
         first = None
         px = None
-        dq = None
         if fast:
             fbook = book
             levels = fbook.asks if buy else fbook.bids
@@ -1183,11 +1262,7 @@ cdef class Core:
                 break
             if fast:
                 lvl = levels[p]
-                dq = lvl.orders
-                m = dq[0]
-                while not m[LIVE]:
-                    dq.popleft()
-                    m = dq[0]
+                m = _front(lvl)
             else:
                 m = book.head(mside)
             if stp_on and m[ACCOUNT] == account:
@@ -1246,13 +1321,13 @@ cdef class Core:
                 m[VISIBLE_QTY] = vis
                 lvl.qty -= q
                 if vis == 0:
-                    dq.popleft()
+                    _pop_front(lvl)
                     if m_leaves > 0:  # iceberg refresh: back of the level
                         d = m[DISPLAY_QTY]
                         vis = d if d < m_leaves else m_leaves
                         m[VISIBLE_QTY] = vis
                         lvl.qty += vis
-                        dq.append(m)
+                        lvl.orders.append(m)
                     else:
                         m[LIVE] = FALSE
                         lvl.count -= 1
@@ -1283,7 +1358,7 @@ cdef class Core:
             mkt.trade_lo, mkt.trade_hi = first, px
         else:
             mkt.trade_lo, mkt.trade_hi = px, first
-        if mkt.inst.band_bps is not None:
+        if mkt.banded:
             mkt.inst.ref_price = px
             mkt.set_band()
         return True
@@ -1452,7 +1527,7 @@ cdef class Core:
                                      old_price, old_qty, leaves, o[CUM_QTY], o[CUM_NOTIONAL], True, cmd.session))
         else:
             self._take_out(mkt, o)
-            n = o[:]
+            n = _untracked(o[:])
             n[PRICE] = price
             n[QTY] = qty
             n[LEAVES_QTY] = leaves
@@ -1501,6 +1576,7 @@ cdef class Core:
             return
         mkt = x
         mkt.inst.status = TradingStatus(cmd.status)
+        mkt.is_open = mkt.inst.status is OPEN
         out.append(TradingStatusChanged(0, cmd.ts, mkt.sym, mkt.inst.status))
 
     cdef void _end_of_session(self, cmd, list out) except *:
@@ -1540,9 +1616,9 @@ cdef class Core:
                 "last_px": mkt.last_px,
                 "bids": [row_to_json(o) for o in mkt.book.orders(BUY)],
                 "asks": [row_to_json(o) for o in mkt.book.orders(SELL)],
-                "stops_buy": [row_to_json(o) for lvl in mkt.stops_buy.values() for o in (<Level>lvl).orders
+                "stops_buy": [row_to_json(o) for lvl in mkt.stops_buy.values() for o in (<Level>lvl).queue()
                               if o[LIVE]],
-                "stops_sell": [row_to_json(o) for lvl in mkt.stops_sell.values() for o in (<Level>lvl).orders
+                "stops_sell": [row_to_json(o) for lvl in mkt.stops_sell.values() for o in (<Level>lvl).queue()
                                if o[LIVE]],
             }
         return {
