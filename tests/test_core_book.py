@@ -112,3 +112,36 @@ def test_orders_iterates_in_priority_order(book):
     for o in xs:
         book.add(o)
     assert [o[ORDER_ID] for o in book.orders(B)] == [xs[3][ORDER_ID], xs[1][ORDER_ID], xs[0][ORDER_ID], xs[2][ORDER_ID]]
+
+
+def test_a_long_level_keeps_arrival_order_while_its_front_is_consumed_and_dead_entries_compacted(book):
+    # enough fills and cancels to trim the fast book's consumed front and compact its dead entries
+    xs = [order(S, 100, 2) for _ in range(300)]
+    for o in xs:
+        book.add(o)
+    for o in xs[1:150:3]:
+        book.remove(o)
+    live = [o for i, o in enumerate(xs) if not (1 <= i < 150 and (i - 1) % 3 == 0)]
+    taken = []
+    while len(taken) < 120:
+        head = book.head(S)
+        head[LEAVES_QTY] = 0
+        book.fill(head, 2)
+        taken.append(head)
+    assert taken == live[:120]
+    assert list(book.orders(S)) == live[120:]
+    assert book.levels(S) == [(100, 2 * len(live[120:]), len(live[120:]))]
+
+
+def test_icebergs_keep_cycling_in_arrival_order_through_many_refreshes(book):
+    ices = [order(B, 100, 50, display=1) for _ in range(5)]
+    for o in ices:
+        book.add(o)
+    seen = []
+    for _ in range(100):  # 100 one-lot refreshes: the front is consumed and trimmed many times over
+        head = book.head(B)
+        head[LEAVES_QTY] -= 1
+        book.fill(head, 1)
+        seen.append(head[ORDER_ID])
+    assert seen == [o[ORDER_ID] for o in ices] * 20
+    assert book.levels(B) == [(100, 5, 5)]

@@ -2,8 +2,9 @@
 
 The workload (one instrument, 100 accounts): 60 % passive GTC limit orders (1..100 lots) 1..10
 ticks behind the touch, 25 % cancels of random resting orders, 15 % IOC limit orders (1..300 lots)
-0..2 ticks through the touch, which take about three resting orders each so the book keeps a steady
-size (a few thousand orders) instead of growing without bound. Commands are generated once by driving a core (untimed), then replayed into fresh cores:
+0..2 ticks through the touch, which take about three resting orders each, so the book grows only
+slowly (about 2,400 resting orders after 100,000 operations, 17,000 after 1,000,000, in ~30 price
+levels). Commands are generated once by driving a core (untimed), then replayed into fresh cores:
 one run timed as a whole (throughput), one with a clock read around every ``process`` call
 (latency percentiles). Events (including per-level ``BookLevel``) are produced as in production.
 """
@@ -19,6 +20,7 @@ from decimal import Decimal
 
 import click
 
+import venue.core.engine as engine
 from venue.core.commands import CancelOrder, NewOrder
 from venue.core.engine import Core
 from venue.core.events import OrderAccepted, OrderCancelled, OrderExpired, OrderFilled
@@ -190,6 +192,7 @@ def run(n: int, seed: int = 1, gc_threshold: int | None = None) -> dict:
         "mix": kinds,
         "resting_at_end": len(core.open_orders()),
         "loadavg_1m": os.getloadavg()[0],
+        "core_module": os.path.basename(engine.__file__),
         "gc_threshold": gc.get_threshold()[0],
     }
 
@@ -217,4 +220,5 @@ def command(n: int, seed: int, gc_threshold: int | None, as_json: bool) -> None:
                f"p99.9 {res['p999_us']:.2f}  max {res['max_us']:.0f}")
     for k, v in res["mix"].items():
         click.echo(f"  {k:<12} p50 {v['p50_us']:.2f}  p99 {v['p99_us']:.2f} us")
-    click.echo(f"resting orders {res['resting_at_end']:,}   (load average during the run: {res['loadavg_1m']:.1f})")
+    click.echo(f"resting orders {res['resting_at_end']:,}   (load average during the run: {res['loadavg_1m']:.1f}; "
+               f"core {res['core_module']})")
