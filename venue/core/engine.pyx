@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
 """The matching core: one thread, commands in, numbered events out; no I/O, no clock, integers only.
 
 ``Core.process(cmd)`` validates, matches and returns the command's events, numbered in one gapless
@@ -22,11 +22,15 @@ live in the journal.
 
 Compiled with Cython (the ``venue bench core`` target needs it; the same logic ran at ~300,000
 ops/s as Python): the book, its levels and the core are extension types with typed fields, an order
-is a ``list`` row indexed by C constants (venue/core/rows.py holds the layout; checked at import),
-and the hot commands and events -- plain slotted dataclasses, unchanged for everyone else -- are
-read and built through their slots' offsets (``_Layout``) instead of attribute lookups and the
-generated ``__init__``. Semantics are those of the Python core it replaced, checked by the same tests
-(determinism against the naive book, hypothesis properties, journal replay).
+is a ``list`` row indexed by C constants without bounds checks (rows are only built here and in
+venue/core/rows.py, which holds the layout, checked at import; the module is compiled with
+``boundscheck=False, wraparound=False``), and the hot commands and events -- plain slotted
+dataclasses, unchanged for everyone else -- are read and built through their slots' offsets
+(``_Layout``) instead of attribute lookups and the generated ``__init__``. Rows and hot events hold
+only atomic values and are kept out of the cycle collector. Semantics are those of the Python core
+it replaced, checked by the same tests (determinism against the naive book, hypothesis properties,
+journal replay) plus tests of the compiled parts (tests/test_core_event_construction.py,
+tests/test_core_compiled.py).
 """
 
 import dataclasses
@@ -35,6 +39,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping
 
+cimport cython
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from sortedcontainers import SortedDict
@@ -80,7 +85,7 @@ cdef extern from "structmember.h":
 cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
-    object PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t nitems)
+    object _PyObject_GC_New(PyTypeObject* t)
     void PyObject_GC_UnTrack(void* op)
 
 
@@ -137,7 +142,9 @@ cdef class _Layout:
         names = [f.name for f in dataclasses.fields(cls)]
         if len(names) > 24 or list(getattr(cls, "__slots__", ())) != names:
             raise TypeError(f"{cls.__name__}: not a slotted dataclass the core can lay out")
-        if cls.__dictoffset__ or cls.__new__ is not object.__new__ or cls.__base__ is not object:
+        if (cls.__dictoffset__ or cls.__weakrefoffset__ or cls.__new__ is not object.__new__
+                or cls.__base__ is not object or cls.__itemsize__
+                or cls.__basicsize__ != object.__basicsize__ + len(names) * sizeof(PyObject*)):
             raise TypeError(f"{cls.__name__}: unexpected layout")
         self.cls = cls
         self.n = len(names)
@@ -155,12 +162,12 @@ cdef class _Layout:
 
 
 cdef inline object _fresh(_Layout lay):
-    """A new instance with every slot empty (each must then be set once with ``_put``). Not tracked by
-    the cycle collector: a hot event holds only ints, strings, enum members, bools and None, so it
-    can never be part of a reference cycle (same for order rows, see ``_row``)."""
-    cdef object e = PyType_GenericAlloc(<PyTypeObject*>lay.cls, 0)
-    PyObject_GC_UnTrack(<PyObject*>e)
-    return e
+    """A new instance whose slots are NOT initialised: the caller sets every one of them with
+    ``_put`` before anything else can see the object (the ``ev_*`` builders do; ``_Layout`` checked
+    that the slots are all there is). Allocated like ``PyObject_GC_New``: not zeroed, and not tracked
+    by the cycle collector -- a hot event holds only ints, strings, enum members, bools and None, so
+    it can never be part of a reference cycle (same for order rows, see ``_untracked``)."""
+    return _PyObject_GC_New(<PyTypeObject*>lay.cls)
 
 
 cdef inline list _untracked(list row):
@@ -202,6 +209,7 @@ cdef _Layout L_EXPIRED = _Layout(OrderExpired)
 cdef _Layout L_LEVEL = _Layout(BookLevel)
 cdef _Layout L_NEW = _Layout(NewOrder)
 cdef _Layout L_CANCEL = _Layout(CancelOrder)
+
 
 # NewOrder / CancelOrder fields read on the hot path
 cdef Py_ssize_t NO_TS = L_NEW.at("ts")
@@ -485,6 +493,7 @@ cdef class Book:
         lvl.count += 1
         return lvl
 
+    @cython.wraparound(True)
     cpdef _drop_level(self, side, price):
         cdef list px
         if side is BUY:
@@ -966,7 +975,7 @@ cdef class Core:
             price = _get(cmd, NO_PRICE)
             account = _get(cmd, NO_ACCOUNT)
             if (x is not None and type(qty) is int and type(price) is int and price > 0
-                    and account not in self._kill):
+                    and not (self._kill and account in self._kill)):
                 mkt = x
                 inst = mkt.inst
                 lo = mkt.band_lo
@@ -1249,6 +1258,7 @@ cdef class Core:
         o_sess = o[SESSION]
         first = None
         px = None
+        dirty_p = None
         if fast:
             fbook = book
             levels = fbook.asks if buy else fbook.bids
@@ -1316,7 +1326,9 @@ cdef class Core:
             o_cumn = o[CUM_NOTIONAL] + n
             o[CUM_NOTIONAL] = o_cumn
             if fast:
-                dirty[p if buy else -p] = None
+                if p is not dirty_p:  # one mark per level (the loop stays on a level for several fills)
+                    dirty[p if buy else -p] = None
+                    dirty_p = p
                 vis = vis - q
                 m[VISIBLE_QTY] = vis
                 lvl.qty -= q
