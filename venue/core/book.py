@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from venue.core.engine import Book, Level
+from venue.core.engine import Book, Level, Row
 from venue.core.rows import (  # noqa: F401  (re-exported: the row layout is part of the book's interface)
     ACCOUNT,
     CL_ORD_ID,
@@ -42,7 +42,6 @@ from venue.core.rows import (  # noqa: F401  (re-exported: the row layout is par
     TS,
     VISIBLE_QTY,
     Order,
-    Row,
     new_row,
     row_from_json,
     row_to_json,

@@ -127,6 +127,9 @@ if dict(zip(_rows.FIELDS, range(len(_rows.FIELDS)), strict=True)) != _ROW_LAYOUT
     raise ImportError("venue/core/engine.pyx: the row layout differs from venue/core/rows.py FIELDS")
 
 
+cdef object ZERO = 0
+
+
 # ------------------------------------------------------------------- slotted dataclasses in C
 cdef class _Layout:
     """The slot offsets of a slotted dataclass, in field order (checked: every field is a slot of
@@ -166,16 +169,136 @@ cdef inline object _fresh(_Layout lay):
     ``_put`` before anything else can see the object (the ``ev_*`` builders do; ``_Layout`` checked
     that the slots are all there is). Allocated like ``PyObject_GC_New``: not zeroed, and not tracked
     by the cycle collector -- a hot event holds only ints, strings, enum members, bools and None, so
-    it can never be part of a reference cycle (same for order rows, see ``_untracked``)."""
+    it can never be part of a reference cycle (same for order rows, see ``Row``)."""
     return _PyObject_GC_New(<PyTypeObject*>lay.cls)
 
 
-cdef inline list _untracked(list row):
-    """An order row taken out of the cycle collector's sight: it holds only atomic values (ints,
-    strings, enum members, bools, None), so it can never be part of a cycle, and the thousands of
-    resting orders would otherwise be traversed by every young-generation collection."""
-    PyObject_GC_UnTrack(<PyObject*>row)
-    return row
+@cython.final
+@cython.no_gc
+cdef class Row:
+    """An open order inside the core: one object with the quantities inline (C integers), where a
+    list row cost a second allocation for its items and one int object per changed quantity.
+
+    ``row[i]`` / ``row[i] = v`` / ``row[:n]`` address the fields by their index in
+    venue/core/rows.py ``FIELDS`` (the naive book, snapshots and tests use that form). Not tracked by
+    the cycle collector: it holds only ints, strings, enum members, bools and None, so it can never
+    be part of a cycle, and thousands of resting orders would otherwise be traversed by every
+    young-generation collection. Quantities are at most ``MAX_QTY`` (the core rejects larger ones).
+    """
+
+    cdef public object order_id
+    cdef public object cl_ord_id
+    cdef public object account
+    cdef public object instrument
+    cdef public object side
+    cdef public object ord_type
+    cdef public object tif
+    cdef public object price
+    cdef public long long qty
+    cdef public long long leaves_qty
+    cdef public long long cum_qty
+    cdef public object cum_notional
+    cdef public object display_qty
+    cdef public long long visible_qty
+    cdef public object stop_price
+    cdef public object stp
+    cdef public bint post_only
+    cdef public object expire_at
+    cdef public object session
+    cdef public object ts
+    cdef public bint triggered
+    cdef public bint live
+
+    def __init__(self, *values):
+        """``Row(*values)``: the fields in ``FIELDS`` order (``live`` may be left out: True)."""
+        if len(values) not in (N_FIELDS - 1, N_FIELDS):
+            raise TypeError(f"a row has {N_FIELDS} fields, got {len(values)}")
+        self.live = True
+        for i, v in enumerate(values):
+            self[i] = v
+
+    def __len__(self):
+        return N_FIELDS
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(N_FIELDS))]
+        return getattr(self, _FIELD_NAMES[_field_index(i)])
+
+    def __setitem__(self, i, v):
+        setattr(self, _FIELD_NAMES[_field_index(i)], v)
+
+    def __repr__(self):
+        return f"Row({', '.join(repr(v) for v in self[:])})"
+
+    cdef Row copy(self):
+        cdef Row n = Row.__new__(Row)
+        n.order_id = self.order_id
+        n.cl_ord_id = self.cl_ord_id
+        n.account = self.account
+        n.instrument = self.instrument
+        n.side = self.side
+        n.ord_type = self.ord_type
+        n.tif = self.tif
+        n.price = self.price
+        n.qty = self.qty
+        n.leaves_qty = self.leaves_qty
+        n.cum_qty = self.cum_qty
+        n.cum_notional = self.cum_notional
+        n.display_qty = self.display_qty
+        n.visible_qty = self.visible_qty
+        n.stop_price = self.stop_price
+        n.stp = self.stp
+        n.post_only = self.post_only
+        n.expire_at = self.expire_at
+        n.session = self.session
+        n.ts = self.ts
+        n.triggered = self.triggered
+        n.live = self.live
+        return n
+
+
+_FIELD_NAMES = tuple(_ROW_LAYOUT)
+MAX_QTY = 2**62
+
+
+cdef Py_ssize_t _field_index(i) except -1:
+    if type(i) is not int:
+        raise TypeError("row fields are indexed by int")
+    if i < 0:
+        i += N_FIELDS
+    if not 0 <= i < N_FIELDS:
+        raise IndexError("row index out of range")
+    return i
+
+
+cdef inline Row _row(oid, cl, account, sym, side, ot, tif, price, long long qty, disp, long long vis, stop, stp,
+                     bint post_only, expire_at, session, ts):
+    """A fresh open order (leaves = qty, nothing filled)."""
+    cdef Row o = Row.__new__(Row)
+    o.order_id = oid
+    o.cl_ord_id = cl
+    o.account = account
+    o.instrument = sym
+    o.side = side
+    o.ord_type = ot
+    o.tif = tif
+    o.price = price
+    o.qty = qty
+    o.leaves_qty = qty
+    o.cum_qty = 0
+    o.cum_notional = ZERO
+    o.display_qty = disp
+    o.visible_qty = vis
+    o.stop_price = stop
+    o.stp = stp
+    o.post_only = post_only
+    o.expire_at = expire_at
+    o.session = session
+    o.ts = ts
+    o.triggered = False
+    o.live = True
+    return o
 
 
 cdef inline void _put(object obj, Py_ssize_t off, object value):
@@ -233,7 +356,6 @@ cdef Py_ssize_t CO_CL_ORD_ID = L_CANCEL.at("cl_ord_id")
 cdef Py_ssize_t CO_ORDER_ID = L_CANCEL.at("order_id")
 cdef Py_ssize_t CO_SESSION = L_CANCEL.at("session")
 
-cdef object ZERO = 0
 
 
 cdef object ev_accepted(object ts, object oid, object cl, object account, object sym, object side,
@@ -300,47 +422,47 @@ cdef object ev_trade(object ts, object tid, object sym, object px, object qty, o
     return e
 
 
-cdef object ev_cancelled(object ts, list o, object cl, object reason, object session):
+cdef object ev_cancelled(object ts, Row o, object cl, object reason, object session):
     """OrderCancelled of row ``o`` (its leaves are the cancelled quantity)."""
     cdef object e = _fresh(L_CANCELLED)
     cdef Py_ssize_t* f = L_CANCELLED.off
     _put(e, f[0], ZERO)
     _put(e, f[1], ts)
-    _put(e, f[2], o[ORDER_ID])
-    _put(e, f[3], cl or o[CL_ORD_ID])
-    _put(e, f[4], o[CL_ORD_ID])
-    _put(e, f[5], o[ACCOUNT])
-    _put(e, f[6], o[INSTRUMENT])
-    _put(e, f[7], o[SIDE])
-    _put(e, f[8], o[PRICE])
-    _put(e, f[9], o[QTY])
-    _put(e, f[10], o[LEAVES_QTY])
-    _put(e, f[11], o[CUM_QTY])
-    _put(e, f[12], o[CUM_NOTIONAL])
+    _put(e, f[2], o.order_id)
+    _put(e, f[3], cl or o.cl_ord_id)
+    _put(e, f[4], o.cl_ord_id)
+    _put(e, f[5], o.account)
+    _put(e, f[6], o.instrument)
+    _put(e, f[7], o.side)
+    _put(e, f[8], o.price)
+    _put(e, f[9], o.qty)
+    _put(e, f[10], o.leaves_qty)
+    _put(e, f[11], o.cum_qty)
+    _put(e, f[12], o.cum_notional)
     _put(e, f[13], reason)
     _put(e, f[14], session)
-    _put(e, f[15], o[SESSION])
+    _put(e, f[15], o.session)
     return e
 
 
-cdef object ev_expired(object ts, list o, object reason):
+cdef object ev_expired(object ts, Row o, object reason):
     """OrderExpired of row ``o`` (its leaves are the expired quantity)."""
     cdef object e = _fresh(L_EXPIRED)
     cdef Py_ssize_t* f = L_EXPIRED.off
     _put(e, f[0], ZERO)
     _put(e, f[1], ts)
-    _put(e, f[2], o[ORDER_ID])
-    _put(e, f[3], o[CL_ORD_ID])
-    _put(e, f[4], o[ACCOUNT])
-    _put(e, f[5], o[INSTRUMENT])
-    _put(e, f[6], o[SIDE])
-    _put(e, f[7], o[PRICE])
-    _put(e, f[8], o[QTY])
-    _put(e, f[9], o[LEAVES_QTY])
-    _put(e, f[10], o[CUM_QTY])
-    _put(e, f[11], o[CUM_NOTIONAL])
+    _put(e, f[2], o.order_id)
+    _put(e, f[3], o.cl_ord_id)
+    _put(e, f[4], o.account)
+    _put(e, f[5], o.instrument)
+    _put(e, f[6], o.side)
+    _put(e, f[7], o.price)
+    _put(e, f[8], o.qty)
+    _put(e, f[9], o.leaves_qty)
+    _put(e, f[10], o.cum_qty)
+    _put(e, f[11], o.cum_notional)
     _put(e, f[12], reason)
-    _put(e, f[13], o[SESSION])
+    _put(e, f[13], o.session)
     return e
 
 
@@ -415,11 +537,11 @@ cdef class Level:
         return self.orders[self.head:]
 
 
-cdef inline list _front(Level lvl):
+cdef inline Row _front(Level lvl):
     """The first live order of a non-empty level (dead ones at the front are dropped)."""
     cdef list q = lvl.orders
-    cdef list o = q[lvl.head]
-    while not o[LIVE]:
+    cdef Row o = q[lvl.head]
+    while not o.live:
         _pop_front(lvl)
         o = q[lvl.head]
     return o
@@ -435,7 +557,7 @@ cdef inline void _pop_front(Level lvl) except *:
 cdef inline void _compact(Level lvl) except *:
     """Drop dead entries once they outnumber the live ones."""
     if len(lvl.orders) - lvl.head > 2 * lvl.count + 16:
-        lvl.orders = [x for x in lvl.orders[lvl.head:] if (<list>x)[LIVE]]
+        lvl.orders = [x for x in lvl.orders[lvl.head:] if (<Row>x).live]
         lvl.head = 0
 
 
@@ -464,12 +586,12 @@ cdef class Book:
         self.best_ask = None
         self.dirty = {}
 
-    cpdef Level add(self, list o):
-        """Rest ``o`` at the back of its price level (``o[VISIBLE_QTY]`` counts as visible);
+    cpdef Level add(self, Row o):
+        """Rest ``o`` at the back of its price level (``o.visible_qty`` counts as visible);
         returns the level (its state after the change)."""
         cdef Level lvl
-        price = o[PRICE]
-        if o[SIDE] is BUY:
+        price = o.price
+        if o.side is BUY:
             lvl = self.bids.get(price)
             if lvl is None:
                 lvl = Level(price)
@@ -487,9 +609,9 @@ cdef class Book:
                 if self.best_ask is None or price < self.best_ask:
                     self.best_ask = price
             self.dirty[price] = None
-        o[LIVE] = TRUE
+        o.live = True
         lvl.orders.append(o)
-        lvl.qty += o[VISIBLE_QTY]
+        lvl.qty += o.visible_qty
         lvl.count += 1
         return lvl
 
@@ -513,22 +635,22 @@ cdef class Book:
             else:
                 del px[bisect_left(px, price)]
 
-    cpdef Level remove(self, list o):
+    cpdef Level remove(self, Row o):
         """Take a resting order out of the book (O(1): flagged dead, aggregates updated);
         returns the level (its state after the change; qty 0 and count 0 when it is gone)."""
         cdef Level lvl
-        price = o[PRICE]
-        if o[SIDE] is BUY:
+        price = o.price
+        if o.side is BUY:
             lvl = self.bids[price]
             self.dirty[-price] = None
         else:
             lvl = self.asks[price]
             self.dirty[price] = None
-        o[LIVE] = FALSE
-        lvl.qty -= o[VISIBLE_QTY]
+        o.live = False
+        lvl.qty -= o.visible_qty
         lvl.count -= 1
         if lvl.count == 0:
-            self._drop_level(o[SIDE], price)
+            self._drop_level(o.side, price)
         else:
             _compact(lvl)
         return lvl
@@ -543,45 +665,45 @@ cdef class Book:
             return None
         return _front(self.asks[self.best_ask])
 
-    cpdef fill(self, list o, qty):
-        """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o[LEAVES_QTY]`` is
+    cpdef fill(self, Row o, qty):
+        """``o`` (the head of its side) traded ``qty`` of its visible quantity; ``o.leaves_qty`` is
         already reduced. Refreshes an iceberg (back of the level) or removes a finished order."""
         cdef Level lvl
-        price = o[PRICE]
-        if o[SIDE] is BUY:
+        price = o.price
+        if o.side is BUY:
             lvl = self.bids[price]
             self.dirty[-price] = None
         else:
             lvl = self.asks[price]
             self.dirty[price] = None
-        o[VISIBLE_QTY] -= qty
+        o.visible_qty -= qty
         lvl.qty -= qty
-        if o[VISIBLE_QTY] == 0:
+        if o.visible_qty == 0:
             _pop_front(lvl)
-            if o[LEAVES_QTY] > 0:
-                vis = o[DISPLAY_QTY] if o[DISPLAY_QTY] < o[LEAVES_QTY] else o[LEAVES_QTY]
-                o[VISIBLE_QTY] = vis
+            if o.leaves_qty > 0:
+                vis = o.display_qty if o.display_qty < o.leaves_qty else o.leaves_qty
+                o.visible_qty = vis
                 lvl.qty += vis
                 lvl.orders.append(o)
             else:
-                o[LIVE] = FALSE
+                o.live = False
                 lvl.count -= 1
                 if lvl.count == 0:
-                    self._drop_level(o[SIDE], price)
+                    self._drop_level(o.side, price)
 
-    cpdef reduce(self, list o, leaves):
+    cpdef reduce(self, Row o, leaves):
         """Lower a resting order's leaves in place (keeps time priority); ``leaves`` > 0."""
         cdef Level lvl
-        vis = o[VISIBLE_QTY] if o[VISIBLE_QTY] < leaves else leaves
-        if o[SIDE] is BUY:
-            lvl = self.bids[o[PRICE]]
-            self.dirty[-o[PRICE]] = None
+        vis = o.visible_qty if o.visible_qty < leaves else leaves
+        if o.side is BUY:
+            lvl = self.bids[o.price]
+            self.dirty[-o.price] = None
         else:
-            lvl = self.asks[o[PRICE]]
-            self.dirty[o[PRICE]] = None
-        lvl.qty -= o[VISIBLE_QTY] - vis
-        o[VISIBLE_QTY] = vis
-        o[LEAVES_QTY] = leaves
+            lvl = self.asks[o.price]
+            self.dirty[o.price] = None
+        lvl.qty -= o.visible_qty - vis
+        o.visible_qty = vis
+        o.leaves_qty = leaves
 
     def level(self, side, price):
         """(visible qty, order count) at a price; (0, 0) when there is no level."""
@@ -615,7 +737,7 @@ cdef class Book:
             prices = iter(self.ask_px[:])
         for p in prices:
             for o in (<Level>book[p]).queue():
-                if o[LIVE]:
+                if o.live:
                     yield o
 
     cpdef list take_dirty(self):
@@ -679,7 +801,7 @@ cdef class _Market:
         self.is_open = inst.status is OPEN
         self.banded = inst.band_bps is not None
         self.min_qty = inst.min_qty
-        self.max_qty = inst.max_qty
+        self.max_qty = min(inst.max_qty, MAX_QTY)
         self.min_notional = inst._min_notional_units
         self.set_band()
 
@@ -732,9 +854,9 @@ cdef void _cxl_reject(cmd, list out, bint is_replace, code, text) except *:
                               cmd.instrument, is_replace, code, text, cmd.session))
 
 
-cdef inline void _expire(list o, reason, ts, list out) except *:
+cdef inline void _expire(Row o, reason, ts, list out) except *:
     out.append(ev_expired(ts, o, reason))
-    o[LEAVES_QTY] = ZERO
+    o.leaves_qty = 0
 
 
 cdef void _pop_triggered(stops, bint buy, bound, pending) except *:
@@ -744,8 +866,8 @@ cdef void _pop_triggered(stops, bint buy, bound, pending) except *:
             return
         lvl = stops.pop(price)
         for s in (<Level>lvl).queue():
-            if s[LIVE]:
-                s[LIVE] = FALSE
+            if s.live:
+                s.live = False
                 pending.append(s)
 
 
@@ -877,8 +999,8 @@ cdef class Core:
         """Snapshots of the open orders (resting and waiting stops) matching all filters, by id."""
         src = self._orders.values() if account is None else self._by_clid.get(account, {}).values()
         rows = sorted(
-            (o for o in src if (instrument is None or o[INSTRUMENT] == instrument)
-             and (session is None or o[SESSION] == session)),
+            (o for o in src if (instrument is None or o.instrument == instrument)
+             and (session is None or o.session == session)),
             key=_by_id,
         )
         return [Order.from_row(o) for o in rows]
@@ -900,58 +1022,58 @@ cdef class Core:
         return self._stp_default.get(account, DEFAULT_STP)
 
     # ------------------------------------------------------------------ helpers
-    cdef void _register(self, list o) except *:
-        self._orders[o[ORDER_ID]] = o
-        clids = self._by_clid.get(o[ACCOUNT])
+    cdef void _register(self, Row o) except *:
+        self._orders[o.order_id] = o
+        clids = self._by_clid.get(o.account)
         if clids is None:
-            clids = self._by_clid[o[ACCOUNT]] = {}
-        clids[o[CL_ORD_ID]] = o
+            clids = self._by_clid[o.account] = {}
+        clids[o.cl_ord_id] = o
 
-    cdef void _unregister(self, list o) except *:
-        del self._orders[o[ORDER_ID]]
-        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+    cdef void _unregister(self, Row o) except *:
+        del self._orders[o.order_id]
+        del self._by_clid[o.account][o.cl_ord_id]
 
     cdef void _flush_all(self, ts, list out) except *:
         for mkt in self._markets.values():
             _flush(mkt, ts, out)
 
-    cdef void _take_out(self, _Market mkt, list o) except *:
+    cdef void _take_out(self, _Market mkt, Row o) except *:
         """Remove an open order from wherever it rests (book or stop book) and the registry."""
         cdef Level lvl
-        if o[STOP_PRICE] is not None and not o[TRIGGERED]:
-            stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
-            lvl = stops[o[STOP_PRICE]]
-            o[LIVE] = FALSE
+        if o.stop_price is not None and not o.triggered:
+            stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
+            lvl = stops[o.stop_price]
+            o.live = False
             lvl.count -= 1
             if lvl.count == 0:
-                del stops[o[STOP_PRICE]]
+                del stops[o.stop_price]
             else:
                 _compact(lvl)
         else:
             mkt.book.remove(o)
         self._unregister(o)
 
-    cdef void _cancel_order(self, _Market mkt, list o, ts, list out, reason, cl_ord_id, session) except *:
+    cdef void _cancel_order(self, _Market mkt, Row o, ts, list out, reason, cl_ord_id, session) except *:
         self._take_out(mkt, o)
         out.append(ev_cancelled(ts, o, cl_ord_id, reason, session))
-        o[LEAVES_QTY] = ZERO
+        o.leaves_qty = 0
 
-    cdef void _rest(self, _Market mkt, list o) except *:
-        d = o[DISPLAY_QTY]
-        o[VISIBLE_QTY] = d if d is not None and d < o[LEAVES_QTY] else o[LEAVES_QTY]
+    cdef void _rest(self, _Market mkt, Row o) except *:
+        d = o.display_qty
+        o.visible_qty = d if d is not None and d < o.leaves_qty else o.leaves_qty
         mkt.book.add(o)
         self._register(o)
 
-    cdef void _add_stop(self, _Market mkt, list o) except *:
+    cdef void _add_stop(self, _Market mkt, Row o) except *:
         cdef Level lvl
-        stops = mkt.stops_buy if o[SIDE] is BUY else mkt.stops_sell
-        x = stops.get(o[STOP_PRICE])
+        stops = mkt.stops_buy if o.side is BUY else mkt.stops_sell
+        x = stops.get(o.stop_price)
         if x is None:
-            lvl = Level(o[STOP_PRICE])
-            stops[o[STOP_PRICE]] = lvl
+            lvl = Level(o.stop_price)
+            stops[o.stop_price] = lvl
         else:
             lvl = x
-        o[LIVE] = TRUE
+        o.live = True
         lvl.orders.append(o)
         lvl.count += 1
         self._register(o)
@@ -961,7 +1083,7 @@ cdef class Core:
         cdef _Market mkt
         cdef Book fbook = None
         cdef Level lvl
-        cdef list o
+        cdef Row o
         cdef bint passive
         side = _get(cmd, NO_SIDE)
         tif = _get(cmd, NO_TIF)
@@ -996,8 +1118,8 @@ cdef class Core:
                     ts = _get(cmd, NO_TS)
                     session = _get(cmd, NO_SESSION)
                     sym = mkt.sym
-                    o = _untracked([oid, cl, account, sym, side, LIMIT, tif, price, qty, qty, ZERO, ZERO, None,
-                                    ZERO, None, stp, FALSE, None, session, ts, FALSE, TRUE])
+                    o = _row(oid, cl, account, sym, side, LIMIT, tif, price, qty, None, 0, None, stp, False, None,
+                             session, ts)
                     out.append(ev_accepted(ts, oid, cl, account, sym, side, LIMIT, tif, price, qty, None, None,
                                            qty, session))
                     book = mkt.book
@@ -1011,7 +1133,7 @@ cdef class Core:
                             (book.best_ask is None or price < book.best_ask) if side is BUY
                             else (book.best_bid is None or price > book.best_bid))
                     if passive:
-                        o[VISIBLE_QTY] = qty
+                        o.visible_qty = qty
                         if mkt.fast:  # Book.add inlined (no dirty mark: reported just below)
                             x = (fbook.bids if side is BUY else fbook.asks).get(price)
                             if x is None:
@@ -1071,7 +1193,7 @@ cdef class Core:
         if qty < inst.min_qty:
             _reject(cmd, out, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
             return
-        if qty > inst.max_qty:
+        if qty > mkt.max_qty:
             _reject(cmd, out, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
             return
         price = cmd.price
@@ -1149,8 +1271,8 @@ cdef class Core:
         cl = cmd.cl_ord_id
         session = cmd.session
         sym = mkt.sym
-        o = _untracked([oid, cl, account, sym, side, ot, tif, price, qty, qty, ZERO, ZERO, disp, ZERO, stop, stp,
-                        post_only, expire_at, session, ts, FALSE, TRUE])
+        o = _row(oid, cl, account, sym, side, ot, tif, price, qty, disp, 0, stop, stp, post_only, expire_at,
+                 session, ts)
         out.append(ev_accepted(ts, oid, cl, account, sym, side, ot, tif, price, qty, stop, disp, qty, session))
         if expire_at is not None:
             heapq.heappush(self._gtd, (expire_at, oid))
@@ -1165,7 +1287,7 @@ cdef class Core:
             else (book.best_bid is None or price > book.best_bid)
         ):
             # passive fast path: one level touched, reported directly
-            o[VISIBLE_QTY] = disp if disp is not None and disp < qty else qty
+            o.visible_qty = disp if disp is not None and disp < qty else qty
             lx = book.add(o)
             book.dirty.clear()
             self._orders[oid] = o
@@ -1180,46 +1302,46 @@ cdef class Core:
         _flush(mkt, ts, out)
 
     # ------------------------------------------------------------------ matching
-    cdef bint _work(self, _Market mkt, list o, ts, list out) except? -1:
+    cdef bint _work(self, _Market mkt, Row o, ts, list out) except? -1:
         """An accepted/triggered/re-priced order (not registered, not resting) meets the book:
         FOK check, matching, then rest or expire the remainder. Returns True if it traded."""
-        cdef bint buy = o[SIDE] is BUY
+        cdef bint buy = o.side is BUY
         cdef bint traded
-        if o[PRICE] is None:
+        if o.price is None:
             limit = mkt.band_hi if buy else mkt.band_lo
         else:
-            limit = o[PRICE]
-        if o[TIF] is FOK and self._available(mkt.book, o, limit) < o[LEAVES_QTY]:
+            limit = o.price
+        if o.tif is FOK and self._available(mkt.book, o, limit) < o.leaves_qty:
             _expire(o, "fok", ts, out)
             return False
         traded = self._match(mkt, o, limit, ts, out)
-        if o[LEAVES_QTY] == 0:
+        if o.leaves_qty == 0:
             return traded
-        if o[PRICE] is None:
+        if o.price is None:
             best = mkt.book.best_ask if buy else mkt.book.best_bid
             _expire(o, "market_no_liquidity" if best is None else "price_band", ts, out)
-        elif o[TIF] is IOC:
+        elif o.tif is IOC:
             _expire(o, "ioc", ts, out)
-        elif o[TIF] is FOK:  # guarded by _available
+        elif o.tif is FOK:  # guarded by _available
             _expire(o, "fok", ts, out)
         else:
             self._rest(mkt, o)
         return traded
 
-    cdef object _available(self, book, list o, limit):
+    cdef object _available(self, book, Row o, limit):
         """What ``o`` would fill if matched now, counting STP stops exactly (FOK check)."""
-        cdef bint buy = o[SIDE] is BUY
-        cdef list m
-        stp = o[STP]
+        cdef bint buy = o.side is BUY
+        cdef Row m
+        stp = o.stp
         cdef bint stp_on = stp is not STP_NONE
-        need = o[LEAVES_QTY]
+        need = o.leaves_qty
         before = 0  # fully consumable quantity at better levels
         level_px = None
         level_all = 0  # all leaves at the current level
         level_ahead = 0  # what is reachable before an own order at the current level
         for x in book.orders(SELL if buy else BUY):
             m = x
-            p = m[PRICE]
+            p = m.price
             if limit is not None and (p > limit if buy else p < limit):
                 break
             if p != level_px:
@@ -1227,35 +1349,36 @@ cdef class Core:
                 if before >= need:
                     return before
                 level_px, level_all, level_ahead = p, 0, 0
-            if stp_on and m[ACCOUNT] == o[ACCOUNT]:
+            if stp_on and m.account == o.account:
                 if stp is EXPIRE_MAKER:
                     continue
                 return before + level_ahead
-            level_all += m[LEAVES_QTY]
-            level_ahead += m[LEAVES_QTY] if m[DISPLAY_QTY] is None else m[VISIBLE_QTY]
+            level_all += m.leaves_qty
+            level_ahead += m.leaves_qty if m.display_qty is None else m.visible_qty
         return before + level_all
 
-    cdef bint _match(self, _Market mkt, list o, limit, ts, list out) except? -1:
+    cdef bint _match(self, _Market mkt, Row o, limit, ts, list out) except? -1:
         """Match taker ``o`` against the opposite side down to ``limit`` (None: no limit)."""
         cdef Book fbook = None
         cdef Level lvl = None
-        cdef list m
+        cdef Row m
+        cdef long long q, leaves, vis, m_leaves, m_cum, o_cum, d
         cdef dict levels = None
         cdef dict dirty = None
         cdef dict orders = self._orders
         cdef dict by_clid = self._by_clid
         book = mkt.book
-        side = o[SIDE]
+        side = o.side
         cdef bint buy = side is BUY
         mside = SELL if buy else BUY
-        account = o[ACCOUNT]
-        stp = o[STP]
+        account = o.account
+        stp = o.stp
         cdef bint stp_on = stp is not STP_NONE
         cdef bint fast = mkt.fast  # the fast book's head/fill inlined below (same logic as Book)
-        sym = o[INSTRUMENT]
-        o_id = o[ORDER_ID]
-        o_cl = o[CL_ORD_ID]
-        o_sess = o[SESSION]
+        sym = o.instrument
+        o_id = o.order_id
+        o_cl = o.cl_ord_id
+        o_sess = o.session
         first = None
         px = None
         dirty_p = None
@@ -1275,7 +1398,7 @@ cdef class Core:
                 m = _front(lvl)
             else:
                 m = book.head(mside)
-            if stp_on and m[ACCOUNT] == account:
+            if stp_on and m.account == account:
                 if stp is EXPIRE_TAKER:
                     _expire(o, "self_trade", ts, out)
                     break
@@ -1288,72 +1411,73 @@ cdef class Core:
                         break
                     continue
                 # decrement and cancel: both lose the smaller leaves
-                d = o[LEAVES_QTY] if o[LEAVES_QTY] < m[LEAVES_QTY] else m[LEAVES_QTY]
-                if m[LEAVES_QTY] == d:
+                d = o.leaves_qty if o.leaves_qty < m.leaves_qty else m.leaves_qty
+                if m.leaves_qty == d:
                     book.remove(m)
                     self._unregister(m)
                     _expire(m, "self_trade", ts, out)
                 else:
-                    m[QTY] -= d
-                    book.reduce(m, m[LEAVES_QTY] - d)
-                    out.append(OrderRestated(0, ts, m[ORDER_ID], m[CL_ORD_ID], m[ACCOUNT], sym, m[SIDE], m[PRICE],
-                                             m[QTY], m[LEAVES_QTY], m[CUM_QTY], m[CUM_NOTIONAL], "self_trade",
-                                             m[SESSION]))
-                if o[LEAVES_QTY] == d:
+                    m.qty -= d
+                    book.reduce(m, m.leaves_qty - d)
+                    out.append(OrderRestated(0, ts, m.order_id, m.cl_ord_id, m.account, sym, m.side, m.price,
+                                             m.qty, m.leaves_qty, m.cum_qty, m.cum_notional, "self_trade",
+                                             m.session))
+                if o.leaves_qty == d:
                     _expire(o, "self_trade", ts, out)
                     break
-                o[QTY] -= d
-                o[LEAVES_QTY] -= d
-                out.append(OrderRestated(0, ts, o[ORDER_ID], o[CL_ORD_ID], account, sym, o[SIDE], o[PRICE], o[QTY],
-                                         o[LEAVES_QTY], o[CUM_QTY], o[CUM_NOTIONAL], "self_trade", o[SESSION]))
+                o.qty -= d
+                o.leaves_qty -= d
+                out.append(OrderRestated(0, ts, o.order_id, o.cl_ord_id, account, sym, o.side, o.price, o.qty,
+                                         o.leaves_qty, o.cum_qty, o.cum_notional, "self_trade", o.session))
                 continue
-            leaves = o[LEAVES_QTY]
-            vis = m[VISIBLE_QTY]
+            leaves = o.leaves_qty
+            vis = m.visible_qty
             q = leaves if leaves < vis else vis
             tid = self._next_trade_id
             self._next_trade_id = tid + 1
             n = p * q
-            m_leaves = m[LEAVES_QTY] - q
-            m[LEAVES_QTY] = m_leaves
-            m_cum = m[CUM_QTY] + q
-            m[CUM_QTY] = m_cum
-            m_cumn = m[CUM_NOTIONAL] + n
-            m[CUM_NOTIONAL] = m_cumn
+            m_leaves = m.leaves_qty - q
+            m.leaves_qty = m_leaves
+            m_cum = m.cum_qty + q
+            m.cum_qty = m_cum
+            m_cumn = m.cum_notional + n
+            m.cum_notional = m_cumn
             leaves = leaves - q
-            o[LEAVES_QTY] = leaves
-            o_cum = o[CUM_QTY] + q
-            o[CUM_QTY] = o_cum
-            o_cumn = o[CUM_NOTIONAL] + n
-            o[CUM_NOTIONAL] = o_cumn
+            o.leaves_qty = leaves
+            o_cum = o.cum_qty + q
+            o.cum_qty = o_cum
+            o_cumn = o.cum_notional + n
+            o.cum_notional = o_cumn
             if fast:
                 if p is not dirty_p:  # one mark per level (the loop stays on a level for several fills)
                     dirty[p if buy else -p] = None
                     dirty_p = p
                 vis = vis - q
-                m[VISIBLE_QTY] = vis
+                m.visible_qty = vis
                 lvl.qty -= q
                 if vis == 0:
                     _pop_front(lvl)
                     if m_leaves > 0:  # iceberg refresh: back of the level
-                        d = m[DISPLAY_QTY]
-                        vis = d if d < m_leaves else m_leaves
-                        m[VISIBLE_QTY] = vis
+                        vis = m.display_qty
+                        if vis > m_leaves:
+                            vis = m_leaves
+                        m.visible_qty = vis
                         lvl.qty += vis
                         lvl.orders.append(m)
                     else:
-                        m[LIVE] = FALSE
+                        m.live = False
                         lvl.count -= 1
                         if lvl.count == 0:
                             fbook._drop_level(mside, p)
             else:
                 book.fill(m, q)
-            m_id = m[ORDER_ID]
-            m_acct = m[ACCOUNT]
+            m_id = m.order_id
+            m_acct = m.account
             if m_leaves == 0:
                 del orders[m_id]
-                del by_clid[m_acct][m[CL_ORD_ID]]
-            out.append(ev_filled(ts, m_id, m[CL_ORD_ID], m_acct, sym, mside, tid, p, q, m_leaves, m_cum, m_cumn,
-                                 FALSE, m[SESSION]))
+                del by_clid[m_acct][m.cl_ord_id]
+            out.append(ev_filled(ts, m_id, m.cl_ord_id, m_acct, sym, mside, tid, p, q, m_leaves, m_cum, m_cumn,
+                                 FALSE, m.session))
             out.append(ev_filled(ts, o_id, o_cl, account, sym, side, tid, p, q, leaves, o_cum, o_cumn, TRUE,
                                  o_sess))
             out.append(ev_trade(ts, tid, sym, p, q, side, m_id, o_id, m_acct, account))
@@ -1387,19 +1511,19 @@ cdef class Core:
 
     cdef void _run_stops(self, _Market mkt, ts, list out, pending) except *:
         """Trigger and work stops one at a time; each may trade and trigger more."""
-        cdef list o
+        cdef Row o
         if pending is None:
             pending = deque()
             self._collect_triggers(mkt, pending)
         while pending:
             o = pending.popleft()
-            if o[ORDER_ID] in self._orders:
-                del self._orders[o[ORDER_ID]]
-                del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
-            o[TRIGGERED] = TRUE
-            out.append(OrderTriggered(0, ts, o[ORDER_ID], o[CL_ORD_ID], o[ACCOUNT], o[INSTRUMENT], o[SIDE], o[PRICE],
-                                      o[QTY], o[LEAVES_QTY], o[SESSION]))
-            if o[PRICE] is not None and mkt.band_lo is not None and not mkt.band_lo <= o[PRICE] <= mkt.band_hi:
+            if o.order_id in self._orders:
+                del self._orders[o.order_id]
+                del self._by_clid[o.account][o.cl_ord_id]
+            o.triggered = True
+            out.append(OrderTriggered(0, ts, o.order_id, o.cl_ord_id, o.account, o.instrument, o.side, o.price,
+                                      o.qty, o.leaves_qty, o.session))
+            if o.price is not None and mkt.band_lo is not None and not mkt.band_lo <= o.price <= mkt.band_hi:
                 _expire(o, "price_band", ts, out)
                 continue
             if self._on_trigger is not None:
@@ -1415,18 +1539,18 @@ cdef class Core:
     cdef object _find(self, cmd):
         if cmd.order_id is not None:
             o = self._orders.get(cmd.order_id)
-            if o is not None and o[ACCOUNT] != cmd.account:
+            if o is not None and o.account != cmd.account:
                 return None
         elif cmd.orig_cl_ord_id is not None:
             o = self._by_clid.get(cmd.account, {}).get(cmd.orig_cl_ord_id)
         else:
             return None
-        if o is not None and cmd.instrument and o[INSTRUMENT] != cmd.instrument:
+        if o is not None and cmd.instrument and o.instrument != cmd.instrument:
             return None
         return o
 
     cdef void _cancel(self, cmd, list out) except *:
-        cdef list o
+        cdef Row o
         cdef Level lvl
         cdef _Market mkt
         oid = _get(cmd, CO_ORDER_ID)
@@ -1435,7 +1559,7 @@ cdef class Core:
             if x is not None:
                 o = x
                 sym = _get(cmd, CO_INSTRUMENT)
-                if o[ACCOUNT] != _get(cmd, CO_ACCOUNT) or (sym and o[INSTRUMENT] != sym):
+                if o.account != _get(cmd, CO_ACCOUNT) or (sym and o.instrument != sym):
                     x = None
         else:
             x = self._find(cmd)
@@ -1444,77 +1568,77 @@ cdef class Core:
             return
         o = x
         ts = _get(cmd, CO_TS)
-        mkt = self._markets[o[INSTRUMENT]]
-        if (o[STOP_PRICE] is not None and not o[TRIGGERED]) or not mkt.fast:
+        mkt = self._markets[o.instrument]
+        if (o.stop_price is not None and not o.triggered) or not mkt.fast:
             self._cancel_order(mkt, o, ts, out, "client", _get(cmd, CO_CL_ORD_ID), _get(cmd, CO_SESSION))
             _flush(mkt, ts, out)
             return
         # fast path: one order out of the book, one level reported
         lvl = (<Book>mkt.book).remove(o)
         (<Book>mkt.book).dirty.clear()
-        del self._orders[o[ORDER_ID]]
-        del self._by_clid[o[ACCOUNT]][o[CL_ORD_ID]]
+        del self._orders[o.order_id]
+        del self._by_clid[o.account][o.cl_ord_id]
         out.append(ev_cancelled(ts, o, _get(cmd, CO_CL_ORD_ID), "client", _get(cmd, CO_SESSION)))
-        o[LEAVES_QTY] = ZERO
-        out.append(ev_level(ts, o[INSTRUMENT], o[SIDE], lvl.price, lvl.qty, lvl.count))
+        o.leaves_qty = 0
+        out.append(ev_level(ts, o.instrument, o.side, lvl.price, lvl.qty, lvl.count))
 
     cdef void _replace(self, cmd, list out) except *:
         cdef _Market mkt
-        cdef list o, n
+        cdef Row o, n
         x = self._find(cmd)
         if x is None:
             _cxl_reject(cmd, out, True, RejectCode.UNKNOWN_ORDER, "unknown order")
             return
         o = x
-        mkt = self._markets[o[INSTRUMENT]]
+        mkt = self._markets[o.instrument]
         inst = mkt.inst
         ts = cmd.ts
         if inst.status is not OPEN:
             code = RejectCode.INSTRUMENT_HALTED if inst.status is HALTED else RejectCode.INSTRUMENT_CLOSED
             _cxl_reject(cmd, out, True, code, f"instrument {inst.status.value}")
             return
-        if o[ACCOUNT] in self._kill:
+        if o.account in self._kill:
             _cxl_reject(cmd, out, True, RejectCode.KILL_SWITCH, "kill switch on")
             return
         qty = cmd.qty
         if type(qty) is not int or qty <= 0:
             _cxl_reject(cmd, out, True, RejectCode.BAD_LOT, "quantity must be a positive number of lots")
             return
-        price = o[PRICE] if cmd.price is None else cmd.price
+        price = o.price if cmd.price is None else cmd.price
         if cmd.price is not None:
-            if o[PRICE] is None:
+            if o.price is None:
                 _cxl_reject(cmd, out, True, RejectCode.INVALID_ORDER, "order has no limit price")
                 return
             if type(price) is not int or price <= 0:
                 _cxl_reject(cmd, out, True, RejectCode.BAD_TICK, "price must be a positive number of ticks")
                 return
         cl = cmd.cl_ord_id
-        clids = self._by_clid[o[ACCOUNT]]
-        if cl != o[CL_ORD_ID] and cl in clids:
+        clids = self._by_clid[o.account]
+        if cl != o.cl_ord_id and cl in clids:
             _cxl_reject(cmd, out, True, RejectCode.DUPLICATE_CL_ORD_ID, "duplicate ClOrdID")
             return
-        if qty <= o[CUM_QTY]:
+        if qty <= o.cum_qty:
             self._cancel_order(mkt, o, ts, out, "client", cl, cmd.session)
             _flush(mkt, ts, out)
             return
         if qty < inst.min_qty:
             _cxl_reject(cmd, out, True, RejectCode.QTY_TOO_SMALL, "quantity below minimum")
             return
-        if qty > inst.max_qty:
+        if qty > mkt.max_qty:
             _cxl_reject(cmd, out, True, RejectCode.QTY_TOO_LARGE, "quantity above maximum")
             return
         if price is not None:
-            if price != o[PRICE] and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
+            if price != o.price and mkt.band_lo is not None and not mkt.band_lo <= price <= mkt.band_hi:
                 _cxl_reject(cmd, out, True, RejectCode.OUTSIDE_PRICE_BAND, "price outside the band")
                 return
             if price * qty < inst._min_notional_units:
                 _cxl_reject(cmd, out, True, RejectCode.NOTIONAL_TOO_SMALL, "notional below minimum")
                 return
-        waiting_stop = o[STOP_PRICE] is not None and not o[TRIGGERED]
+        waiting_stop = o.stop_price is not None and not o.triggered
         book = mkt.book
-        if o[POST_ONLY] and not waiting_stop:
-            best = book.best_ask if o[SIDE] is BUY else book.best_bid
-            if best is not None and (price >= best if o[SIDE] is BUY else price <= best):
+        if o.post_only and not waiting_stop:
+            best = book.best_ask if o.side is BUY else book.best_bid
+            if best is not None and (price >= best if o.side is BUY else price <= best):
                 _cxl_reject(cmd, out, True, RejectCode.POST_ONLY_WOULD_TAKE, "post-only would take")
                 return
         if not self._plain:
@@ -1522,31 +1646,31 @@ cdef class Core:
             if verdict is not None:
                 _cxl_reject(cmd, out, True, verdict[0], verdict[1])
                 return
-        old_price, old_qty, old_cl = o[PRICE], o[QTY], o[CL_ORD_ID]
-        leaves = qty - o[CUM_QTY]
+        old_price, old_qty, old_cl = o.price, o.qty, o.cl_ord_id
+        leaves = qty - o.cum_qty
         kept = price == old_price and qty <= old_qty
         if kept:
             if waiting_stop:
-                o[LEAVES_QTY] = leaves
+                o.leaves_qty = leaves
             else:
                 book.reduce(o, leaves)
-            o[QTY] = qty
+            o.qty = qty
             if cl != old_cl:
                 del clids[old_cl]
-                o[CL_ORD_ID] = cl
+                o.cl_ord_id = cl
                 clids[cl] = o
-            out.append(OrderReplaced(0, ts, o[ORDER_ID], cl, old_cl, o[ACCOUNT], o[INSTRUMENT], o[SIDE], price, qty,
-                                     old_price, old_qty, leaves, o[CUM_QTY], o[CUM_NOTIONAL], True, cmd.session))
+            out.append(OrderReplaced(0, ts, o.order_id, cl, old_cl, o.account, o.instrument, o.side, price, qty,
+                                     old_price, old_qty, leaves, o.cum_qty, o.cum_notional, True, cmd.session))
         else:
             self._take_out(mkt, o)
-            n = _untracked(o[:])
-            n[PRICE] = price
-            n[QTY] = qty
-            n[LEAVES_QTY] = leaves
-            n[CL_ORD_ID] = cl
-            n[VISIBLE_QTY] = ZERO
-            out.append(OrderReplaced(0, ts, n[ORDER_ID], cl, old_cl, n[ACCOUNT], n[INSTRUMENT], n[SIDE], price, qty,
-                                     old_price, old_qty, leaves, n[CUM_QTY], n[CUM_NOTIONAL], False, cmd.session))
+            n = o.copy()
+            n.price = price
+            n.qty = qty
+            n.leaves_qty = leaves
+            n.cl_ord_id = cl
+            n.visible_qty = 0
+            out.append(OrderReplaced(0, ts, n.order_id, cl, old_cl, n.account, n.instrument, n.side, price, qty,
+                                     old_price, old_qty, leaves, n.cum_qty, n.cum_notional, False, cmd.session))
             if waiting_stop:
                 self._add_stop(mkt, n)
             elif self._work(mkt, n, ts, out) and (mkt.stops_buy or mkt.stops_sell):
@@ -1561,14 +1685,14 @@ cdef class Core:
         instrument, side, session_filter, spare_gtc = cmd.instrument, cmd.side, cmd.session_filter, cmd.spare_gtc
         victims = sorted(
             (o for o in src
-             if (instrument is None or o[INSTRUMENT] == instrument)
-             and (side is None or o[SIDE] == side)
-             and (session_filter is None or o[SESSION] == session_filter)
-             and not (spare_gtc and o[TIF] is GTC)),
+             if (instrument is None or o.instrument == instrument)
+             and (side is None or o.side == side)
+             and (session_filter is None or o.session == session_filter)
+             and not (spare_gtc and o.tif is GTC)),
             key=_by_id,
         )
         for o in victims:
-            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
+            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, cmd.reason, cmd.cl_ord_id, cmd.session)
         self._flush_all(cmd.ts, out)
 
     cdef void _set_kill(self, cmd, list out) except *:
@@ -1577,7 +1701,7 @@ cdef class Core:
             return
         self._kill.add(cmd.account)
         for o in sorted(self._by_clid.get(cmd.account, {}).values(), key=_by_id):
-            self._cancel_order(self._markets[o[INSTRUMENT]], o, cmd.ts, out, "kill_switch", "", cmd.session)
+            self._cancel_order(self._markets[o.instrument], o, cmd.ts, out, "kill_switch", "", cmd.session)
         self._flush_all(cmd.ts, out)
 
     # ------------------------------------------------------------------ status and time
@@ -1595,11 +1719,11 @@ cdef class Core:
         instrument = cmd.instrument
         victims = sorted(
             (o for o in self._orders.values()
-             if o[TIF] is DAY and (instrument is None or o[INSTRUMENT] == instrument)),
+             if o.tif is DAY and (instrument is None or o.instrument == instrument)),
             key=_by_id,
         )
         for o in victims:
-            self._take_out(self._markets[o[INSTRUMENT]], o)
+            self._take_out(self._markets[o.instrument], o)
             _expire(o, "day", cmd.ts, out)
         self._flush_all(cmd.ts, out)
 
@@ -1610,8 +1734,8 @@ cdef class Core:
         while heap and heap[0][0] <= ts:
             _, oid = heapq.heappop(heap)
             o = self._orders.get(oid)
-            if o is not None and o[EXPIRE_AT] is not None and o[EXPIRE_AT] <= ts:
-                self._take_out(self._markets[o[INSTRUMENT]], o)
+            if o is not None and o.expire_at is not None and o.expire_at <= ts:
+                self._take_out(self._markets[o.instrument], o)
                 _expire(o, "gtd", ts, out)
                 touched = True
         if touched:
@@ -1629,9 +1753,9 @@ cdef class Core:
                 "bids": [row_to_json(o) for o in mkt.book.orders(BUY)],
                 "asks": [row_to_json(o) for o in mkt.book.orders(SELL)],
                 "stops_buy": [row_to_json(o) for lvl in mkt.stops_buy.values() for o in (<Level>lvl).queue()
-                              if o[LIVE]],
+                              if o.live],
                 "stops_sell": [row_to_json(o) for lvl in mkt.stops_sell.values() for o in (<Level>lvl).queue()
-                               if o[LIVE]],
+                               if o.live],
             }
         return {
             "version": SNAPSHOT_VERSION,
@@ -1683,4 +1807,4 @@ cdef class Core:
 
 
 def _by_id(o):
-    return o[ORDER_ID]
+    return (<Row>o).order_id

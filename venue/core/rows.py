@@ -1,15 +1,16 @@
-"""The order row: how the core holds an open order (a plain list indexed by these constants), its
-JSON form for snapshots, and ``Order``, the read-only snapshot the rest of the venue sees."""
+"""The order row: the fields of an open order inside the core, in the order ``row[i]`` indexes them
+(the row itself is ``venue.core.engine.Row``, compiled), its JSON form for snapshots, and ``Order``,
+the read-only snapshot the rest of the venue sees."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from venue.core.types import OrdType, Side, StpMode, TimeInForce
 
-# An open order inside the core is a plain list ("row") indexed by these constants: building a
-# 22-slot object per order costs several times more than a list literal on the hot path. Outside
-# the core, orders are seen as ``Order`` snapshots (``Order.from_row``).
+# An open order inside the core is a ``Row`` (venue/core/engine.pyx) whose fields ``row[i]`` indexes
+# in this order. Outside the core, orders are seen as ``Order`` snapshots (``Order.from_row``).
 FIELDS = (
     "order_id", "cl_ord_id", "account", "instrument", "side", "ord_type", "tif", "price", "qty",
     "leaves_qty", "cum_qty", "cum_notional", "display_qty", "visible_qty", "stop_price", "stp",
@@ -19,7 +20,7 @@ FIELDS = (
  CUM_NOTIONAL, DISPLAY_QTY, VISIBLE_QTY, STOP_PRICE, STP, POST_ONLY, EXPIRE_AT, SESSION, TS, TRIGGERED,
  LIVE) = range(len(FIELDS))
 
-Row = list  # an order row (see FIELDS)
+Row = Any  # venue.core.engine.Row (imported lazily: the engine imports this module)
 
 
 def new_row(order_id: int, cl_ord_id: str, account: str, instrument: str, side: Side, qty: int,
@@ -28,9 +29,11 @@ def new_row(order_id: int, cl_ord_id: str, account: str, instrument: str, side: 
             stp: StpMode = StpMode.EXPIRE_TAKER, post_only: bool = False, expire_at: int | None = None,
             session: str = "", ts: int = 0) -> Row:
     """A fresh order row (leaves = qty, visible = display part)."""
+    from venue.core.engine import Row
+
     vis = qty if display_qty is None else min(display_qty, qty)
-    return [order_id, cl_ord_id, account, instrument, side, ord_type, tif, price, qty, qty, 0, 0,
-            display_qty, vis, stop_price, stp, post_only, expire_at, session, ts, False, True]
+    return Row(order_id, cl_ord_id, account, instrument, side, ord_type, tif, price, qty, qty, 0, 0,
+               display_qty, vis, stop_price, stp, post_only, expire_at, session, ts, False, True)
 
 
 def row_to_json(o: Row) -> list:
@@ -41,9 +44,11 @@ def row_to_json(o: Row) -> list:
 
 
 def row_from_json(v: list) -> Row:
-    o = list(v[:LIVE]) + [True]
+    from venue.core.engine import Row
+
+    o = list(v[:LIVE])
     o[SIDE], o[ORD_TYPE], o[TIF], o[STP] = Side(v[SIDE]), OrdType(v[ORD_TYPE]), TimeInForce(v[TIF]), StpMode(v[STP])
-    return o
+    return Row(*o)
 
 
 @dataclass(slots=True, frozen=True)
