@@ -919,9 +919,9 @@ cdef class Core:
         cdef list out = []
         cdef long long seq
         t = type(cmd)
-        if t is NewOrder:
+        if t is L_NEW.cls:  # the hot types are compared through the layouts (C pointers), not globals
             self._new(cmd, out)
-        elif t is CancelOrder:
+        elif t is L_CANCEL.cls:
             self._cancel(cmd, out)
         elif t is ReplaceOrder:
             self._replace(cmd, out)
@@ -945,17 +945,17 @@ cdef class Core:
         for e in out:
             seq += 1
             t = type(e)
-            if t is OrderFilled:
+            if t is L_FILLED.cls:
                 _reput(e, L_FILLED.off[0], seq)
-            elif t is BookLevel:
+            elif t is L_LEVEL.cls:
                 _reput(e, L_LEVEL.off[0], seq)
-            elif t is Trade:
+            elif t is L_TRADE.cls:
                 _reput(e, L_TRADE.off[0], seq)
-            elif t is OrderAccepted:
+            elif t is L_ACCEPTED.cls:
                 _reput(e, L_ACCEPTED.off[0], seq)
-            elif t is OrderCancelled:
+            elif t is L_CANCELLED.cls:
                 _reput(e, L_CANCELLED.off[0], seq)
-            elif t is OrderExpired:
+            elif t is L_EXPIRED.cls:
                 _reput(e, L_EXPIRED.off[0], seq)
             else:
                 e.seq = seq
