@@ -1,5 +1,5 @@
 """Property tests: random trading across several accounts and instruments through the real Core
-(venue/core/engine.py) with the RiskLedgerStage as its hooks, and the same through the reference
+(venue/core/engine.pyx) with the RiskLedgerStage as its hooks, and the same through the reference
 MiniCore. After every command: the ledger balances (every asset sums to zero with "@external",
 the venue's holdings equal net deposits), every reservation equals what the open orders need, and
 the LedgerEntry events alone reproduce every balance."""

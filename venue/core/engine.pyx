@@ -37,7 +37,7 @@ import dataclasses
 import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
@@ -355,7 +355,6 @@ cdef Py_ssize_t CO_INSTRUMENT = L_CANCEL.at("instrument")
 cdef Py_ssize_t CO_CL_ORD_ID = L_CANCEL.at("cl_ord_id")
 cdef Py_ssize_t CO_ORDER_ID = L_CANCEL.at("order_id")
 cdef Py_ssize_t CO_SESSION = L_CANCEL.at("session")
-
 
 
 cdef object ev_accepted(object ts, object oid, object cl, object account, object sym, object side,
