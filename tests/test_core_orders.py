@@ -61,6 +61,18 @@ def test_quantity_limits_are_enforced(book):
     assert code(d) == RejectCode.QTY_TOO_LARGE
 
 
+def test_quantities_beyond_2_to_the_62_lots_are_too_large_even_when_the_instrument_allows_them(book):
+    # the core holds quantities as 64-bit integers: it refuses, never overflows
+    d = Driver(book, max_qty=10**30)
+    d.new("a", B, 2**62 + 1, 100)
+    assert code(d) == RejectCode.QTY_TOO_LARGE
+    d.new("a", B, 2**62, 100)
+    oid = d.oid()
+    d.replace("a", oid, 2**62 + 1)
+    assert code(d) == RejectCode.QTY_TOO_LARGE
+    assert d.core.order(oid).qty == 2**62
+
+
 def test_min_notional_is_enforced_exactly(book):
     from decimal import Decimal
 
