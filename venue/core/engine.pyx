@@ -332,6 +332,9 @@ cdef _Layout L_EXPIRED = _Layout(OrderExpired)
 cdef _Layout L_LEVEL = _Layout(BookLevel)
 cdef _Layout L_NEW = _Layout(NewOrder)
 cdef _Layout L_CANCEL = _Layout(CancelOrder)
+for _lay in (L_ACCEPTED, L_FILLED, L_TRADE, L_CANCELLED, L_EXPIRED, L_LEVEL):
+    if (<_Layout>_lay).index.get("seq") != 0:  # process() numbers events through off[0]
+        raise ImportError(f"{(<_Layout>_lay).cls.__name__}: seq must be its first field")
 
 
 # NewOrder / CancelOrder fields read on the hot path
