@@ -145,7 +145,7 @@ def test_cli_hands_instructions_to_a_running_venue_through_the_inbox(tmp_path):
     signed instructions and answers; funds-moving commands that would write the journal are refused."""
     import threading
 
-    from venue import audit
+    from venue import lock as writer_lock
     from venue.custody.chain import SimulatedChain
     from venue.custody.ports import JournalLedger, RegistryDirectory
     from venue.custody.wallets import WalletSigner
@@ -156,25 +156,27 @@ def test_cli_hands_instructions_to_a_running_venue_through_the_inbox(tmp_path):
         cli = Cli(url, tmp_path)
         cli("custody", "init", "--assets", "BTC")
         cli("withdraw", "keygen", "--account", "A2", "--out", str(tmp_path / "a2.key"))
-        stop = threading.Event()
+        stop, locked = threading.Event(), threading.Event()
         answered: list[int] = []
 
         def venue() -> None:  # the running venue's custody pump, in its own thread and loop
             async def main() -> None:
                 engine = make_engine(url)
-                await audit.append(engine, "venue.started", subject="VENUE")
+                held = await writer_lock.acquire(engine, "test venue")  # what `venue serve` holds
+                locked.set()
                 custody = Custody(engine, SimulatedChain(engine), await JournalLedger.open(engine),
                                   RegistryDirectory(engine), WalletSigner(engine, {"hot": "h", "warm": "w", "cold": "c"}))
                 while not stop.is_set():
                     answered.append((await custody.process(time.time_ns())).answered)
                     await asyncio.sleep(0.05)
-                await audit.append(engine, "venue.stopped", subject="VENUE")
+                await held.release()
                 await engine.dispose()
 
             asyncio.run(main())
 
         t = threading.Thread(target=venue)
         t.start()
+        assert locked.wait(10)
         try:
             out = cli("deposit", "--account", "A2", "--asset", "BTC", "--amount", "2")
             assert "deposited 2 BTC to A2" in out and "balance" not in out  # the venue credited it

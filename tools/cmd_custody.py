@@ -33,13 +33,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tools.cmd_access import Ctx, common, console
+from venue import lock as writer_lock
 from venue import registry
 from venue.access import signing
 from venue.core.assets import AssetError, Assets
 from venue.custody import inbox, keys, store
 from venue.custody.chain import SimulatedChain
 from venue.custody.policy import NS, Policy, PolicyError, load_policy, starter_policy
-from venue.custody.ports import JournalLedger, LedgerRefused, RegistryDirectory, venue_running
+from venue.custody.ports import JournalLedger, LedgerRefused, RegistryDirectory
 from venue.custody.requests import (
     AddressAddition,
     Approval,
@@ -83,11 +84,16 @@ def _run(ctx: Ctx, body: Callable[[Custody, AsyncEngine], Awaitable[T]], *, move
         engine = ctx.engine(create=create)
         try:
             await registry.create_schema(engine)
-            if moves_funds and await venue_running(engine):
+            if not moves_funds:
+                return await body(await _custody(engine), engine)
+            try:  # held while it runs: a venue starting meanwhile is refused, naming this pid
+                held = await writer_lock.acquire(engine, "venue custody")
+            except writer_lock.VenueLocked as exc:
                 raise click.ClickException(
-                    "the venue is running: commands that move customer funds must be run by the venue itself "
-                    "(stop it first; the journal has one writer)")
-            return await body(await _custody(engine), engine)
+                    f"the venue is running ({exc.holder}): commands that move customer funds must be run by "
+                    "the venue itself (stop it first; the journal has one writer)") from None
+            async with held:
+                return await body(await _custody(engine), engine)
         finally:
             await engine.dispose()
 
@@ -119,8 +125,10 @@ def _instruct(ctx: Ctx, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
             await registry.create_schema(engine)
             await store.create_all(engine)
             item = await inbox.submit(engine, kind, payload, ctx.actor)
-            if not await venue_running(engine):
-                await (await _custody(engine)).drain_inbox(time.time_ns())
+            held = await _writer_lock_if_stopped(engine)
+            if held is not None:  # the venue is stopped: carry it out here, holding its lock
+                async with held:
+                    await (await _custody(engine)).drain_inbox(time.time_ns())
             return await inbox.wait(engine, item)
         finally:
             await engine.dispose()
@@ -131,6 +139,15 @@ def _instruct(ctx: Ctx, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         raise click.ClickException(f"refused: {exc}") from None
     except (PolicyError, WalletError, LedgerRefused, keys.SealError, registry.RegistryError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+async def _writer_lock_if_stopped(engine: AsyncEngine) -> writer_lock.WriterLock | None:
+    """The database's writer lock when no venue holds it (the caller then writes the journal);
+    None while a venue runs (it carries out what the inbox holds)."""
+    try:
+        return await writer_lock.acquire(engine, "venue custody")
+    except writer_lock.VenueLocked:
+        return None
 
 
 def _asset(code: str) -> str:
@@ -530,6 +547,11 @@ def deposit(ctx: Ctx, account: str, asset: str, amount: str, source: str) -> Non
     running venue does, or this command when the venue is stopped)."""
     units = _units(asset, amount)
 
+    async def credited(engine: AsyncEngine, txid: str) -> bool:
+        async with engine.connect() as conn:
+            return (await conn.execute(select(store.deposits.c.txid).where(
+                store.deposits.c.txid == txid))).first() is not None
+
     async def main() -> int:
         engine = ctx.engine(create=False)
         try:
@@ -545,21 +567,20 @@ def deposit(ctx: Ctx, account: str, asset: str, amount: str, source: str) -> Non
                 raise click.ClickException(f"no {asset} wallets: run `venue custody init --assets {asset}`")
             txid = await chain.send_external(source, hot.address, asset, units, account)
             await chain.mine(policy.confirmations)
-            if not await venue_running(engine):
-                await (await _custody(engine)).process(time.time_ns())
+            held = await _writer_lock_if_stopped(engine)
+            if held is not None:  # the venue is stopped: credit it here, holding its lock
+                async with held:
+                    await (await _custody(engine)).process(time.time_ns())
+                    if not await credited(engine, txid):
+                        raise click.ClickException(f"transfer {txid} confirmed but not credited")
+                    return (await JournalLedger.open(engine)).ledger.balance(account, asset)[0]
             deadline = time.monotonic() + 15
-            while True:  # the venue (or the pass above) credits it once confirmed
-                async with engine.connect() as conn:
-                    if (await conn.execute(select(store.deposits.c.txid).where(
-                            store.deposits.c.txid == txid))).first() is not None:
-                        break
+            while not await credited(engine, txid):  # the running venue credits it once confirmed
                 if time.monotonic() > deadline:
                     raise click.ClickException(f"transfer {txid} confirmed but not credited yet (is the venue "
                                                "running custody?)")
                 await asyncio.sleep(0.1)
-            if await venue_running(engine):
-                return -1
-            return (await JournalLedger.open(engine)).ledger.balance(account, asset)[0]
+            return -1  # the running venue credited it: its ledger is the one to ask
         finally:
             await engine.dispose()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from venue import config as vconfig
+from venue.lock import VenueLocked
 
 
 def _load(config_file: str | None, **flags) -> dict:
@@ -53,6 +54,8 @@ def serve(data_dir, host, port, config_file) -> None:
 
     try:
         asyncio.run(run(cfg, ready))
+    except VenueLocked as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     click.echo("venue stopped")

@@ -592,16 +592,23 @@ class _Router(Application):
 
 async def serve(cfg: dict[str, Any], ready: Callable[[Venue], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM."""
-    venue = Venue(cfg)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await venue.start()
-    if ready is not None:
-        ready(venue)
+    from venue import lock as writer_lock
+
+    # one writer per database: raises VenueLocked (naming the holder's pid) if a venue runs on it
+    held = await writer_lock.acquire(database_url(cfg), "venue serve")
     try:
-        await stop.wait()
+        venue = Venue(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await venue.start()
+        if ready is not None:
+            ready(venue)
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await venue.stop()
     finally:
-        log.info("stopping")
-        await venue.stop()
+        await held.release()

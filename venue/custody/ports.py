@@ -161,15 +161,11 @@ class JournalLedger(CoreLedger):
 
 
 async def venue_running(engine: AsyncEngine) -> bool:
-    """True when the audit log says the venue started and has not stopped since."""
-    from sqlalchemy import select
+    """True while a venue holds the database's writer lock (venue.lock): the audit log's
+    started/stopped entries are history, which a refused second venue or a crash makes lie."""
+    from venue import lock
 
-    from venue import audit
-
-    q = select(audit.audit_log.c.kind).where(audit.audit_log.c.kind.in_(("venue.started", "venue.stopped"))) \
-        .order_by(audit.audit_log.c.seq.desc()).limit(1)
-    async with engine.connect() as conn:
-        return (await conn.execute(q)).scalar() == "venue.started"
+    return await lock.holder(engine) is not None
 
 
 def venue_submit(submit: Callable[[Any, Callable[[list[Any]], None]], None]) -> Submit:
