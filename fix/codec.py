@@ -4,6 +4,11 @@
 frames in one read and garbage between frames. A frame whose BodyLength or CheckSum is wrong, or whose
 first three tags are not 8, 9, 35, is *garbled*: it is dropped (recorded in ``reader.garbled``) and never
 reaches the session, so it consumes no sequence number (FIX 4.4 vol. 2, "garbled messages").
+
+Where the trailer is not where BodyLength says, the frame is cut as QuickFIX's parser cuts it: a
+length too short ends the frame at its own CheckSum field; a length too long runs it to the first
+CheckSum field at or after the declared end, so the message it runs into is dropped with it (see
+:meth:`FrameReader._too_long_end` for the one bound added to QuickFIX's rule).
 """
 
 from __future__ import annotations
@@ -137,7 +142,7 @@ class FrameReader:
                     continue
                 frames.append(frame)
                 continue
-            # slow path: find the first trailer after the body start
+            # slow path: the trailer is not where BodyLength says; find this frame's own first one
             t = find(b"\x0110=", soh2)
             if t < 0:
                 if n - start > self.max_frame:
@@ -151,14 +156,49 @@ class FrameReader:
                     pos = t + 1
                     continue
                 break
-            frame = buf[start:e + 1]
-            pos = e + 1
-            if t + 1 != body_end:
-                self.garbled.append(Garbled(frame, "BodyLength mismatch", len(frames)))
+            stop = e + 1
+            if body_end - 1 > t:
+                stop = self._too_long_end(buf, body_end, stop)
+                if stop < 0:  # wait for the bytes the declared length asks for
+                    if n - start > self.max_frame:
+                        self.garbled.append(Garbled(buf[start:], "frame too long", len(frames)))
+                        pos = n
+                    break
+                reason = "BodyLength too long"
+            elif t + 1 != body_end:
+                reason = "BodyLength too short"
             else:
-                self.garbled.append(Garbled(frame, "CheckSum malformed", len(frames)))
+                reason = "CheckSum malformed"
+            self.garbled.append(Garbled(buf[start:stop], reason, len(frames)))
+            pos = stop
         self._buf = buf[pos:] if pos < n else b""
         return frames
+
+    @staticmethod
+    def _too_long_end(buf: bytes, body_end: int, own_end: int) -> int:
+        """Where a frame whose BodyLength runs past its own trailer (ending at ``own_end``) ends.
+
+        As QuickFIX's ``Parser::readFixMessage``: the frame runs to the first CheckSum field at or
+        after the declared end, so it swallows the message the length runs into (both are dropped;
+        the session recovers the gap by ResendRequest). Unlike QuickFIX it never swallows more than
+        that next message, and never waits for declared bytes while that message is already
+        complete: a lying length cannot hold the rest of the stream hostage. -1: wait for more.
+        """
+        nxt = -1
+        s = buf.find(b"8=FIX", own_end)
+        if s >= 0:
+            t = buf.find(b"\x0110=", s)
+            if t >= 0:
+                e = buf.find(SOH, t + 4)
+                if e >= 0:
+                    nxt = e + 1
+        if body_end <= len(buf):
+            t = buf.find(b"\x0110=", body_end - 1)
+            if t >= 0:
+                e = buf.find(SOH, t + 4)
+                if e >= 0 and (nxt < 0 or e + 1 <= nxt):
+                    return e + 1
+        return nxt
 
     def _note_garbage(self, data: bytes, after: int = 0) -> None:
         if data.strip(b"\x01\r\n "):

@@ -39,14 +39,63 @@ def test_bad_checksum_is_dropped_and_the_next_frame_survives():
     assert reader.garbled[0].reason == "CheckSum mismatch"
 
 
-@pytest.mark.parametrize("length", [b"5", b"200"])
-def test_wrong_body_length_is_dropped_and_the_next_frame_survives(length):
-    declared = parse_frame(HB).get(9)
-    bad = HB.replace(b"\x019=" + declared + b"\x01", b"\x019=" + length + b"\x01", 1)
-    assert bad != HB
+def _with_body_length(frame: bytes, delta: int) -> bytes:
+    """``frame`` with its BodyLength off by ``delta`` (CheckSum left as it was: the framing decides)."""
+    declared = parse_frame(frame).get(9)
+    return frame.replace(b"\x019=" + declared + b"\x01", b"\x019=%d\x01" % (int(declared) + delta), 1)
+
+
+def test_body_length_too_short_drops_that_frame_alone():
+    bad = _with_body_length(HB, -20)
     reader = FrameReader()
     assert reader.feed(bad + TR) == [TR]
-    assert reader.garbled[0].reason == "BodyLength mismatch"
+    assert [(g.raw, g.reason) for g in reader.garbled] == [(bad, "BodyLength too short")]
+
+
+def test_body_length_too_long_swallows_the_message_it_runs_into_and_the_one_after_is_read():
+    """QuickFIX's framing: the frame runs to the first CheckSum field after the declared end."""
+    bad = _with_body_length(HB, 20)  # the declared end lands inside TR
+    reader = FrameReader()
+    assert reader.feed(bad + TR + HB) == [HB]
+    assert [(g.raw, g.reason) for g in reader.garbled] == [(bad + TR, "BodyLength too long")]
+
+
+def test_body_length_too_long_by_a_few_bytes_inside_its_own_trailer_still_runs_to_the_next_checksum():
+    bad = _with_body_length(HB, 3)  # the declared end lands inside "10=xxx"
+    reader = FrameReader()
+    assert reader.feed(bad + TR + HB) == [HB]
+    assert reader.garbled[0].raw == bad + TR
+
+
+def test_body_length_too_long_waits_for_the_declared_bytes_while_nothing_follows():
+    bad = _with_body_length(HB, 500)
+    reader = FrameReader()
+    assert reader.feed(bad) == []
+    assert reader.garbled == [] and reader.buffered == len(bad)
+
+
+def test_body_length_far_too_long_does_not_hold_a_complete_next_message_hostage():
+    """Declared end far past the buffer: once the next message is complete the two are dropped
+    together, and what follows is read at once instead of waiting for bytes that never come."""
+    bad = _with_body_length(HB, 100_000)
+    reader = FrameReader()
+    assert reader.feed(bad) == []
+    assert reader.feed(TR[:-3]) == []  # the next message is not complete yet: keep waiting
+    assert reader.feed(TR[-3:] + HB) == [HB]
+    assert [(g.raw, g.reason) for g in reader.garbled] == [(bad + TR, "BodyLength too long")]
+    assert reader.buffered == 0
+
+
+@pytest.mark.parametrize("delta", [-20, -1, 1, 3, 20, 100_000])
+def test_framing_of_a_wrong_body_length_does_not_depend_on_how_the_bytes_arrive(delta):
+    stream = _with_body_length(HB, delta) + TR + HB + TR
+    whole = FrameReader()
+    expected = (whole.feed(stream), [g.raw for g in whole.garbled])
+    assert expected[0] and expected[1]
+    for cut in range(1, len(stream)):
+        reader = FrameReader()
+        got = reader.feed(stream[:cut]) + reader.feed(stream[cut:])
+        assert (got, [g.raw for g in reader.garbled]) == expected, cut
 
 
 def test_third_tag_not_msgtype_is_garbled():
