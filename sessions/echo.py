@@ -4,6 +4,10 @@ NewOrderSingle (D) and SecurityDefinition (d) come straight back as new messages
 header, body fields in ascending tag order, repeating groups kept whole after their NumInGroup
 field, values byte for byte); a PossResend (97=Y) NewOrderSingle whose ClOrdID this logon already
 saw is dropped; any other application message gets BusinessMessageReject 380=3.
+
+The echo keeps the inbound header's other fields (PossResend 97, routing 115/128...), as QuickFIX's
+test acceptor does: it sends the message itself back, and QuickFIX's ``Session::send`` only rewrites
+8/9/34/35/49/52/56 and removes PossDupFlag (43) and OrigSendingTime (122).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from fix.session import HEADER_TAGS, Session
 
 ECHO_TYPES = frozenset({b"D", b"d"})
 _SKIP = HEADER_TAGS | {10, 93, 89}
+_KEPT_HEADER = HEADER_TAGS - {8, 9, 34, 35, 43, 49, 52, 56, 122}
+"""Inbound header fields the echo carries over (QuickFIX's session rewrites or drops the rest)."""
 
 
 _first = operator.itemgetter(0)
@@ -48,6 +54,10 @@ class EchoApplication(Application):
             elif get(97) == b"Y" and cl_ord_id in seen:
                 return
             seen.add(cl_ord_id)
+        if not _KEPT_HEADER.isdisjoint(index):
+            header = [f for f in msg.fields if f[0] in _KEPT_HEADER]
+            session.send_app_fields(msg_type, self._body(session, msg_type, msg, index), header)
+            return
         shape = msg.shape
         if shape is not None:  # raw splits into one canonical tag=value part per field
             orders = self._orders.get(msg_type)
@@ -61,15 +71,18 @@ class EchoApplication(Application):
             if pick is not None:
                 session.send_app_encoded(msg_type, b"\x01".join(pick(msg.raw.split(b"\x01"))) + b"\x01")
                 return
+        session.send_app_fields(msg_type, self._body(session, msg_type, msg, index))
+
+    def _body(self, session: Session, msg_type: bytes, msg: Message, index: dict) -> list[tuple[int, bytes]]:
+        """The echo's body: ascending tag order, each repeating group whole after its count."""
         body = [f for f in msg.fields if f[0] not in _SKIP]
         groups = self._groups.get(msg_type)
         if groups is None:
             groups = self._groups[msg_type] = _groups(session.dictionary, msg_type)
         if groups and not groups.keys().isdisjoint(index):
-            body = _with_groups(body, groups)
-        else:
-            body.sort(key=_first)
-        session.send_app_fields(msg_type, body)
+            return _with_groups(body, groups)
+        body.sort(key=_first)
+        return body
 
     def _order(self, session: Session, msg_type: bytes, shape: tuple[int, ...]) -> operator.itemgetter | None:
         """The same ordering as the general path, computed once per tag sequence on indices."""

@@ -68,3 +68,22 @@ def test_echo_picked_from_the_raw_parts_is_byte_identical_to_the_field_by_field_
         EchoApplication().from_app(session, msg)
         sent.append(session.take_outbound().data)
     assert sent[0] == sent[1] and b"453=2\x01448=P1\x01447=D\x01452=1\x01448=P2\x01" in sent[0]
+
+
+def test_a_possresend_order_comes_back_with_possresend_in_the_header_as_quickfix_echoes_it():
+    session = _session()
+    session.receive_data(frame("D", 2, (11, "new"), (21, 3), (40, 1), (54, 1), (55, "MSFT"),
+                               (60, "20260101-00:00:00"), header=((97, "Y"),)), T0)
+    (echo,) = out(session)
+    assert [t for t, _ in echo.fields] == [8, 9, 35, 34, 49, 52, 56, 97, 11, 21, 40, 54, 55, 60, 10]
+    assert echo.get(97) == b"Y" and echo.get(49) == b"ISLD" and echo.get(56) == b"TW"
+
+
+def test_the_echo_keeps_routing_header_fields_but_not_possdup_or_origsendingtime():
+    """QuickFIX's Session::send rewrites 8/9/34/35/49/52/56 and removes 43 and 122; the rest stays."""
+    session = _session()
+    session.receive_data(frame("D", 2, (11, "id"), (21, 3), (40, 1), (54, 1), (55, "MSFT"), (60, "20260101-00:00:00"),
+                               header=((43, "Y"), (115, "JCD"), (122, "20260101-00:00:00"))), T0)
+    (echo,) = out(session)
+    assert [t for t, _ in echo.fields][:9] == [8, 9, 35, 34, 49, 52, 56, 115, 11]
+    assert echo.get(115) == b"JCD" and echo.get(43) is None and echo.get(122) is None

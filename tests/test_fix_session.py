@@ -12,7 +12,7 @@ from fix.dictionary import DataDictionary
 from fix.message import Message, encode
 from fix.session import Session, SessionConfig
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "FIX44.xml"
+SPEC = Path(__file__).resolve().parents[1] / "config" / "FIX44.xml"  # the repository's own copy
 DD = DataDictionary.load(SPEC)
 T0 = 1_800_000_000.0
 
