@@ -54,7 +54,7 @@ from fix.dictionary_xml import (
     load_xml,
     parse_xml,
 )
-from fix.field_formats import CHECKS, MULTI_VALUE_TYPES, Check
+from fix.field_formats import CHECKS, MULTI_VALUE_TYPES, Check, bound_problem
 from fix.message import Message
 
 __all__ = [
@@ -716,9 +716,18 @@ class DataDictionary:
         return None
 
     def _value_reject(self, tag: int, value: bytes, ref_mt: str | None) -> Reject:
-        """A value failed its combined check: 6 if the syntax is wrong, else 5 (not an enum)."""
+        """A value failed its combined check: 6 if the syntax is wrong, else 5 (not an enum).
+
+        A number that is well formed but breaks its type's bound (too many digits or characters,
+        out of the type's range) is a 6 too, as QuickFIX answers an INT that does not fit 32
+        bits; its Text then names the field and the limit instead of QuickFIX's bare wording."""
         fmt = self._fmt.get(tag)
         if fmt is not None and not fmt(value):
+            fdef = self.model.fields[tag]
+            problem = bound_problem(fdef.type, value)
+            if problem is not None:
+                text = f"{REJECT_TEXT[INCORRECT_DATA_FORMAT]}: {fdef.name} ({tag}) {problem}"
+                return Reject(INCORRECT_DATA_FORMAT, tag, text, ref_mt)
             return _reject(INCORRECT_DATA_FORMAT, tag, ref_mt)
         return _reject(VALUE_INCORRECT, tag, ref_mt)
 

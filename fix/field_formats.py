@@ -7,6 +7,18 @@ and an optional fraction (``1.``, ``.5`` pass, ``+1``, ``1e5`` fail); timestamps
 ``YYYYMMDD-HH:MM:SS[.f…]`` with up to nine fraction digits and ranged components.
 Beyond QuickFIX (which treats them as strings) LOCALMKTDATE, UTCDATE(ONLY), MONTHYEAR and
 DAYOFMONTH are checked against the FIX 4.4 specification.
+
+Every numeric type is bounded in length *inside* its predicate, so the memoised checks of the
+dictionary's hot path enforce the bounds at no extra pass, and no value is ever converted before
+its length is known (``int()`` of a 5,000-digit string is slow and, past 4,300 digits, raises):
+
+* INT, LENGTH, NUMINGROUP, TAGNUM: a signed 32-bit integer, as QuickFIX (at most 10 digits).
+* SEQNUM: at most 18 digits (up to 999,999,999,999,999,999), stricter than QuickFIX's unsigned
+  64-bit, so that a sequence number and its successor always fit a signed 64-bit column.
+* FLOAT, QTY, PRICE, PRICEOFFSET, AMT, PERCENTAGE: at most 32 characters (sign, digits, point).
+* DAYOFMONTH: 1 to 31.
+
+:func:`bound_problem` says, for the reject's Text, when a value fails only for its size.
 """
 
 from __future__ import annotations
@@ -18,28 +30,41 @@ Check = Callable[[bytes], bool]
 
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
-_UINT64_MAX = 2**64 - 1
+
+#: Longest SEQNUM, in digits: 999,999,999,999,999,999 + 1 still fits a signed 64-bit integer.
+SEQNUM_MAX_DIGITS = 18
+SEQNUM_MAX = 10**SEQNUM_MAX_DIGITS - 1
+#: Longest decimal value (FLOAT, QTY, PRICE, PRICEOFFSET, AMT, PERCENTAGE), sign and point included.
+DECIMAL_MAX_LEN = 32
 
 
 def is_int(value: bytes) -> bool:
-    """Signed 32-bit integer (QuickFIX IntConvertor: INT, LENGTH, NUMINGROUP, TAGNUM)."""
+    """Signed 32-bit integer (QuickFIX IntConvertor: INT, LENGTH, NUMINGROUP, TAGNUM).
+
+    The length is checked before any conversion: at most 10 digits, then the range."""
     if value.isdigit():
-        return len(value) < 10 or int(value) <= _INT32_MAX
+        n = len(value)
+        return n < 10 or (n == 10 and int(value) <= _INT32_MAX)
     if value[:1] == b"-" and value[1:].isdigit():
-        return len(value) < 11 or int(value) >= _INT32_MIN
+        n = len(value)
+        return n < 11 or (n == 11 and int(value) >= _INT32_MIN)
     return False
 
 
 def is_seqnum(value: bytes) -> bool:
-    """Unsigned 64-bit integer (QuickFIX UInt64Convertor)."""
-    return value.isdigit() and (len(value) < 20 or int(value) <= _UINT64_MAX)
+    """Non-negative integer of 1 to 18 digits (QuickFIX takes any unsigned 64-bit value; the
+    venue stores sequence numbers in signed 64-bit columns and must be able to add one)."""
+    return len(value) <= SEQNUM_MAX_DIGITS and value.isdigit()
 
 
 def is_decimal(value: bytes) -> bool:
-    """FLOAT, QTY, PRICE, PRICEOFFSET, AMT, PERCENTAGE (QuickFIX DoubleConvertor).
+    """FLOAT, QTY, PRICE, PRICEOFFSET, AMT, PERCENTAGE (QuickFIX DoubleConvertor syntax).
 
-    An optional '-', then digits with at most one '.', at least one digit.
+    An optional '-', then digits with at most one '.', at least one digit; at most
+    ``DECIMAL_MAX_LEN`` characters in all.
     """
+    if len(value) > DECIMAL_MAX_LEN:
+        return False
     if value[:1] == b"-":
         value = value[1:]
     return value.replace(b".", b"", 1).isdigit()
@@ -111,6 +136,44 @@ CHECKS: dict[str, Check] = {
     "MONTHYEAR": is_monthyear,
     "DAYOFMONTH": is_dayofmonth,
 }
+
+_INT_TYPES = frozenset({"INT", "LENGTH", "NUMINGROUP", "TAGNUM"})
+_DECIMAL_TYPES = frozenset({"FLOAT", "QTY", "PRICE", "PRICEOFFSET", "AMT", "PERCENTAGE"})
+
+#: The documented bound of each numeric type, as the reject's Text states it.
+LIMITS: dict[str, str] = {
+    **{t: f"a signed 32-bit integer ({_INT32_MIN} to {_INT32_MAX})" for t in _INT_TYPES},
+    "SEQNUM": f"at most {SEQNUM_MAX_DIGITS} digits (0 to {SEQNUM_MAX})",
+    **{t: f"at most {DECIMAL_MAX_LEN} characters" for t in _DECIMAL_TYPES},
+    "DAYOFMONTH": "1 to 31",
+}
+
+
+def bound_problem(type_name: str, value: bytes) -> str | None:
+    """How a value breaks its type's bound when it is well formed but too long or too large
+    (``"has 5000 characters; a QTY is at most 32 characters"``, ``"= 32; a DAYOFMONTH is 1 to
+    31"``), else None. The reject's Text puts the field's name and tag in front.
+
+    Only called once a value has failed its check, to word the reject; never on the hot path.
+    """
+    if type_name in _INT_TYPES:
+        digits = value[1:] if value[:1] == b"-" else value
+        shaped = digits.isdigit()
+    elif type_name == "SEQNUM":
+        shaped = value.isdigit()
+    elif type_name in _DECIMAL_TYPES:
+        digits = value[1:] if value[:1] == b"-" else value
+        shaped = len(value) > DECIMAL_MAX_LEN and digits.replace(b".", b"", 1).isdigit()
+    elif type_name == "DAYOFMONTH":
+        shaped = value.isdigit()
+    else:
+        return None
+    if not shaped:
+        return None
+    shown = f"= {value.decode()}" if len(value) <= 20 else f"has {len(value)} characters"
+    article = "an" if type_name[0] in "AEIOU" else "a"
+    return f"{shown}; {article} {type_name} is {LIMITS[type_name]}"
+
 
 #: Types whose enumerated values are space-separated lists (each item must be an enum).
 MULTI_VALUE_TYPES = frozenset({"MULTIPLEVALUESTRING", "MULTIPLESTRINGVALUE", "MULTIPLECHARVALUE"})

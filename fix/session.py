@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from fix.application import Application, BusinessReject, UnsupportedMessageType
 from fix.codec import FrameReader, byte_sum, format_timestamp, parse_frame, parse_timestamp
+from fix.field_formats import SEQNUM_MAX, is_int, is_seqnum
 from fix.message import Message
 
 ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
@@ -96,6 +97,20 @@ class SessionConfig:
     def key(self) -> str:
         """Stable session identifier, QuickFIX-style ``FIX.4.4:ISLD->TW44``."""
         return f"{self.begin_string}:{self.sender_comp_id}->{self.target_comp_id}"
+
+
+def _seqnum(msg: Message, tag: int) -> int | None:
+    """A sequence-number field (34, 36, 7, 16) within the SEQNUM bound, else None (absent or not
+    0 to SEQNUM_MAX: a session with a dictionary has refused such a value before it gets here;
+    one without never converts an unbounded string)."""
+    value = msg.get(tag)
+    return int(value) if value is not None and is_seqnum(value) else None
+
+
+def _shown(value: bytes | None) -> str:
+    """A received value for a log line, cut short."""
+    text = (value or b"").decode("latin-1")
+    return text if len(text) <= 20 else f"{text[:20]}... ({len(text)} characters)"
 
 
 class Dictionary(Protocol):
@@ -508,12 +523,13 @@ class Session:
             self.reset()
         if not self._verify(msg, check_high=False, check_low=True):
             return
-        hb = msg.get_int(108, 0) or 0
+        raw_hb = msg.get(108)
+        hb = 0 if raw_hb is None else int(raw_hb) if is_int(raw_hb) else None
         if cfg.heart_bt_int is not None:
             hb = cfg.heart_bt_int
-        if not cfg.min_heart_bt_int <= hb <= cfg.max_heart_bt_int:
+        if hb is None or not cfg.min_heart_bt_int <= hb <= cfg.max_heart_bt_int:
             self._generate_logout("HeartBtInt out of range")
-            self.disconnect(f"HeartBtInt {hb} out of range")
+            self.disconnect(f"HeartBtInt {hb if hb is not None else _shown(raw_hb)} out of range")
             return
         refusal = self.application.on_logon_request(self, msg, self.peer_addr)
         if refusal is not None:
@@ -531,7 +547,7 @@ class Session:
         self.sent_logon = True
         self._event("Responding to logon request")
         self.received_reset = False
-        seq = msg.get_int(34, 0) or 0
+        seq = _seqnum(msg, 34) or 0
         if seq > self.next_target and not reset_flag:
             self._do_target_too_high(msg, seq)
         else:
@@ -558,8 +574,10 @@ class Session:
         gap_fill = msg.get(123) == b"Y"
         if not self._verify(msg, check_high=gap_fill, check_low=gap_fill):
             return
-        new_seq = msg.get_int(36)
+        new_seq = _seqnum(msg, 36)
         if new_seq is None:
+            if msg.get(36) is not None:  # only without a dictionary (which refuses it first)
+                self._reject(msg, 6, 36, f"{REJECT_TEXT[6]}: NewSeqNo (36) must be 0 to {SEQNUM_MAX}")
             return
         self._event(f"Received SequenceReset FROM: {self.next_target} TO: {new_seq}")
         if new_seq > self.next_target:
@@ -570,14 +588,19 @@ class Session:
     def _next_resend_request(self, msg: Message) -> None:
         if not self._verify(msg, check_high=False, check_low=False):
             return
-        begin = msg.get_int(7, 0) or 0
-        end = msg.get_int(16, 0) or 0
+        begin = _seqnum(msg, 7)
+        end = _seqnum(msg, 16)
+        if begin is None or end is None:  # only without a dictionary (which refuses them first)
+            tag = 7 if begin is None else 16
+            self._reject(msg, 6, tag, f"{REJECT_TEXT[6]}: {'BeginSeqNo' if tag == 7 else 'EndSeqNo'} "
+                                      f"({tag}) must be 0 to {SEQNUM_MAX}")
+            return
         self._event(f"Received ResendRequest FROM: {begin} TO: {end}")
         last = self.next_sender - 1
         if end == 0 or end > last:
             end = last
         begin = max(begin, 1)
-        seq = msg.get_int(34, 0) or 0
+        seq = _seqnum(msg, 34) or 0
         if seq == self.next_target:
             self.next_target += 1
         if begin <= end:
@@ -639,7 +662,7 @@ class Session:
             return False
         if check_high or check_low:
             value = get(34)
-            seq = int(value) if value is not None and value.isdigit() else msg.get_int(34)
+            seq = int(value) if value is not None and is_seqnum(value) else None
             if seq is None:
                 self.disconnect("MsgSeqNum missing or not a number")
                 return False
@@ -697,7 +720,9 @@ class Session:
     def _reject(self, msg: Message, reason: int, ref_tag: int | None = None, text: str | None = None) -> None:
         msg_type = msg.get(35)
         seq = msg.get(34)
-        if msg_type not in (b"A", b"4") and seq is not None and msg.get_int(34) == self.next_target:
+        if seq is not None and not is_seqnum(seq):
+            seq = None  # never echoed as RefSeqNum (45): it would break the client's own bounds
+        if msg_type not in (b"A", b"4") and seq is not None and int(seq) == self.next_target:
             self.next_target += 1
         if text is None:
             text = REJECT_TEXT.get(reason, "Other")
