@@ -217,8 +217,8 @@ class OrderEntryApp(Application):
         except EdgeReject as rej:
             raise Refused(2 if rej.code == RejectCode.UNKNOWN_INSTRUMENT else 0, rej.text, rej.code) from None
         order = None
-        if (oid := msg.get_str(37)) and oid.isdigit():
-            order = self.core.order(int(oid))
+        if (oid := codec.order_id(msg.get_str(37))) is not None:
+            order = self.core.order(oid)
         elif (cl := msg.get_str(11)) is not None:
             order = self.core.order_by_cl_ord_id(account, cl)
         extra = [(790, v)] if (v := msg.get_str(790)) else []
@@ -382,7 +382,7 @@ class OrderEntryApp(Application):
 
     def _reject_cancel(self, session: Any, msg: Message, rej: EdgeReject) -> None:
         order_id = msg.get_str(37)
-        fields = codec.cancel_reject(msg.get_str(11) or "NONE", msg.get_str(41), int(order_id) if order_id and order_id.isdigit() else None,
+        fields = codec.cancel_reject(msg.get_str(11) or "NONE", msg.get_str(41), codec.order_id(order_id),
                                      msg.msg_type == "G", rej.code, rej.text,
                                      codec.CXL_REJ_REASON.get(rej.code, 99), self._account_of(session, msg))
         self._reply(session, [(35, "9"), *fields])

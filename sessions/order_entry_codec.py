@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
+from fix.field_formats import DECIMAL_MAX_LEN, SEQNUM_MAX_DIGITS, is_decimal
 from fix.message import Message
 from sessions.errors import EdgeError, EdgeReject
 from venue.core import commands as cmd
@@ -62,6 +63,29 @@ def parse_fix_time(value: str) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
 
 
+#: The most lots (quantities) or ticks (prices) an order may carry. The compiled core holds a
+#: quantity in a C 64-bit integer and refuses more than 2**62 lots; prices get the same bound, so
+#: every value that reaches a command (and the journal) is a bounded integer. Beyond it: a rejected
+#: ExecutionReport at the edge, before the core or the journal sees anything.
+MAX_UNITS = 2**62
+_FIELD_NAMES = {38: "OrderQty", 44: "Price", 99: "StopPx", 1138: "DisplayQty"}
+# Exact arithmetic for a quotient of two bounded decimals (the default context keeps 28 digits and
+# would round an off-grid value of 30 digits onto the grid).
+_EXACT = Context(prec=4 * DECIMAL_MAX_LEN, traps=[InvalidOperation])
+
+
+def _units(value: Decimal, unit: Decimal) -> tuple[int, bool]:
+    """``value / unit`` as (integer part, exact?); MAX_UNITS + 1 when it is larger than MAX_UNITS."""
+    if value.adjusted() - unit.adjusted() > 20:  # >= 10**20 units, beyond 2**62 whatever the digits
+        return MAX_UNITS + 1, False
+    try:
+        q, r = _EXACT.divmod(value, unit)
+    except InvalidOperation:  # more digits than even the exact context holds: no bounded value has them
+        return MAX_UNITS + 1, False
+    n = int(q)
+    return (n, not r) if n <= MAX_UNITS else (MAX_UNITS + 1, False)
+
+
 class InstrumentView(Units):
     """What the edge needs of an instrument: the market-data formatting (``px``, ``qty``) plus
     exact Decimal -> integer conversions that refuse off-grid values with a venue error code."""
@@ -73,16 +97,22 @@ class InstrumentView(Units):
         self.symbol = symbol
 
     def ticks(self, price: Decimal, tag: int = 44) -> int:
-        n = price / self.tick
-        if n != n.to_integral_value():
+        n, exact = _units(price, self.tick)
+        if n > MAX_UNITS:
+            raise EdgeReject(EdgeError.BAD_VALUE, f"{_FIELD_NAMES.get(tag, 'price')} ({tag}) {price} is above the "
+                             f"venue's maximum of {MAX_UNITS} ticks of {self.tick}", 99)
+        if not exact:
             raise EdgeReject(RejectCode.BAD_TICK, f"price {price} is not a multiple of the tick {self.tick} (tag {tag})", 99)
-        return int(n)
+        return n
 
     def lots(self, qty: Decimal, tag: int = 38) -> int:
-        n = qty / self.lot
-        if n != n.to_integral_value():
+        n, exact = _units(qty, self.lot)
+        if n > MAX_UNITS:
+            raise EdgeReject(RejectCode.QTY_TOO_LARGE, f"{_FIELD_NAMES.get(tag, 'quantity')} ({tag}) {qty} is above the "
+                             f"venue's maximum of {MAX_UNITS} lots of {self.lot}", 3)
+        if not exact:
             raise EdgeReject(RejectCode.BAD_LOT, f"quantity {qty} is not a multiple of the lot {self.lot} (tag {tag})", 13)
-        return int(n)
+        return n
 
     def avg_px(self, cum_notional: int, cum_qty: int) -> str:
         if cum_qty == 0:
@@ -100,14 +130,18 @@ def _required(msg: Message, tag: int, name: str) -> str:
 
 
 def _decimal(msg: Message, tag: int, name: str) -> Decimal | None:
-    value = msg.get_str(tag)
-    if value is None:
+    """A positive plain decimal of at most DECIMAL_MAX_LEN characters (what the dictionary lets
+    through; checked again so that no unbounded string is ever converted here)."""
+    raw = msg.get(tag)
+    if raw is None:
         return None
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise EdgeReject(EdgeError.BAD_VALUE, f"{name} ({tag}) is not a number: {value!r}") from None
-    if not d.is_finite() or d <= 0:
+    if not is_decimal(raw):
+        shown = raw[:40].decode("latin-1") + ("..." if len(raw) > 40 else "")
+        raise EdgeReject(EdgeError.BAD_VALUE, f"{name} ({tag}) is not a decimal of at most {DECIMAL_MAX_LEN} "
+                                              f"characters: {shown!r} ({len(raw)} characters)")
+    value = raw.decode("ascii")
+    d = Decimal(value)
+    if d <= 0:
         raise EdgeReject(EdgeError.BAD_VALUE, f"{name} ({tag}) must be positive: {value!r}")
     return d
 
@@ -199,15 +233,23 @@ def new_order(msg: Message, ctx: EdgeContext, ts: int) -> cmd.NewOrder:
     )
 
 
+def order_id(value: str | None) -> int | None:
+    """OrderID (37) as the venue's integer id, or None if it cannot be one (not 1 to 18 digits):
+    an id is never converted from an unbounded string."""
+    if value and len(value) <= SEQNUM_MAX_DIGITS and value.isdigit() and value.isascii():
+        return int(value)
+    return None
+
+
 def _orig(msg: Message) -> tuple[int | None, str | None]:
-    order_id = msg.get_str(37)
+    order_id_text = msg.get_str(37)
     orig = msg.get_str(41)
     oid = None
-    if order_id:
-        try:
-            oid = int(order_id)
-        except ValueError:
-            raise EdgeReject(RejectCode.UNKNOWN_ORDER, f"unknown order {order_id}", 1) from None
+    if order_id_text:
+        oid = order_id(order_id_text)
+        if oid is None:
+            shown = order_id_text if len(order_id_text) <= 20 else f"of {len(order_id_text)} characters"
+            raise EdgeReject(RejectCode.UNKNOWN_ORDER, f"unknown order {shown}", 1)
     if oid is None and not orig:
         raise EdgeReject(EdgeError.MISSING_FIELD, "OrigClOrdID (41) or OrderID (37) is required")
     return oid, orig
