@@ -3,6 +3,12 @@
 Built from the registry (``await AccessGate.load(engine, config)``, ``await gate.reload(engine)``);
 its checks are synchronous and take the time as an argument, so the acceptor can call them inline.
 The client only ever learns "refused"; the exact ``reason`` goes to the audit log.
+
+Lockouts must not let a stranger deny service to a client, so failures are counted where they can
+come from (see :data:`COUNTS_AGAINST_COMP_ID`): every counted failure against its source address,
+and against a CompID only those from an address the session's allow-list allows and that are an
+attempt at its credentials (or its owner's own signed logon). SendingTime refusals count nowhere:
+they follow a verified signature (no guess), and a stale one may be the venue's own delay.
 """
 
 from __future__ import annotations
@@ -72,6 +78,20 @@ class Decision:
         return out
 
 
+NOT_COUNTED = frozenset({"locked_out", "sending_time_stale", "sending_time_future"})
+"""Refusals that count toward no lockout: a lockout refusal itself, and SendingTime outside the window
+(the signature verified, so it is no guess; a stale one may be the venue's own delay, and a future one
+the client's clock)."""
+
+COUNTS_AGAINST_COMP_ID = frozenset({"unknown_key", "key_retired", "bad_signature", "kyc"})
+"""Refusals that also count against the CompID, when they come from an address the session allows:
+attempts at its credentials (a key id and a signature were presented) and its owner's own signed
+logons refused for KYC. Anything a stranger can send from anywhere (an unknown or disabled CompID, a
+wrong TargetCompID, an address outside the allow-list, a logon without signature, a replay) counts
+against the source address only, so five unsigned logons claiming a CompID lock out their sender,
+never the CompID's owner."""
+
+
 def parse_utc_timestamp(value: str) -> int:
     """A FIX UTCTimestamp (YYYYMMDD-HH:MM:SS[.fff[fff[fff]]]) as nanoseconds since the epoch."""
     main, _, frac = value.partition(".")
@@ -101,19 +121,20 @@ class AccessGate:
         self._by_comp: dict[str, _Failures] = {}
         self._seen: set[bytes] = set()  # digests of (key id, signed payload) used within the window
         self._expiry: list[tuple[int, bytes]] = []  # heap of (forget after ns, digest)
+        self._parsed: dict[str, Ed25519PublicKey | None] = {}  # public keys by their registry text
         self._set(sessions, accounts)
 
     def _set(self, sessions: Iterable[SessionRecord], accounts: Iterable[AccountRecord]) -> None:
         self.sessions: dict[str, SessionRecord] = {s.sender_comp_id: s for s in sessions}
         self.accounts: dict[str, AccountRecord] = {a.account_id: a for a in accounts}
         self._keys: dict[tuple[str, str], tuple[str, Ed25519PublicKey | None]] = {}
+        # parsed keys by their registry text, kept across reloads (once a second): only new keys are parsed
+        old, parsed = self._parsed, {}
         for s in self.sessions.values():
             for k in s.keys:
-                try:
-                    pub: Ed25519PublicKey | None = load_public_key(k.public_key)
-                except ValueError:
-                    pub = None
+                pub = parsed[k.public_key] = old[k.public_key] if k.public_key in old else _parse_key(k.public_key)
                 self._keys[(s.sender_comp_id, k.key_id)] = (k.state, pub)
+        self._parsed = parsed
 
     @classmethod
     async def load(cls, db: AsyncEngine | AsyncConnection, config: GateConfig | None = None) -> AccessGate:
@@ -139,20 +160,26 @@ class AccessGate:
         fields: Mapping[int, str],
         peer_ip: str,
         now_ns: int,
+        received_ns: int | None = None,
     ) -> Decision:
         """Decide on a Logon; ``fields`` holds its tags (34, 52, 95, 96, 553 ...) as strings.
 
-        Checks in order: session known and enabled (and TargetCompID), address allowed, lockout,
-        signature (present, key id known and active, valid), SendingTime window, replay, KYC.
-        Every refusal except lockout counts a failure against the address and the CompID."""
+        ``received_ns`` is when the Logon's bytes arrived (default ``now_ns``): SendingTime is judged
+        against it, so the time the venue took to get round to this logon (a logon storm) refuses
+        nobody. Checks in order: address locked out, session known and enabled (and TargetCompID),
+        address allowed, CompID locked out, signature (present, key id known and active, valid),
+        SendingTime window, replay, KYC. Failures are counted as the module docstring says."""
         addr = str(normalize_ip(peer_ip) or peer_ip)
         session = self.sessions.get(sender_comp_id)
+        owner_address = session is not None and session.allows(addr)
 
-        def refuse(code: str, reason: str, key_id: str | None = None, count: bool = True) -> Decision:
-            if count:
-                self._fail(addr, sender_comp_id if session is not None else None, now_ns)
+        def refuse(code: str, reason: str, key_id: str | None = None) -> Decision:
+            self._count(code, addr, sender_comp_id if owner_address else None, now_ns)
             return Decision(False, reason, session, code, key_id)
 
+        locked = self._locked(self._by_addr, addr, "address", now_ns)
+        if locked:
+            return refuse("locked_out", locked)
         if session is None:
             return refuse("unknown_session", f"unknown SenderCompID {sender_comp_id!r}")
         if not session.enabled:
@@ -161,13 +188,13 @@ class AccessGate:
             return refuse(
                 "wrong_target", f"TargetCompID {target_comp_id!r}, expected {session.target_comp_id!r}"
             )
-        if not session.allows(addr):
+        if not owner_address:
             return refuse(
                 "address_not_allowed", f"address {addr} is not in the allow-list of {sender_comp_id}"
             )
-        locked = self._locked(addr, sender_comp_id, now_ns)
+        locked = self._locked(self._by_comp, sender_comp_id, "CompID", now_ns)
         if locked:
-            return refuse("locked_out", locked, count=False)
+            return refuse("locked_out", locked)
 
         key_id = fields.get(TAG_USERNAME) or None
         signature = fields.get(TAG_RAW_DATA)
@@ -196,7 +223,8 @@ class AccessGate:
 
         if signed:
             stale = self._check_time_and_replay(
-                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id, now_ns
+                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id,
+                now_ns if received_ns is None else received_ns,
             )
             if stale is not None:
                 return refuse(*stale, key_id)
@@ -209,6 +237,24 @@ class AccessGate:
         self._by_comp.pop(sender_comp_id, None)
         return Decision(True, "accepted", session, "accepted", key_id)
 
+    def refuse_unbound(self, begin_string: str, sender_comp_id: str, target_comp_id: str, peer_ip: str,
+                       now_ns: int) -> Decision:
+        """The decision on a Logon the FIX acceptor found no session for (unknown, disabled, wrong
+        TargetCompID or BeginString), counted against the source address only."""
+        addr = str(normalize_ip(peer_ip) or peer_ip)
+        session = self.sessions.get(sender_comp_id)
+        if session is None:
+            code, reason = "unknown_session", f"unknown SenderCompID {sender_comp_id!r}"
+        elif not session.enabled:
+            code, reason = "session_disabled", f"session {sender_comp_id} is disabled"
+        elif target_comp_id != session.target_comp_id:
+            code, reason = "wrong_target", f"TargetCompID {target_comp_id!r}, expected {session.target_comp_id!r}"
+        else:
+            code, reason = "unknown_session", (
+                f"no {begin_string!r} session {sender_comp_id}->{target_comp_id} (BeginString must be FIX.4.4)")
+        self._count(code, addr, None, now_ns)
+        return Decision(False, reason, session, code)
+
     def _check_time_and_replay(
         self,
         msg_type: str,
@@ -219,7 +265,8 @@ class AccessGate:
         key_id: str | None,
         now_ns: int,
     ) -> tuple[str, str] | None:
-        """SendingTime within the window both ways, and this signed logon not seen before."""
+        """SendingTime within the window both ways of ``now_ns`` (when the logon arrived), and this
+        signed logon not seen before."""
         window = int(self.config.logon_window_s * NS)
         try:
             sent_ns = parse_utc_timestamp(sending_time)
@@ -296,26 +343,32 @@ class AccessGate:
 
     # ---- failures, lockouts, replay memory -----------------------------------------------
 
-    def _fail(self, addr: str, comp_id: str | None, now_ns: int) -> None:
-        for table, name in ((self._by_addr, addr), (self._by_comp, comp_id)):
-            if name is None:
-                continue
-            f = table.setdefault(name, _Failures())
-            horizon = now_ns - int(self.config.failure_window_s * NS)
-            while f.times and f.times[0] < horizon:
-                f.times.popleft()
-            f.times.append(now_ns)
-            if len(f.times) >= self.config.lockout_failures:
-                f.locked_until = now_ns + int(self.config.lockout_seconds * NS)
-                f.times.clear()
+    def _count(self, code: str, addr: str, owner_comp_id: str | None, now_ns: int) -> None:
+        """Count a refusal: against the address, and against ``owner_comp_id`` (None when the logon
+        did not come from an address its session allows) only for :data:`COUNTS_AGAINST_COMP_ID`."""
+        if code in NOT_COUNTED:
+            return
+        self._fail(self._by_addr, addr, now_ns)
+        if owner_comp_id is not None and code in COUNTS_AGAINST_COMP_ID:
+            self._fail(self._by_comp, owner_comp_id, now_ns)
         if len(self._by_addr) > 10_000:
             self._prune_failures(now_ns)
 
-    def _locked(self, addr: str, comp_id: str, now_ns: int) -> str | None:
-        for what, table, name in (("address", self._by_addr, addr), ("CompID", self._by_comp, comp_id)):
-            f = table.get(name)
-            if f is not None and f.locked_until > now_ns:
-                return f"{what} {name} is locked out for {(f.locked_until - now_ns) / NS:.0f} s more after repeated failures"
+    def _fail(self, table: dict[str, _Failures], name: str, now_ns: int) -> None:
+        f = table.setdefault(name, _Failures())
+        horizon = now_ns - int(self.config.failure_window_s * NS)
+        while f.times and f.times[0] < horizon:
+            f.times.popleft()
+        f.times.append(now_ns)
+        if len(f.times) >= self.config.lockout_failures:
+            f.locked_until = now_ns + int(self.config.lockout_seconds * NS)
+            f.times.clear()
+
+    @staticmethod
+    def _locked(table: dict[str, _Failures], name: str, what: str, now_ns: int) -> str | None:
+        f = table.get(name)
+        if f is not None and f.locked_until > now_ns:
+            return f"{what} {name} is locked out for {(f.locked_until - now_ns) / NS:.0f} s more after repeated failures"
         return None
 
     def is_locked_out(
@@ -343,6 +396,13 @@ class AccessGate:
         expiry = self._expiry
         while expiry and expiry[0][0] < now_ns:
             self._seen.discard(heapq.heappop(expiry)[1])
+
+
+def _parse_key(text: str) -> Ed25519PublicKey | None:
+    try:
+        return load_public_key(text)
+    except ValueError:
+        return None
 
 
 def _logon_digest(key_id: str | None, msg_type: str, sender: str, target: str, seq: str, sending_time: str) -> bytes:

@@ -1,0 +1,141 @@
+"""Lockouts against the real `venue serve` over TCP: a stranger locks out only itself.
+
+Failed logons count against their source address; against a CompID only when they come from an
+address that session allows and attempt its credentials. Clients connect from chosen loopback
+addresses (Linux routes all of 127/8 to lo), so "another machine" is 127.0.0.2.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.test_access_e2e import Client, audit_rows, expect_refused, fix_time
+from tests.venue_proc import VenueProcess
+from tools.cli import main as venue_cli
+from venue.access import signing
+
+FAILURES = 5  # the default lockout_failures
+# session -> the networks it allows
+SESSIONS = {
+    "LSTRANGER": ["127.0.0.2/32"],  # a legitimate session elsewhere: 127.0.0.2 may connect at all
+    "LSHARED": ["127.0.0.32/30"],  # 127.0.0.32 .. 127.0.0.35
+    "LUNSIGNED": ["127.0.0.40/30"],
+    "LSTALE": ["127.0.0.44/32"],
+    "LPROBE": ["127.0.0.1/32"],  # created last: once the venue knows it, it knows all of them
+}
+
+
+def cli(data_dir: Path, *args: str) -> str:
+    result = CliRunner().invoke(venue_cli, [*args, "--data-dir", str(data_dir), "--actor", "lockout-test"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def key_of(v: VenueProcess, sender: str):
+    if sender == "DEMO1":
+        return v.key("DEMO1")
+    key = signing.load_private_key_file(v.data_dir / "lockout-keys" / f"{sender}.pem")
+    return key, signing.key_id_for(key.public_key())
+
+
+def logon(v: VenueProcess, sender: str, ip: str, **kw) -> Client:
+    """A signed logon of ``sender`` from ``ip`` (kw: sending_time, sign_seq)."""
+    c = Client(v.port, sender, ip)
+    c.signed_logon(*key_of(v, sender), **kw)
+    return c
+
+
+def logs_on(v: VenueProcess, sender: str, ip: str) -> bool:
+    c = logon(v, sender, ip)
+    msg = c.recv(5)
+    c.close()
+    return msg is not None and msg.msg_type == "A"
+
+
+def unsigned_logon(v: VenueProcess, sender: str, ip: str) -> None:
+    c = Client(v.port, sender, ip)
+    c.send("A", [(98, 0), (108, 30), (141, "Y")])
+    expect_refused(c)
+
+
+def refusals(v: VenueProcess, sender: str, source: str, code: str, count: int) -> list:
+    """Wait until ``count`` logon.refused entries of ``code`` for ``sender`` from ``source`` are in."""
+    deadline = time.monotonic() + 5
+    while True:
+        rows = [r for r in audit_rows(v, "logon.refused", sender) if r.source == source and r.data["code"] == code]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory):
+    data = tmp_path_factory.mktemp("lockout") / "data"
+    v = VenueProcess(data, env={"VENUE_ACCESS_LOCKOUT_FAILURES": str(FAILURES),
+                                "VENUE_ACCESS_LOCKOUT_SECONDS": "300"}).start()
+    try:
+        cli(data, "session", "allow", "DEMO1", "--replace", "127.0.0.1/32")
+        for sender, networks in SESSIONS.items():
+            cli(data, "session", "create", sender, "--firm", "DEMO", "--account", "DEMO1-ACC",
+                *[a for n in networks for a in ("--allow", n)],
+                "--key-out", str(data / "lockout-keys" / f"{sender}.pem"))
+        deadline = time.monotonic() + 10
+        while not logs_on(v, "LPROBE", "127.0.0.1"):  # the venue reloads its registry once a second
+            assert time.monotonic() < deadline, "the venue never picked up the new sessions"
+            time.sleep(0.2)
+        yield v
+    finally:
+        if v.alive:
+            v.stop()
+
+
+@pytest.mark.timeout(60)
+def test_unsigned_logons_claiming_a_comp_id_from_another_address_lock_out_only_that_address(venue):
+    for _ in range(FAILURES):
+        unsigned_logon(venue, "DEMO1", "127.0.0.2")  # outside DEMO1's allow-list
+    assert len(refusals(venue, "DEMO1", "127.0.0.2", "address_not_allowed", FAILURES)) == FAILURES
+    # the real DEMO1, from its own address, is not locked out
+    assert logs_on(venue, "DEMO1", "127.0.0.1")
+    # the stranger's address is: even a good logon of the session that allows it is refused
+    c = logon(venue, "LSTRANGER", "127.0.0.2")
+    expect_refused(c)
+    [locked] = refusals(venue, "LSTRANGER", "127.0.0.2", "locked_out", 1)
+    assert "address 127.0.0.2 is locked out" in locked.data["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_unsigned_logons_from_an_allowed_address_do_not_lock_out_the_comp_id(venue):
+    for _ in range(FAILURES):
+        unsigned_logon(venue, "LUNSIGNED", "127.0.0.40")
+    assert len(refusals(venue, "LUNSIGNED", "127.0.0.40", "signature_missing", FAILURES)) == FAILURES
+    assert logs_on(venue, "LUNSIGNED", "127.0.0.41")  # its other address
+    assert not logs_on(venue, "LUNSIGNED", "127.0.0.40")  # the address that failed is locked
+    [locked] = refusals(venue, "LUNSIGNED", "127.0.0.40", "locked_out", 1)
+    assert "address 127.0.0.40" in locked.data["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_bad_signatures_from_allowed_addresses_still_lock_out_the_comp_id(venue):
+    for i in range(FAILURES):  # spread over the session's own addresses: no address reaches the limit
+        c = logon(venue, "LSHARED", f"127.0.0.{32 + i % 3}", sign_seq=100 + i)  # signed for another MsgSeqNum
+        expect_refused(c)
+    assert sum(len(refusals(venue, "LSHARED", f"127.0.0.{32 + i}", "bad_signature", 1)) for i in range(3)) == FAILURES
+    c = logon(venue, "LSHARED", "127.0.0.35")  # a good logon from a fresh allowed address
+    expect_refused(c)
+    [locked] = refusals(venue, "LSHARED", "127.0.0.35", "locked_out", 1)
+    assert "CompID LSHARED is locked out" in locked.data["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_stale_sending_times_count_toward_no_lockout(venue):
+    old = fix_time(datetime.now(UTC) - timedelta(seconds=30))
+    for i in range(FAILURES + 1):
+        c = logon(venue, "LSTALE", "127.0.0.44", sending_time=old)
+        expect_refused(c)
+        assert len(refusals(venue, "LSTALE", "127.0.0.44", "sending_time_stale", i + 1)) == i + 1
+    assert logs_on(venue, "LSTALE", "127.0.0.44")
