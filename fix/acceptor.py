@@ -153,7 +153,7 @@ class Acceptor:
         self._bound: dict[str, _Connection] = {}
         self._unbound: set[_Connection] = set()
         self._binding_keys: set[str] = set()
-        self._logs: list[Any] = []
+        self._logs: dict[str, Any] = {}  # session key -> its message log
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
         self._event = asyncio.Event()
@@ -223,7 +223,7 @@ class Acceptor:
         self._flusher = self._ticker = None
         for server in self._servers:
             await server.wait_closed()
-        for lg in self._logs:
+        for lg in self._logs.values():
             lg.close()
         if self._conn is not None:
             await self._conn.close()
@@ -299,7 +299,7 @@ class Acceptor:
             return session
         slog = self.log_factory(config.key) if self.log_factory is not None else None
         if slog is not None:
-            self._logs.append(slog)
+            self._logs[config.key] = slog
         session = Session(config, dictionary=self.dictionary, application=self.application, log=slog,
                           next_sender=next_sender, next_target=next_target)
         session.on_dirty = self._on_dirty
@@ -441,9 +441,20 @@ class Acceptor:
                     continue
             if out.close:
                 conn.close(out.close)
-        for lg in self._logs:
-            lg.flush()
+        self._flush_logs()
         await self.application.after_flush()
+
+    def _flush_logs(self) -> None:
+        """Write the batch's log lines; close the logs of sessions no longer connected (a log
+        reopens on its next write), so open files follow the connected sessions, not every
+        session that ever logged on."""
+        sessions = self.sessions
+        for key, lg in self._logs.items():
+            session = sessions.get(key)
+            if session is None or not session.connected:
+                lg.close()
+            else:
+                lg.flush()
 
     async def _tick_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import BinaryIO
 
 from fix.codec import format_timestamp
 
@@ -19,7 +20,12 @@ venue_log = logging.getLogger("venue.fix")
 class FileLog:
     """One session's log file. Lines are gathered in memory and written by :meth:`flush`, which
     the acceptor calls once per batch (after the commit); past ``max_pending`` parts they are
-    written at once."""
+    written at once.
+
+    The file is opened (append) by the first write and stays open while the session is
+    connected; the acceptor calls :meth:`close` once the session has disconnected, so a venue
+    that saw thousands of sessions come and go holds no descriptor for them. Lines logged while
+    closed (a drop copy stored for an absent client) just reopen it at the next flush."""
 
     __slots__ = ("session_key", "path", "_file", "_parts", "max_pending", "_now", "_in", "_out")
 
@@ -28,7 +34,7 @@ class FileLog:
         name = session_key.replace(":", "-").replace("->", "-").replace("/", "_")
         self.path = Path(directory) / f"{name}.messages.log"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - long-lived
+        self._file: BinaryIO | None = None
         self._parts: list[bytes] = []
         self.max_pending = max_pending
         self._now = -1.0  # line prefixes for this ``now`` (a batch shares one)
@@ -58,15 +64,25 @@ class FileLog:
         self._parts += (format_timestamp(now), b" EVENT ", text.encode("utf-8", "replace"), b"\n")
         venue_log.info("%s: %s", self.session_key, text)
 
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
+
     def flush(self) -> None:
         if self._parts:
-            self._file.write(b"".join(self._parts))
+            file = self._file
+            if file is None:
+                file = self._file = open(self.path, "ab")  # noqa: SIM115 - open while connected
+            file.write(b"".join(self._parts))
             self._parts.clear()
-        self._file.flush()
+            file.flush()
 
     def close(self) -> None:
+        """Write what is pending and release the descriptor (the next write reopens the file)."""
         self.flush()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class EventLog:
