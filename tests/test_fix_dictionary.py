@@ -362,7 +362,7 @@ CERT_FILES = sorted(
 ) if CERT_DIR.is_dir() else []
 
 
-@pytest.mark.skipif(not CERT_FILES, reason="shared/certification not beside the checkout")
+@pytest.mark.skipif(not CERT_FILES, reason=f"QuickFIX's acceptance scripts are not beside this checkout ({CERT_DIR})")
 @pytest.mark.parametrize("path", CERT_FILES, ids=lambda p: p.name)
 def test_certification_script_rejects_match_quickfix(dd: DataDictionary, path: Path) -> None:
     pairs = _cert_pairs(path)

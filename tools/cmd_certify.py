@@ -13,14 +13,18 @@ from pathlib import Path
 import click
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-SHARED = CHECKOUT.parent / "shared"
-DEFAULT_DICTIONARY = SHARED / "spec" / "FIX44.xml"
+#: The standard FIX 4.4 dictionary the repository ships (QuickFIX's FIX44.xml).
+DEFAULT_DICTIONARY = CHECKOUT / "config" / "FIX44.xml"
+#: The venue's own session-layer scenarios (always in the repository).
+VENUE_SCRIPTS = CHECKOUT / "certification" / "venue-fix44"
+#: QuickFIX's acceptance scripts, present only where the project is developed (``../shared``).
+QUICKFIX_SCRIPTS = CHECKOUT.parent / "shared" / "certification" / "quickfix-fix44"
 CERT_CLIENTS = ("TW44", "TW", "NO_CHECK_FIELDS_HAVE_VALUES")
 
 
 def certification_lookup(begin: str, ours: str, theirs: str):
-    """The sessions shared/certification/README.md describes: ISLD <-> TW44 / TW /
-    NO_CHECK_FIELDS_HAVE_VALUES, FIX.4.4, ResetOnLogon=Y, MaxLatency 120 s."""
+    """The sessions QuickFIX's acceptance suite assumes (certification/venue-fix44/README.md):
+    ISLD <-> TW44 / TW / NO_CHECK_FIELDS_HAVE_VALUES, FIX.4.4, ResetOnLogon=Y, MaxLatency 120 s."""
     from fix.session import SessionConfig
 
     if begin != "FIX.4.4" or ours != "ISLD" or theirs not in CERT_CLIENTS:
@@ -59,7 +63,8 @@ async def serve_certification(host: str, port: int, dictionary: Path, data_dir: 
 
 @click.group()
 def certify() -> None:
-    """FIX session-layer certification (QuickFIX's acceptance scripts)."""
+    """FIX session-layer certification: the venue's own scripts (certification/venue-fix44) and,
+    where they are present, QuickFIX's acceptance scripts (../shared/certification/quickfix-fix44)."""
 
 
 @certify.command("acceptor")
@@ -98,12 +103,17 @@ def acceptor_cmd(port: int, host: str, dictionary: Path, data_dir: Path | None, 
               help="Patterns for free fields (default: fields.fmt beside the first script, else built in).")
 @click.option("--timeout", type=float, default=65.0, show_default=True,
               help="Seconds to wait for each expected message.")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def run_cmd(host: str, port: int, junit: Path | None, fields_fmt: Path | None, timeout: float,
             files: tuple[Path, ...]) -> None:
-    """Run certification scripts against an acceptor; exit 0 only if all pass."""
+    """Run certification scripts (FILES; default: the venue's own, certification/venue-fix44/*.def)
+    against an acceptor; exit 0 only if all pass."""
     from fix.scenario import Result, Runner, junit_xml, load_formats
 
+    if not files:
+        files = tuple(sorted(VENUE_SCRIPTS.glob("*.def")))
+        if not files:
+            raise click.ClickException(f"no scripts given and none in {VENUE_SCRIPTS}")
     paths = [p for p in files if p.suffix == ".def"] or list(files)
     fmt = fields_fmt or (paths[0].parent / "fields.fmt")
     runner = Runner(host, port, formats=load_formats(fmt), expect_timeout=timeout)

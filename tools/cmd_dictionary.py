@@ -14,8 +14,6 @@ CONFIG_DIR = Path(config.__file__).resolve().parent
 DEFAULT_BASE = CONFIG_DIR / "FIX44.xml"
 #: The venue's own additions on top of it.
 VENUE_EXTENSION = CONFIG_DIR / "venue-fix44.xml"
-#: The shared copy beside the checkout (``../shared/spec/FIX44.xml``), for ``--base`` users.
-SHARED_BASE = CONFIG_DIR.parent.parent / "shared" / "spec" / "FIX44.xml"
 
 
 def load_venue_dictionary(base: Path | None = None, extensions: tuple[Path, ...] | None = None):
