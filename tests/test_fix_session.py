@@ -353,6 +353,32 @@ def test_garbled_frame_does_not_consume_a_seqnum():
     assert hb.get(112) == b"X" and session.next_target == 3
 
 
+def _body_length_off(raw: bytes, delta: int) -> bytes:
+    declared = parse_frame(raw).get(9)
+    return raw.replace(b"\x019=" + declared + b"\x01", b"\x019=%d\x01" % (int(declared) + delta), 1)
+
+
+def test_body_length_too_long_drops_the_message_it_runs_into_and_the_gap_is_recovered():
+    """As QuickFIX frames: order C2's length runs into C3, both are dropped; C4 is read, too high,
+    so the gap is asked for. The client resends C2 and gap-fills 3: C3 is never processed."""
+    session, app = logged_on()
+    session.receive_data(_body_length_off(nos(2, "C2"), 15), T0)
+    assert out(session) == [] and app.app_msgs == []  # waits for the declared bytes
+    session.receive_data(nos(3, "C3") + nos(4, "C4"), T0)
+    (rr,) = out(session)
+    assert (rr.get(35), rr.get(7), rr.get(16)) == (b"2", b"2", b"0") and app.app_msgs == []
+    dup = ((43, "Y"), (122, format_timestamp(T0, 0)))
+    session.receive_data(nos(2, "C2", header=dup) + frame("4", 3, (36, 4), (123, "Y"), header=dup), T0)
+    assert [m.get(11) for m in app.app_msgs] == [b"C2", b"C4"]
+    assert session.next_target == 5 and session.connected
+
+
+def test_body_length_too_short_is_garbled_and_the_same_seqnum_is_then_accepted():
+    session, app = logged_on()
+    session.receive_data(_body_length_off(nos(2, "SHORT"), -12) + nos(2, "OK"), T0)
+    assert [m.get(11) for m in app.app_msgs] == [b"OK"] and session.next_target == 3
+
+
 @pytest.mark.parametrize("precision,length", [(0, 17), (3, 21), (6, 24)])
 def test_sending_time_precision_is_configurable(precision, length):
     session, _ = logged_on(timestamp_precision=precision)
