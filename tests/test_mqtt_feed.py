@@ -19,7 +19,7 @@ import pytest
 from tests.test_marketdata import _core_run, _random_events
 from venue.core.events import TradingStatusChanged
 from venue.core.types import Side, TradingStatus
-from venue.marketdata import Units
+from venue.marketdata import MarketData, Units
 from venue.mqtt_feed import BookFollower, MqttFeed, MqttFeedConfig
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -149,6 +149,60 @@ def test_queue_overflow_conflates_to_a_snapshot_and_subscriber_stays_exact() -> 
             await sub.wait_seq(feed.market.books["BTC-USD"].seq)
             bids, asks = _venue_book(feed, "BTC-USD")
             assert (sub.follower.bids, sub.follower.asks) == (bids, asks)
+        await feed.stop()
+
+    asyncio.run(main())
+
+
+async def _retained(prefix: str, name: str, topics: set[str], timeout: float = 5) -> dict[str, dict]:
+    """What a new subscriber receives as retained on these topics of one instrument."""
+    got: dict[str, dict] = {}
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"ret-{uuid.uuid4().hex[:8]}") as client:
+        await client.subscribe(f"{prefix}/{name}/#", qos=1)
+        async with asyncio.timeout(timeout):
+            async for msg in client.messages:
+                topic = str(msg.topic)[len(prefix) + len(name) + 2:]
+                if msg.retain and topic in topics:
+                    got[topic] = json.loads(msg.payload)
+                    if set(got) == topics:
+                        return got
+    raise AssertionError("unreachable")
+
+
+RETAINED = {"book/snapshot", "top", "status"}
+
+
+def test_retained_state_rebuilt_after_a_restart_carries_the_time_it_was_published_not_zero() -> None:
+    async def main() -> None:
+        prefix = _prefix()
+        market = MarketData()
+        # as the venue seeds its books at start-up: the core's levels, the journal's sequence, no event yet
+        market.book("BTC-USD").load([(200, 5, 1)], [(204, 3, 2)], seq=4321)
+        feed = MqttFeed(MqttFeedConfig(url=BROKER, topic_prefix=prefix), units=lambda _n: UNITS, market_data=market)
+        before = time.time_ns()
+        feed.start()
+        await asyncio.wait_for(feed.connected.wait(), 5)
+        retained = await _retained(prefix, "BTC-USD", RETAINED)
+        after = time.time_ns()
+        for topic, payload in retained.items():
+            assert before <= payload["ts"] <= after, (topic, payload)
+        assert retained["book/snapshot"]["seq"] == 4321 and retained["top"]["bid"] == {"price": "100", "qty": "0.005"}
+        await feed.stop()
+
+    asyncio.run(main())
+
+
+def test_retained_state_changed_by_an_event_carries_that_events_timestamp() -> None:
+    async def main() -> None:
+        prefix = _prefix()
+        feed = _feed(prefix)
+        stamp = 1_764_111_111_000_000_000
+        feed.publish_events([TradingStatusChanged(1, stamp, "ETH-USD", TradingStatus.HALTED)])
+        feed.start()
+        await asyncio.wait_for(feed.connected.wait(), 5)
+        retained = await _retained(prefix, "ETH-USD", RETAINED)
+        assert {topic: p["ts"] for topic, p in retained.items()} == dict.fromkeys(RETAINED, stamp)
+        assert retained["status"]["status"] == "halted"
         await feed.stop()
 
     asyncio.run(main())

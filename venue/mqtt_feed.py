@@ -16,7 +16,11 @@ Topic layout (``<prefix>`` defaults to ``venue/v1``; see docs/mqtt-topics.md):
 * ``<prefix>/<instrument>/top`` - RETAINED best bid / best offer
 * ``<prefix>/<instrument>/status`` - RETAINED trading status
 
-Payloads are JSON; prices and quantities are decimal strings.
+Payloads are JSON; prices and quantities are decimal strings. ``ts`` is the core's timestamp of the
+command that last changed what the message shows; state not changed since the venue started (the
+books it rebuilt from the journal, republished retained on connect) carries the wall-clock time it
+was published at instead of 0. The feed is an I/O adapter outside the deterministic core, so reading
+the clock here is allowed; the core never does.
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ class MqttFeed:
         config: MqttFeedConfig,
         units: Callable[[str], Units | None] | None = None,
         market_data: MarketData | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
+        self._wall_ns = wall_ns  # ts of state no event has stamped since the start (see module doc)
         self.market = market_data if market_data is not None else MarketData()
         self._units = units or (lambda _name: None)
         self._default_units = Units()
@@ -108,6 +114,10 @@ class MqttFeed:
     def topic(self, instrument: str, *parts: str) -> str:
         return "/".join((self.config.topic_prefix, instrument, *parts))
 
+    def _ts(self, ts: int) -> int:
+        """``ts`` of an event, or now for a book that no event has touched since the venue started."""
+        return ts or self._wall_ns()
+
     def _u(self, instrument: str) -> Units:
         return self._units(instrument) or self._default_units
 
@@ -124,7 +134,7 @@ class MqttFeed:
     def snapshot_payload(self, snap: Snapshot) -> dict[str, Any]:
         units = self._u(snap.instrument)
         return {
-            "instrument": snap.instrument, "seq": snap.seq, "status": snap.status.value, "ts": snap.ts,
+            "instrument": snap.instrument, "seq": snap.seq, "status": snap.status.value, "ts": self._ts(snap.ts),
             "bids": [[units.px(p), units.qty(q)] for p, q in snap.bids],
             "asks": [[units.px(p), units.qty(q)] for p, q in snap.asks],
         }
@@ -133,7 +143,7 @@ class MqttFeed:
         units = self._u(book.instrument)
         bid, ask = book.top()
         return {
-            "instrument": book.instrument, "seq": book.seq, "ts": book.ts,
+            "instrument": book.instrument, "seq": book.seq, "ts": self._ts(book.ts),
             "bid": {"price": units.px(bid[0]), "qty": units.qty(bid[1])} if bid else None,
             "ask": {"price": units.px(ask[0]), "qty": units.qty(ask[1])} if ask else None,
         }
@@ -145,8 +155,8 @@ class MqttFeed:
         return [
             Publish(self.topic(name, "book", "snapshot"), self.snapshot_payload(book.snapshot()), True),
             Publish(self.topic(name, "top"), self.top_payload(book), True),
-            Publish(self.topic(name, "status"), {"instrument": name, "status": book.status.value, "ts": book.ts},
-                    True),
+            Publish(self.topic(name, "status"),
+                    {"instrument": name, "status": book.status.value, "ts": self._ts(book.ts)}, True),
         ]
 
     # -- the core side -----------------------------------------------------------------------
