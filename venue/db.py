@@ -12,16 +12,24 @@ def sqlite_url(data_dir: Path | str) -> str:
     return f"sqlite+aiosqlite:///{Path(data_dir) / 'venue.db'}"
 
 
+# How long a SQLite connection waits for another writer (the venue, a CLI command) before
+# "database is locked": writers take turns, none fails because another held the lock an instant.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 def make_engine(url: str, **kwargs) -> AsyncEngine:
-    """Create an async engine; SQLite connections get WAL and synchronous=FULL."""
+    """Create an async engine; SQLite connections get WAL, synchronous=FULL and a busy timeout."""
     if url.startswith("postgresql://"):
         url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.get("connect_args", {})}
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")

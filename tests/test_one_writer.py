@@ -1,0 +1,193 @@
+"""One writer per database: a running venue holds a lock that a second `venue serve` and the
+commands that need the venue stopped respect; concurrent CLI use never fails a venue write."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from tests.venue_proc import ROOT, VenueProcess, free_port
+from tools.cli import main
+from venue import lock
+from venue.db import sqlite_url
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def serve(data_dir, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`venue serve` on a data directory another venue holds: it must exit by itself."""
+    return subprocess.run([sys.executable, "-m", "tools.cli", "serve", "--data-dir", str(data_dir),
+                           "--port", str(free_port())], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def second_serve_is_refused(first: VenueProcess, env: dict[str, str] | None = None) -> None:
+    try:
+        out = serve(first.data_dir, env)
+    except subprocess.TimeoutExpired as exc:  # it started and ran beside the first
+        raise AssertionError("a second venue ran on the same database") from exc
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "already running" in text and f"pid {first.proc.pid}" in text, text
+
+
+@pytest.fixture
+def pg_url():
+    import asyncpg
+
+    name = f"one_writer_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f"CREATE DATABASE {name}"))
+    except OSError:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_a_second_serve_on_the_same_data_dir_exits_naming_the_holder(tmp_path):
+    first = VenueProcess(tmp_path / "data").start()
+    try:
+        second_serve_is_refused(first)
+        assert first.alive
+        c = first.client("DEMO1")  # the first venue is untouched and trades on
+        c.send("D", [(11, "X1"), (55, "BTC-USDT"), (54, "1"), (60, "20261125-00:00:00.000"), (38, "0.1"),
+                     (40, "2"), (44, "60000"), (59, "1")])
+        assert c.expect("8").get(150) == b"0"
+        c.close()
+    finally:
+        assert first.stop() == 0
+    # stopped cleanly, the lock is free again: the same data directory serves again
+    again = VenueProcess(tmp_path / "data").start()
+    assert again.stop() == 0
+
+
+def test_commands_that_need_the_venue_stopped_are_refused_while_it_runs(tmp_path):
+    """The finding: a second serve started, stopped (audit log: "venue.stopped"), and then the
+    stopped-only commands ran beside the first venue. Now the second is refused, and so are they."""
+    first = VenueProcess(tmp_path / "data").start()
+    try:
+        second = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--data-dir", str(first.data_dir),
+                                   "--port", str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            assert second.wait(10) != 0
+        except subprocess.TimeoutExpired:  # it ran beside the first: stop it as an operator would
+            second.send_signal(signal.SIGTERM)
+            second.wait(20)
+        out = CliRunner().invoke(main, ["custody", "process", "--data-dir", str(first.data_dir)])
+        assert out.exit_code != 0
+        assert "the venue is running" in out.output and f"pid {first.proc.pid}" in out.output, out.output
+        assert asyncio.run(lock.holder(sqlite_url(first.data_dir))).pid == first.proc.pid
+    finally:
+        assert first.stop() == 0
+    assert asyncio.run(lock.holder(sqlite_url(first.data_dir))) is None
+
+
+def test_a_killed_venue_leaves_no_stale_lock(tmp_path):
+    first = VenueProcess(tmp_path / "data").start()
+    first.kill()  # kill -9: no chance to clean up; the kernel drops the flock
+    assert asyncio.run(lock.holder(sqlite_url(first.data_dir))) is None
+    again = VenueProcess(tmp_path / "data").start()
+    try:
+        second_serve_is_refused(again)
+    finally:
+        assert again.stop() == 0
+
+
+def test_postgresql_advisory_lock_refuses_a_second_venue_and_dies_with_the_holder(tmp_path, pg_url):
+    env = {"VENUE_DATABASE_URL": pg_url}
+    first = VenueProcess(tmp_path / "a", env=env).start()
+    try:
+        # another data directory, the same database: still the same writer lock
+        second = VenueProcess(tmp_path / "b", env=env)
+        with pytest.raises(RuntimeError, match=f"already running on this database \\(pid {first.proc.pid}"):
+            second.start(timeout=20)
+        assert second.proc.wait(10) != 0
+        assert asyncio.run(lock.holder(pg_url)).pid == first.proc.pid
+        out = CliRunner().invoke(main, ["custody", "process", "--db-url", pg_url, "--data-dir", str(tmp_path / "b")])
+        assert out.exit_code != 0 and f"pid {first.proc.pid}" in out.output, out.output
+    finally:
+        first.kill()  # its connection closes with it, and the advisory lock with the connection
+    deadline = asyncio.run(_wait_free(pg_url))
+    assert deadline, "the advisory lock outlived its holder"
+    again = VenueProcess(tmp_path / "b", env=env).start()
+    assert again.stop() == 0
+
+
+async def _wait_free(url: str, timeout: float = 10.0) -> bool:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if await lock.holder(url) is None:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
+    """Operator commands (each a write transaction) in a loop while two clients trade: every order
+    is acknowledged and the venue never logs "database is locked"."""
+    v = VenueProcess(tmp_path / "data").start()
+    d = str(v.data_dir)
+    stop, failures, cli_runs = threading.Event(), [], [0]
+
+    def cli_loop() -> None:
+        runner = CliRunner()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            for args in (["firm", "create", f"F{i}"],
+                         ["account", "create", f"ACC{i}", "--firm", f"F{i}"],
+                         ["account", "deposit", "DEMO1-ACC", "USDT", "1"],
+                         ["session", "allow", "DEMO2", f"10.{i % 250}.0.0/16"],
+                         ["audit", "checkpoint"]):
+                r = runner.invoke(main, [*args, "--data-dir", d, "--actor", "ops"])
+                cli_runs[0] += 1
+                if r.exit_code != 0:
+                    failures.append((args, r.output))
+
+    t = threading.Thread(target=cli_loop)
+    t.start()
+    acked = 0
+    try:
+        buyer, seller = v.client("DEMO1"), v.client("DEMO2")
+        for n in range(300):
+            time.sleep(0.025)  # pace: the sessions' throttle (50/s) is not what this test is about
+            c, side = (buyer, "1") if n % 2 else (seller, "2")
+            c.send("D", [(11, f"O{n}"), (55, "BTC-USDT"), (54, side), (60, "20261125-00:00:00.000"),
+                         (38, "0.01"), (40, "2"), (44, "60000"), (59, "1")])
+            while True:  # its acknowledgement (fills of earlier orders may come first)
+                er = c.expect("8", timeout=30)
+                if er.get(11) == f"O{n}".encode() and er.get(150) in (b"0", b"F"):
+                    acked += 1
+                    break
+                assert er.get(11) != f"O{n}".encode() or er.get(150) != b"8", f"order O{n} rejected: {er!r}"
+        buyer.close()
+        seller.close()
+    finally:
+        stop.set()
+        t.join(60)
+        assert v.stop() == 0
+    log = (v.data_dir / "venue.log").read_text()
+    assert "database is locked" not in log
+    assert "Batch commit failed" not in log
+    assert acked == 300
+    assert not failures, failures[:3]
+    assert cli_runs[0] >= 10
