@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fix.application import Application, BusinessReject, UnsupportedMessageType
 from fix.codec import FrameReader, byte_sum, format_timestamp, parse_frame, parse_timestamp
-from fix.field_formats import SEQNUM_MAX, is_int, is_seqnum
+from fix.field_formats import SEQNUM_MAX, SEQNUM_MAX_DIGITS, is_int, is_seqnum
 from fix.message import Message
 
 ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
@@ -174,6 +174,10 @@ class Session:
         self.next_sender = next_sender
         self.next_target = next_target
         self.now = 0.0
+        self.received_at = 0.0
+        """When the bytes being processed arrived (the driver's read time; SendingTime is judged
+        against it, so a driver that got round to a Logon late does not make it stale)."""
+        self._logon_pending = False  # a Logon is being processed that no one has decided on yet
         self.peer_addr: Any = None
         self.heart_bt_int = 0
         # connection state (QuickFIX SessionState flags)
@@ -202,6 +206,12 @@ class Session:
         self.on_dirty: Any = None
         """Optional ``callable(session)``, called when the session first has something for the
         driver (output, seqnums to persist, a close) since the last ``take_outbound``."""
+        self.screen: Any = None
+        """Optional ``callable(session, msg) -> callable | None``, asked about each in-sequence
+        application message before the dictionary validation (a rate limit): None admits it; a
+        callable refuses it cheaply: the message is sequenced (its MsgSeqNum counts, CompIDs and
+        SendingTime are checked) but never validated nor given to ``from_app``; the callable
+        answers it instead (or drops it)."""
         # constants for the hot path
         self._begin = config.begin_string.encode()
         self._sender = config.sender_comp_id.encode()
@@ -255,12 +265,14 @@ class Session:
         self._after_resend = None
         self._out = []  # anything still unsent belonged to the previous, dead connection
         self._close = None
+        self._logon_pending = False
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Bytes from the transport (any chunking)."""
+    def receive_data(self, data: bytes, now: float, received: float | None = None) -> None:
+        """Bytes from the transport (any chunking); ``received``: when they arrived, if before ``now``."""
         if not self.connected:
             return
         self.now = now
+        self.received_at = now if received is None else received
         frames = self._reader.feed(data)
         if self._reader.garbled:
             garbled = self._reader.garbled
@@ -271,6 +283,7 @@ class Session:
                 # before the Logon (one that came after a Logon frame of this read is just ignored)
                 before_logon = not self.received_logon and not (frames and g.after > 0)
                 if before_logon or b"\x0135=A\x01" in g.raw:
+                    self._logon_pending = not self.received_logon
                     self.disconnect("Logon message is not valid")
                     return
         if frames:
@@ -369,6 +382,11 @@ class Session:
         self._frames.clear()
         self._mark()
         self._event(f"Disconnecting: {reason}")
+        if self._logon_pending:  # refused by the session layer before the application was asked
+            self._logon_pending = False
+            cfg = self.config
+            self.application.on_logon_refused(self.peer_addr, cfg.begin_string, cfg.target_comp_id,
+                                              cfg.sender_comp_id, reason)
         if was_logged_on:
             self.application.on_logout(self, reason)
             if self.config.reset_on_logout:
@@ -453,9 +471,11 @@ class Session:
             except ValueError as exc:
                 self._event(f"Garbled message dropped ({exc})")
                 continue
-            if not self.received_logon and msg._idx().get(35) != b"A":
-                self.disconnect("First message is not a Logon")
-                return
+            if not self.received_logon:
+                if msg._idx().get(35) != b"A":
+                    self.disconnect("First message is not a Logon")
+                    return
+                self._logon_pending = True
             self._next(msg, queued=False)
 
     def _next(self, msg: Message, queued: bool) -> None:
@@ -475,6 +495,13 @@ class Session:
                     self.next_target += 1
                     self.disconnect("Incorrect BeginString")
                 return
+            screen = self.screen
+            if screen is not None and msg_type not in ADMIN_TYPES and get(34) == b"%d" % self.next_target:
+                refusal = screen(self, msg)
+                if refusal is not None:
+                    if self._verify(msg, refused=refusal):
+                        self.next_target += 1
+                    return
             validate = self._validate
             if validate is not None:
                 rej = validate(msg)
@@ -531,6 +558,7 @@ class Session:
             self._generate_logout("HeartBtInt out of range")
             self.disconnect(f"HeartBtInt {hb if hb is not None else _shown(raw_hb)} out of range")
             return
+        self._logon_pending = False  # the application decides (and records) from here
         refusal = self.application.on_logon_request(self, msg, self.peer_addr)
         if refusal is not None:
             self._event(f"Logon refused: {refusal}")
@@ -636,7 +664,8 @@ class Session:
             return True
         return msg_type in (b"4", b"3") or (msg_type == b"5" and self.sent_logon)
 
-    def _verify(self, msg: Message, check_high: bool = True, check_low: bool = True) -> bool:
+    def _verify(self, msg: Message, check_high: bool = True, check_low: bool = True,
+                refused: Callable[[], None] | None = None) -> bool:
         get = (msg._index or msg._idx()).get
         cfg = self.config
         msg_type = get(35) or b""
@@ -650,7 +679,7 @@ class Session:
             else:
                 sent = self._sent_at = parse_timestamp(value)
                 self._sent_raw = value
-            if sent is None or abs(self.now - sent) > cfg.max_latency:
+            if sent is None or abs(self.received_at - sent) > cfg.max_latency:
                 self._reject(msg, 10)
                 if self.connected:
                     self._generate_logout(None)
@@ -662,7 +691,8 @@ class Session:
             return False
         if check_high or check_low:
             value = get(34)
-            seq = int(value) if value is not None and is_seqnum(value) else None
+            # is_seqnum inline (hot path): never int() of an unbounded string
+            seq = int(value) if value is not None and len(value) <= SEQNUM_MAX_DIGITS and value.isdigit() else None
             if seq is None:
                 self.disconnect("MsgSeqNum missing or not a number")
                 return False
@@ -678,7 +708,9 @@ class Session:
                 self.resend_range = None
         self.last_received = self.now
         self.test_requests = 0
-        if msg_type in ADMIN_TYPES:
+        if refused is not None:
+            refused()
+        elif msg_type in ADMIN_TYPES:
             self.application.from_admin(self, msg)
         else:
             self.application.from_app(self, msg)
