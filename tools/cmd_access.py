@@ -9,9 +9,11 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +54,100 @@ class Ctx:
                 )
             Path(db_file).parent.mkdir(parents=True, exist_ok=True)
         return make_engine(self.db_url)
+
+
+# ---- amounts and names the CLI takes -------------------------------------------------------------
+
+#: The largest amount, in an asset's smallest units, the CLI hands to the ledger: the core's bound
+#: on a quantity (2**62 fits a C 64-bit integer and a BIGINT column with room for sums).
+MAX_AMOUNT_UNITS = 2**62
+#: Longest amount as typed, and the largest exponent a typed amount may carry (1e400 is refused).
+MAX_AMOUNT_CHARS = 40
+MAX_AMOUNT_EXPONENT = 30
+_AMOUNT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class AmountType(click.ParamType):
+    """A decimal amount as typed (``0.25``, ``-5``): refuses NaN, Infinity, an exponent beyond
+    MAX_AMOUNT_EXPONENT and more than MAX_AMOUNT_CHARS characters. The sign is the command's to
+    judge (with ``context_settings=AMOUNT_ARGS`` a negative amount parses instead of looking like
+    an option); ``amount_units`` then checks it against the asset."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        text = str(value).strip()
+        if len(text) > MAX_AMOUNT_CHARS:
+            self.fail(f"{text[:20]}... has {len(text)} characters: an amount has at most {MAX_AMOUNT_CHARS}",
+                      param, ctx)
+        if not _AMOUNT_RE.fullmatch(text):
+            self.fail(f"{text!r} is not an amount (a decimal number such as 0.25; no NaN or Infinity)", param, ctx)
+        d = Decimal(text)
+        if d and not -MAX_AMOUNT_EXPONENT <= d.adjusted() <= MAX_AMOUNT_EXPONENT:
+            self.fail(f"{text!r} is out of range: an amount is between 10**-{MAX_AMOUNT_EXPONENT} and "
+                      f"10**{MAX_AMOUNT_EXPONENT}",
+                      param, ctx)
+        return d
+
+
+AMOUNT = AmountType()
+#: context_settings for a command with an AMOUNT argument: ``-5`` is an amount, not an unknown option.
+AMOUNT_ARGS = {"ignore_unknown_options": True}
+
+
+def amount_units(asset: str, amount: Decimal, what: str = "the amount", hint: str = "AMOUNT") -> int:
+    """``amount`` of ``asset`` in the ledger's units: positive, within the asset's decimals and at
+    most MAX_AMOUNT_UNITS; anything else is a clear refusal (exit status 2)."""
+    from venue.core.assets import AssetError, Assets
+
+    try:
+        a = Assets()[asset.upper()]
+    except AssetError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if amount <= 0:
+        raise click.BadParameter(f"{what} must be positive, got {amount}", param_hint=hint)
+    if amount.adjusted() > MAX_AMOUNT_EXPONENT:
+        raise click.BadParameter(f"{amount} {a.code} is beyond the ledger's maximum of "
+                                 f"{a.to_decimal(MAX_AMOUNT_UNITS)} {a.code}", param_hint=hint)
+    try:
+        units = a.to_units(amount)
+    except AssetError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    if units > MAX_AMOUNT_UNITS:
+        raise click.BadParameter(f"{amount} {a.code} is beyond the ledger's maximum of "
+                                 f"{a.to_decimal(MAX_AMOUNT_UNITS)} {a.code}", param_hint=hint)
+    return units
+
+
+def check_known(ctx: Ctx, *, accounts: tuple[str | None, ...] = (), instruments: tuple[str | None, ...] = (),
+                assets: tuple[str | None, ...] = ()) -> None:
+    """Refuse (exit status 1) an account the registry does not have, an instrument the venue does
+    not trade or an asset it does not know: the CLI never acts on what does not exist."""
+    from venue import refdata
+    from venue.core.assets import Assets
+
+    for code in filter(None, assets):
+        if code.upper() not in Assets():
+            raise click.ClickException(f"unknown asset {code} (known: {', '.join(Assets())})")
+    accounts = tuple(filter(None, accounts))
+    instruments = tuple(filter(None, instruments))
+    if not accounts and not instruments:
+        return
+
+    async def body(engine: AsyncEngine) -> tuple[set[str], set[str]]:
+        await refdata.create_schema(engine)
+        return ({a.account_id for a in await registry.load_accounts(engine)} if accounts else set(),
+                {i.symbol for i in await refdata.load_instruments(engine)} if instruments else set())
+
+    known_accounts, known_instruments = run_db(ctx, body)
+    for a in accounts:
+        if a not in known_accounts:
+            raise click.ClickException(f"unknown account {a} (see `venue account list`)")
+    for i in instruments:
+        if i not in known_instruments:
+            raise click.ClickException(f"unknown instrument {i} (see `venue instrument list`)")
 
 
 def _whoami() -> str:

@@ -32,7 +32,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tools.cmd_access import Ctx, common, console
+from tools.cmd_access import AMOUNT, Ctx, amount_units, check_known, common, console
 from venue import lock as writer_lock
 from venue import registry
 from venue.access import signing
@@ -157,14 +157,10 @@ def _asset(code: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def _units(asset: str, amount: str) -> int:
-    try:
-        units = ASSETS[asset].to_units(Decimal(amount))
-    except (AssetError, ArithmeticError, ValueError) as exc:
-        raise click.BadParameter(f"{amount!r}: {exc}") from None
-    if units <= 0:
-        raise click.BadParameter("the amount must be positive")
-    return units
+def _units(asset: str, amount: Decimal) -> int:
+    """A typed amount (AMOUNT) of ``asset`` in its smallest units: positive, within its decimals and
+    the ledger's maximum."""
+    return amount_units(asset, amount, hint="--amount")
 
 
 def _fmt(asset: str, units: int) -> str:
@@ -266,12 +262,12 @@ def withdraw_keygen(ctx: Ctx, account: str, out: str, register: bool) -> None:
 @withdraw.command("request")
 @click.option("--account", required=True)
 @click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
-@click.option("--amount", required=True, help="Decimal amount, e.g. 0.25")
+@click.option("--amount", required=True, type=AMOUNT, help="Decimal amount, e.g. 0.25")
 @click.option("--destination", required=True, help="A whitelisted address.")
 @click.option("--expires-in", default=3600, show_default=True, type=click.IntRange(1, 7 * 86400),
               help="Seconds the request stays valid.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Request file to write.")
-def withdraw_request(account: str, asset: str, amount: str, destination: str, expires_in: int, out: str) -> None:
+def withdraw_request(account: str, asset: str, amount: Decimal, destination: str, expires_in: int, out: str) -> None:
     """Prepare an unsigned withdrawal request (canonical amount, fresh nonce, expiry)."""
     units = _units(asset, amount)
     req = WithdrawalRequest(account, asset, format_amount(units, ASSETS[asset].decimals), destination,
@@ -316,6 +312,9 @@ def withdraw_status(ctx: Ctx, request_id: str | None, account: str | None) -> No
     if not request_id and not account:
         raise click.UsageError("give a request id or --account")
 
+    if account:
+        check_known(ctx, accounts=(account,))
+
     async def body(custody: Custody, engine: AsyncEngine) -> Any:
         return await custody.get(request_id) if request_id else await custody.list(account=account)
 
@@ -341,6 +340,7 @@ def address() -> None:
 @common
 def address_add(ctx: Ctx, destination: str, account: str, asset: str, key_file: str, label: str) -> None:
     """Whitelist a destination (signed instruction); usable once the time-lock has passed (default 24 h)."""
+    check_known(ctx, accounts=(account,))
     key = _load_signing_key(key_file, keys.KeyPurpose.WITHDRAWAL)
     try:
         signed = sign_address(key, signing.key_id_for(key.public_key()), AddressAddition(
@@ -478,9 +478,9 @@ def custody_sweep(ctx: Ctx, asset: str) -> None:
 
 @custody.command("topup")
 @click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
-@click.option("--amount", required=True)
+@click.option("--amount", required=True, type=AMOUNT)
 @common
-def custody_topup(ctx: Ctx, asset: str, amount: str) -> None:
+def custody_topup(ctx: Ctx, asset: str, amount: Decimal) -> None:
     """Propose a cold -> hot transfer; it waits for the top-up quorum (the proposer never counts)."""
     units = _units(asset, amount)
     out = _instruct(ctx, "topup", {"asset": asset, "amount": units})
@@ -538,10 +538,10 @@ def custody_policy(ctx: Ctx, policy_file: str | None) -> None:
 @click.command("deposit")
 @click.option("--account", required=True)
 @click.option("--asset", required=True, callback=lambda c, p, v: _asset(v))
-@click.option("--amount", required=True)
+@click.option("--amount", required=True, type=AMOUNT)
 @click.option("--from", "source", default="outside-wallet", show_default=True, help="Sending address.")
 @common
-def deposit(ctx: Ctx, account: str, asset: str, amount: str, source: str) -> None:
+def deposit(ctx: Ctx, account: str, asset: str, amount: Decimal, source: str) -> None:
     """A customer deposit arriving through the chain adapter: the transfer to the hot wallet (memo:
     the account) is made on the simulated chain and confirmed; custody credits it to the ledger (the
     running venue does, or this command when the venue is stopped)."""

@@ -6,14 +6,30 @@ journaled core commands, and prints the venue's answer.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import zlib
+from decimal import Decimal
 from typing import Any
 
 import click
 from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tools.cmd_access import Ctx, account, common, console, run_db
+from tools.cmd_access import (
+    AMOUNT,
+    AMOUNT_ARGS,
+    Ctx,
+    account,
+    amount_units,
+    check_known,
+    common,
+    console,
+    run_db,
+)
 from venue import operator, refdata
+from venue.core.assets import Assets
+from venue.core.events import TradingStatusChanged
+from venue.core.types import TradingStatus
 
 
 def _ask(ctx: Ctx, kind: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
@@ -28,14 +44,38 @@ def _ask(ctx: Ctx, kind: str, payload: dict[str, Any], timeout: float = 10.0) ->
         raise click.ClickException(str(exc)) from None
 
 
-def _amount(value: str) -> str:
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a number") from None
-    if not d.is_finite() or d <= 0:
-        raise click.BadParameter("the amount must be positive")
-    return str(d)
+def _amount(asset: str, amount: Decimal) -> str:
+    """The amount as the venue takes it (a plain decimal), once bounded for ``asset``."""
+    units = amount_units(asset, amount)
+    return str(Assets()[asset.upper()].to_decimal(units))
+
+
+async def core_statuses(engine: AsyncEngine) -> dict[str, TradingStatus]:
+    """Each instrument's trading status as the core has it: the latest snapshot's (else the
+    definition's), then every TradingStatusChanged journaled after it. The instruments table keeps
+    the definition the venue starts from; a halt is a journaled core command, so the journal is
+    where it lives (writing it into the definition would change what recovery replays against)."""
+    from venue.journal import CODEC, create_tables, decode_snapshot, journal_table, snapshot_table
+
+    await create_tables(engine)
+    statuses = {i.symbol: i.status for i in await refdata.load_instruments(engine)}
+    async with engine.connect() as conn:
+        snap = (await conn.execute(select(snapshot_table.c.cmd_count, snapshot_table.c.data)
+                                   .order_by(snapshot_table.c.cmd_count.desc()).limit(1))).first()
+        start = 0
+        if snap is not None:
+            start = snap[0]
+            for d in decode_snapshot(snap[1])["instruments"]:
+                statuses[d["symbol"]] = TradingStatus(d["status"])
+        result = await conn.stream(select(journal_table.c.seq_from, journal_table.c.events)
+                                   .where(journal_table.c.cmd_from >= start).order_by(journal_table.c.cmd_from))
+        async for seq_from, blob in result:
+            if b'"TradingStatusChanged"' not in zlib.decompress(blob):
+                continue  # most batches: no status change, no decoding
+            for e in CODEC.decode(blob, seq_from):
+                if isinstance(e, TradingStatusChanged):
+                    statuses[e.instrument] = e.status
+    return statuses
 
 
 @click.group()
@@ -46,12 +86,17 @@ def instrument() -> None:
 @instrument.command("list")
 @common
 def instrument_list(ctx: Ctx) -> None:
-    """The instruments defined in the venue's database."""
-    insts = run_db(ctx, refdata.load_instruments)
+    """The instruments defined in the venue's database, with the trading status the core has."""
+
+    async def body(engine: AsyncEngine) -> tuple[list[Any], dict[str, TradingStatus]]:
+        await refdata.create_schema(engine)
+        return await refdata.load_instruments(engine), await core_statuses(engine)
+
+    insts, statuses = run_db(ctx, body)
     table = Table("symbol", "base", "quote", "tick", "lot", "min qty (lots)", "band (bps)", "status")
     for i in insts:
         table.add_row(i.symbol, i.base, i.quote, str(i.tick_size), str(i.lot_size), str(i.min_qty),
-                      str(i.band_bps), i.status.value)
+                      str(i.band_bps), statuses.get(i.symbol, i.status).value)
     console().print(table)
 
 
@@ -61,6 +106,7 @@ def instrument_list(ctx: Ctx) -> None:
 @common
 def instrument_status(ctx: Ctx, symbol: str, status: str) -> None:
     """Set SYMBOL's trading status (halted: no matching, cancels allowed)."""
+    check_known(ctx, instruments=(symbol,))
     _ask(ctx, "trading_status", {"instrument": symbol, "status": status})
     click.echo(f"{symbol} is now {status}")
 
@@ -71,31 +117,38 @@ def instrument_status(ctx: Ctx, symbol: str, status: str) -> None:
 @common
 def kill_switch(ctx: Ctx, account_id: str, state: str) -> None:
     """On: cancel every open order of ACCOUNT_ID and refuse new ones until switched off."""
+    check_known(ctx, accounts=(account_id,))
     res = _ask(ctx, "kill_switch", {"account": account_id, "on": state == "on"})
     click.echo(f"kill switch {state} for {account_id}; {res.get('cancelled', 0)} orders cancelled")
 
 
-@account.command("deposit")
+@account.command("deposit", context_settings=AMOUNT_ARGS)
 @click.argument("account_id")
 @click.argument("asset")
-@click.argument("amount")
+@click.argument("amount", type=AMOUNT)
 @click.option("--ref", default="", help="External reference recorded in the ledger.")
 @common
-def deposit(ctx: Ctx, account_id: str, asset: str, amount: str, ref: str) -> None:
+def deposit(ctx: Ctx, account_id: str, asset: str, amount: Decimal, ref: str) -> None:
     """Credit AMOUNT of ASSET to ACCOUNT_ID (a ledger entry against @external)."""
-    _ask(ctx, "deposit", {"account": account_id, "asset": asset.upper(), "amount": _amount(amount), "ref": ref})
+    check_known(ctx, assets=(asset,))
+    value = _amount(asset, amount)
+    check_known(ctx, accounts=(account_id,))
+    _ask(ctx, "deposit", {"account": account_id, "asset": asset.upper(), "amount": value, "ref": ref})
     click.echo(f"deposited {amount} {asset.upper()} to {account_id}")
 
 
-@account.command("withdraw")
+@account.command("withdraw", context_settings=AMOUNT_ARGS)
 @click.argument("account_id")
 @click.argument("asset")
-@click.argument("amount")
+@click.argument("amount", type=AMOUNT)
 @click.option("--ref", default="", help="External reference recorded in the ledger.")
 @common
-def withdraw(ctx: Ctx, account_id: str, asset: str, amount: str, ref: str) -> None:
+def withdraw(ctx: Ctx, account_id: str, asset: str, amount: Decimal, ref: str) -> None:
     """Debit AMOUNT of ASSET from ACCOUNT_ID's available balance."""
-    _ask(ctx, "withdraw", {"account": account_id, "asset": asset.upper(), "amount": _amount(amount), "ref": ref})
+    check_known(ctx, assets=(asset,))
+    value = _amount(asset, amount)
+    check_known(ctx, accounts=(account_id,))
+    _ask(ctx, "withdraw", {"account": account_id, "asset": asset.upper(), "amount": value, "ref": ref})
     click.echo(f"withdrew {amount} {asset.upper()} from {account_id}")
 
 
@@ -104,6 +157,7 @@ def withdraw(ctx: Ctx, account_id: str, asset: str, amount: str, ref: str) -> No
 @common
 def balances(ctx: Ctx, account_id: str) -> None:
     """ACCOUNT_ID's balances: total, reserved for open orders, available."""
+    check_known(ctx, accounts=(account_id,))
     res = _ask(ctx, "balances", {"account": account_id})
     table = Table("asset", "total", "reserved", "available", title=f"balances of {account_id}")
     for asset, b in res["balances"].items():
@@ -126,6 +180,7 @@ def orders_cancel(ctx: Ctx, account_id: str | None, symbol: str | None, side: st
     """Cancel open orders (reported to their owners and drop copies)."""
     if not (account_id or symbol or side or everything):
         raise click.UsageError("give --account, --instrument or --side, or --all to cancel every open order")
+    check_known(ctx, accounts=(account_id,), instruments=(symbol,))
     res = _ask(ctx, "mass_cancel", {"account": account_id, "instrument": symbol,
                                     "side": {"buy": "1", "sell": "2"}.get(side or "")})
     click.echo(f"{res.get('cancelled', 0)} orders cancelled")
@@ -136,6 +191,7 @@ def orders_cancel(ctx: Ctx, account_id: str | None, symbol: str | None, side: st
 @common
 def end_of_session(ctx: Ctx, symbol: str | None) -> None:
     """Expire DAY orders."""
+    check_known(ctx, instruments=(symbol,))
     res = _ask(ctx, "end_of_session", {"instrument": symbol})
     click.echo(f"end of session: {res['events'].count('OrderExpired')} DAY orders expired")
 

@@ -563,6 +563,7 @@ async def retire_session_key(db: AsyncEngine | AsyncConnection, sender_comp_id: 
             )
         ).first()
         if row is None:
+            await _get_session_row(conn, sender_comp_id)  # an unknown session says so
             raise RegistryError(f"session {sender_comp_id} has no key {key_id}")
         if row.state == "retired":
             raise RegistryError(f"key {key_id} is already retired")
