@@ -189,6 +189,9 @@ class _Occurrence:
 
 _NO_GROUPS: dict[int, GroupSpec] = {}
 _MAX_SHAPES = 256  # per message type
+#: Largest frame validated on the fast path; a longer one (rare: order entry sends ~200 bytes) takes
+#: the full pass, so a memoised check's 4,096 cache keys hold at most this many bytes each.
+_FAST_MAX_BYTES = 1024
 
 
 class DataDictionary:
@@ -528,8 +531,12 @@ class DataDictionary:
             if layout is not None:
                 shape = msg.shape or tuple(map(_tag_key, fields))
                 plan = layout.plans.get(shape)
-                # no empty value: with a fast-parsed frame, no '=' is followed by SOH
-                if plan is not None and (b"=\x01" not in msg.raw if msg.shape else all(map(_value_key, fields))):
+                raw = msg.raw
+                # no empty value: with a fast-parsed frame, no '=' is followed by SOH; and only a
+                # frame of at most _FAST_MAX_BYTES: the memoised checks keep what they were given
+                # as cache keys, so no value longer than that is ever held there
+                if plan is not None and (raw is None or len(raw) <= _FAST_MAX_BYTES) and (
+                        b"=\x01" not in raw if msg.shape else all(map(_value_key, fields))):
                     for i, check in plan:
                         if not check(fields[i][1]):
                             break
@@ -539,7 +546,7 @@ class DataDictionary:
             msg, fields_have_values, user_defined_fields, unknown_fields, fields_out_of_order,
             group_field_order,
         )
-        if result is None and layout is not None:
+        if result is None and layout is not None and shape not in layout.plans:
             strict = (fields_have_values and user_defined_fields and not unknown_fields
                       and fields_out_of_order and group_field_order)
             if strict or self._validate_full(msg, True, True, False, True, True) is None:

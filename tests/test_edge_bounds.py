@@ -341,3 +341,20 @@ def test_an_order_id_that_cannot_be_the_venues_is_an_unknown_order(order_id):
     rej = edge_reject(msg, codec.cancel_order)
     assert rej.code == RejectCode.UNKNOWN_ORDER and len(rej.text) < 100
     assert codec.order_id("123456789012345678") == 123456789012345678
+
+
+def test_oversized_values_never_become_keys_of_the_memoised_checks(venue_dd):
+    """The fast path's checks are lru_caches keyed by the value: a frame over 1 KiB skips them (and
+    is judged by the full pass), so no one can park thousands of 5,000-byte keys in the caches."""
+    from fix.dictionary import _MEMO
+
+    def nos_frame(qty: str) -> Message:
+        return parse_frame(encode([(t, v.encode()) for t, v in [(35, "D"), *HDR, *with_value(NOS, 38, qty)]]))
+
+    assert venue_dd.validate(nos_frame("1")) is None  # the shape is learned
+    assert venue_dd.validate(nos_frame("2")) is None  # and served from the fast path
+    sizes = {check: memo.cache_info().currsize for check, memo in _MEMO.items()}
+    for i in range(50):
+        rej = venue_dd.validate(nos_frame(f"{i}" + "9" * 2000))
+        assert (rej.reason, rej.ref_tag) == (6, 38)
+    assert {check: memo.cache_info().currsize for check, memo in _MEMO.items()} == sizes
