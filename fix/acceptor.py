@@ -161,6 +161,8 @@ class Acceptor:
         self._ticker: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
         self._conn: AsyncConnection | None = None  # the flusher's own connection, kept open
+        self._unsent: list[tuple[str, _Connection | None, Any]] = []  # a batch whose commit failed
+        self._failures = 0  # failed commits in a row
         self.batches = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -393,39 +395,58 @@ class Acceptor:
                 rows = await self.store.fetch(session.key, begin, end)
                 session.complete_resend(rows, self.clock())
         await self.application.before_flush()
-        batch = []
         store = self.store
         bound = self._bound
+        unsent, self._unsent = self._unsent, []
+        for key, _, out in unsent:  # a failed batch goes first, whole, then this one's output
+            store.stage(key, out)
+        keyed = list(unsent)
         sessions, self._dirty = self._dirty, set()
         for session in sessions:
             if session.has_output:
                 out = session.take_outbound()
                 store.stage(session.key, out)
-                batch.append((bound.get(session.key), out))
+                keyed.append((session.key, bound.get(session.key), out))
+        batch = [(c, out) for _, c, out in keyed]
         if not batch and not self.application.has_pending_write():
             return
         conn = self._conn
-        if conn is None or conn.closed:
-            conn = self._conn = await self.engine.connect()
         try:
+            if conn is None or conn.closed:
+                conn = self._conn = await self.engine.connect()
             if self._journals:
                 async with conn.begin():
                     await store.flush(conn)
                     await self.application.write_batch(conn)
             else:
                 await store.commit_alone(conn)
-        except Exception:
-            # Nothing of this batch was committed, so nothing of it may be sent: close the
-            # connections concerned (clients reconnect and resynchronise by resend/gap fill).
-            log.exception("Batch commit failed; closing the %d connection(s) of the batch", len(batch))
-            for fix_conn, _ in batch:
-                if fix_conn is not None:
-                    fix_conn.close("Message store failure")
+        except Exception as exc:
+            # Nothing of this batch was committed, so nothing of it is sent. Keep it whole (store
+            # rows, seqnums, bytes; the application keeps its rows) and commit it again, first,
+            # with the next batch, on a fresh connection: a transient failure only delays the
+            # batch, no session is disconnected and every seqnum stays as the clients will see it.
+            # (What one message carries cannot fail here: the application refuses that message
+            # when it is handled, before the commit.)
+            self._unsent = keyed
+            store.discard()
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("Batch commit failed; %d session output(s) held back, retrying", len(batch))
+            else:
+                log.warning("Batch commit failed again (%d in a row): %r", self._failures, exc)
+            self.application.write_failed(exc)
             try:
-                await conn.close()
+                if conn is not None:
+                    await conn.close()
+            except Exception:
+                log.debug("closing the failed connection", exc_info=True)
             finally:
                 self._conn = None
+            asyncio.get_running_loop().call_later(min(0.05 * 2 ** min(self._failures, 5), 1.0), self._wake)
             return
+        if self._failures:
+            log.warning("Batch commit succeeded after %d failed attempt(s)", self._failures)
+            self._failures = 0
         self.batches += 1
         for conn, out in batch:
             if conn is None or conn.closed:

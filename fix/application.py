@@ -81,3 +81,7 @@ class Application:
 
     async def after_flush(self) -> None:
         """After the batch's commit and socket writes (publish to feeds that need no store)."""
+
+    def write_failed(self, exc: Exception) -> None:
+        """The batch's transaction failed (nothing of it committed or sent): the acceptor keeps the
+        batch's messages and commits them again, first, with the next batch; keep yours too."""

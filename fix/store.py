@@ -110,6 +110,10 @@ class MessageStore:
     def pending(self) -> bool:
         return bool(self._staged or self._rows or self._resets)
 
+    def discard(self) -> None:
+        """Forget what is staged: after a failed commit the acceptor stages that batch again."""
+        self._staged, self._rows, self._resets = {}, [], []
+
     async def flush(self, conn: AsyncConnection) -> None:
         """Write everything staged into ``conn``'s transaction (the caller commits)."""
         staged, rows, resets = self._staged, self._rows, self._resets

@@ -112,6 +112,24 @@ def canonical_details(details: dict[str, Any] | None) -> str:
     return json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
+def recordable(kind: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``kind`` and ``append``'s keyword arguments made storable as they are queued, so that one
+    entry can never fail the transaction it joins: strings cut to their column's length, and
+    details that cannot be serialised (e.g. an integer of thousands of digits) replaced by a note
+    saying why, with the keys they had."""
+    out = dict(fields)
+    for name, size in (("actor", 128), ("subject", 128), ("source", 128)):
+        v = out.get(name)
+        if v is not None:
+            out[name] = str(v)[:size]
+    try:
+        canonical_details(out.get("details"))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        out["details"] = {"unrecordable": f"{type(exc).__name__}: {str(exc)[:200]}",
+                          "keys": sorted(str(k)[:64] for k in (out.get("details") or {}))[:50]}
+    return str(kind)[:64], out
+
+
 def entry_hash(
     seq: int,
     time_ns: int,

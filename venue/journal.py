@@ -71,6 +71,42 @@ class JournalError(RuntimeError):
     """The journal and the core disagree (a gap, or a replay that diverged)."""
 
 
+class JournalEncodeError(ValueError):
+    """One command or event cannot be written to the journal (a value JSON cannot carry, e.g. an
+    integer of thousands of digits). Raised for that one item, before anything is written, so the
+    caller refuses that item alone and the batch, the transaction and the connection stay sound."""
+
+
+def _row_encoder() -> typing.Callable[[list], str]:
+    """``json.dumps(row, separators=(",", ":"))``, minus its per-call set-up: the C encoder made
+    once (rows are flat lists, so no cycle check). Per row, this is cheaper than one ``dumps``
+    of the whole batch was."""
+    plain = json.JSONEncoder(separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return plain.encode
+    enc = make(None, plain.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda row: "".join(enc(row, 0))
+
+
+_dumps_row = _row_encoder()
+_MAX_DIGITS = 4000  # below Python's int <-> str conversion limit (4300 digits)
+
+
+def _too_big(v) -> bool:
+    return type(v) is int and v.bit_length() > _MAX_DIGITS * 3.32  # digits ~ bits * log10(2)
+
+
+def _describe(obj, fields: Sequence[str], exc: Exception) -> str:
+    """A sentence naming the field that cannot be journaled (for the refusal's Text and the log)."""
+    name = type(obj).__name__
+    for f in fields:
+        v = getattr(obj, f, None)
+        if _too_big(v):
+            return f"{name}.{f} is an integer of about {int(v.bit_length() * 0.30103)} digits: too large to record"
+    return f"{name} cannot be recorded: {type(exc).__name__}: {str(exc)[:200]}"
+
+
 # ---------------------------------------------------------------------------------------- codec
 def _deep_tuple(v):
     return tuple(_deep_tuple(x) if isinstance(x, list) else x for x in v)
@@ -164,14 +200,24 @@ class Codec:
             kind = self.register(obj, tag)
         return kind
 
+    def encode_row(self, x) -> str:
+        """One command or event as its JSON row; JournalEncodeError (naming the field) if it cannot
+        be. Rows are encoded one by one as the core runs and joined by :meth:`pack` at commit."""
+        kind = self._by_cls.get(type(x))
+        try:
+            if kind is None:
+                kind = self._kind(type(x))
+            return _dumps_row(kind.row(x))
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise JournalEncodeError(_describe(x, kind.fields if kind else (), exc)) from exc
+
+    @staticmethod
+    def pack(rows: Sequence[str]) -> bytes:
+        """Encoded rows -> the stored blob (the same bytes :meth:`encode` gives for the items)."""
+        return zlib.compress(("[" + ",".join(rows) + "]").encode(), COMPRESS_LEVEL)
+
     def encode(self, items: Iterable) -> bytes:
-        by_cls = self._by_cls
-        rows = []
-        for x in items:
-            kind = by_cls.get(type(x)) or self._kind(type(x))
-            rows.append(kind.row(x))
-        data = json.dumps(rows, separators=(",", ":")).encode()
-        return zlib.compress(data, COMPRESS_LEVEL)
+        return self.pack([self.encode_row(x) for x in items])
 
     def decode(self, blob: bytes, first_seq: int | None = None) -> list:
         rows = json.loads(zlib.decompress(blob))
@@ -190,7 +236,10 @@ CODEC = Codec()
 
 
 def encode_snapshot(d: dict) -> bytes:
-    return zlib.compress(json.dumps(d, separators=(",", ":")).encode(), COMPRESS_LEVEL)
+    try:
+        return zlib.compress(json.dumps(d, separators=(",", ":")).encode(), COMPRESS_LEVEL)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise JournalEncodeError(f"snapshot cannot be recorded: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def decode_snapshot(blob: bytes) -> dict:
@@ -232,32 +281,52 @@ class Journal:
 
     async def write(self, conn: AsyncConnection, commands: Sequence, events: Sequence) -> None:
         """Journal one batch (all commands the core processed since the last write, and all their
-        events) into the caller's open transaction. Raises JournalError on a seq gap."""
+        events) into the caller's open transaction. Raises JournalError on a seq gap,
+        JournalEncodeError (before writing anything) on an item that cannot be recorded.
+
+        The counters move at once: for callers that commit right after, or give up on failure.
+        The venue's batch loop uses :meth:`write_rows` + :meth:`committed` instead."""
         if not commands:
             if events:
                 raise JournalError("events without commands")
             return
-        seq_from = self.seq + 1
-        if events and (events[0].seq != seq_from or events[-1].seq != self.seq + len(events)):
+        if events and (events[0].seq != self.seq + 1 or events[-1].seq != self.seq + len(events)):
             raise JournalError(f"event seq gap: journal at {self.seq}, batch {events[0].seq}..{events[-1].seq}")
-        seq_to = self.seq + len(events)
-        cmd_from = self.cmd_count
-        await conn.execute(journal_table.insert().values(
-            cmd_from=cmd_from, cmd_to=cmd_from + len(commands), seq_from=seq_from, seq_to=seq_to,
-            commands=self.codec.encode(commands), events=self.codec.encode(events),
-        ))
-        self.cmd_count = cmd_from + len(commands)
-        self.seq = seq_to
+        encode = self.codec.encode_row
+        cmd_to, seq_to = await self.write_rows(conn, [encode(c) for c in commands], [encode(e) for e in events])
+        self.committed(cmd_to, seq_to)
 
-    async def write_snapshot(self, conn: AsyncConnection, core: Core) -> None:
-        """Store ``core.snapshot()``; the core must be exactly at the journal's last batch."""
-        if core.cmd_count != self.cmd_count or core.seq != self.seq:
+    async def write_rows(self, conn: AsyncConnection, commands: Sequence[str], events: Sequence[str]) -> tuple[int, int]:
+        """Insert one batch of already encoded rows (``Codec.encode_row``; the events are the next
+        ones after the journal's seq, in order) into the caller's transaction, WITHOUT moving the
+        counters; returns ``(cmd_to, seq_to)`` for :meth:`committed`, to call once the transaction
+        has committed. A failed commit thus leaves the journal where it was, and the same rows
+        (with later ones appended) can be written again."""
+        cmd_from, seq_from = self.cmd_count, self.seq + 1
+        cmd_to, seq_to = cmd_from + len(commands), self.seq + len(events)
+        await conn.execute(journal_table.insert().values(
+            cmd_from=cmd_from, cmd_to=cmd_to, seq_from=seq_from, seq_to=seq_to,
+            commands=self.codec.pack(commands), events=self.codec.pack(events),
+        ))
+        return cmd_to, seq_to
+
+    def committed(self, cmd_to: int, seq_to: int) -> None:
+        """The batch written up to ``cmd_to``/``seq_to`` is committed: continue after it."""
+        self.cmd_count, self.seq = cmd_to, seq_to
+
+    async def write_snapshot(self, conn: AsyncConnection, core: Core, at: tuple[int, int] | None = None) -> None:
+        """Store ``core.snapshot()``; the core must be exactly at the journal's last batch (or at
+        ``at`` = ``(cmd_to, seq_to)`` of a batch written by :meth:`write_rows` in this transaction).
+        JournalEncodeError if the snapshot cannot be encoded (nothing written: the journal alone
+        still recovers the core)."""
+        cmd_count, seq = at if at is not None else (self.cmd_count, self.seq)
+        if core.cmd_count != cmd_count or core.seq != seq:
             raise JournalError(
                 f"snapshot off a batch boundary: core at cmd {core.cmd_count}/seq {core.seq}, "
-                f"journal at cmd {self.cmd_count}/seq {self.seq}"
+                f"journal at cmd {cmd_count}/seq {seq}"
             )
-        await conn.execute(snapshot_table.insert().values(
-            cmd_count=core.cmd_count, seq=core.seq, data=encode_snapshot(core.snapshot())))
+        data = encode_snapshot(core.snapshot())
+        await conn.execute(snapshot_table.insert().values(cmd_count=core.cmd_count, seq=core.seq, data=data))
 
     async def events_since(self, seq: int, limit: int | None = None, conn: AsyncConnection | None = None) -> list:
         """Journaled events with ``seq`` > the given one, in order (at most ``limit``)."""

@@ -81,7 +81,7 @@ async def pending(db: AsyncEngine | AsyncConnection) -> list[Request]:
     async def _q(conn: AsyncConnection) -> list[Request]:
         rows = (await conn.execute(select(requests).where(requests.c.state == "pending")
                                    .order_by(requests.c.id))).mappings().all()
-        return [Request(r["id"], r["operator"], r["kind"], json.loads(r["payload"])) for r in rows]
+        return [Request(r["id"], r["operator"], r["kind"], _payload(r["payload"])) for r in rows]
 
     if isinstance(db, AsyncConnection):
         return await _q(db)
@@ -89,6 +89,26 @@ async def pending(db: AsyncEngine | AsyncConnection) -> list[Request]:
         return await _q(conn)
 
 
-async def answer(conn: AsyncConnection, request_id: int, ok: bool, result: dict[str, Any]) -> None:
+def _payload(text: str) -> dict[str, Any]:
+    """A request's payload; one the venue cannot read becomes ``{}`` (refused as a bad request)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def encode_result(result: dict[str, Any]) -> str:
+    """The answer's JSON text, made as the answer is queued: a result that cannot be serialised
+    becomes an error saying so instead of failing the batch's transaction."""
+    try:
+        return json.dumps(result, default=str)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        return json.dumps({"error": f"the answer cannot be recorded: {type(exc).__name__}: {str(exc)[:200]}"})
+
+
+async def answer(conn: AsyncConnection, request_id: int, ok: bool, result: dict[str, Any] | str) -> None:
+    """Write the venue's answer (``result`` a dict, or the text ``encode_result`` made)."""
+    text = result if isinstance(result, str) else encode_result(result)
     await conn.execute(update(requests).where(requests.c.id == request_id)
-                       .values(state="done" if ok else "failed", result=json.dumps(result)))
+                       .values(state="done" if ok else "failed", result=text))

@@ -10,6 +10,13 @@ applications of ``sessions/``). One batch = everything one loop turn delivered:
 3. one transaction: the FIX store writes the outbound messages and sequence numbers, the journal
    writes the commands and events, the audit log its entries;
 4. only then are the bytes written to the sockets and the MQTT feed told.
+
+A failed commit never wedges the batch loop. What one command carries is checked before it can
+reach the commit: each command is encoded for the journal before the core sees it, and its events
+right after, before any report leaves; a command that cannot be recorded (or that breaks the core)
+is refused to its sender alone (the core rebuilt from the journal if it had applied it). A commit
+that fails anyway (the database: locked, full, gone) keeps the whole batch, sends nothing of it
+and commits it again, first, with the next batch (see ``_WriteSet``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import signal
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +43,10 @@ from fix.log import log_factory
 from fix.message import Message
 from fix.session import Session, SessionConfig
 from sessions.drop_copy import DropCopyApp
+from sessions.errors import EdgeError
 from sessions.market_data import MarketDataApp
 from sessions.order_entry import OrderEntryApp, SessionRights
-from sessions.order_entry_codec import InstrumentView
+from sessions.order_entry_codec import InstrumentView, cancel_reject, rejected_report
 from venue import audit, operator, refdata, registry
 from venue.access.gate import AccessGate, GateConfig
 from venue.config import database_url
@@ -56,7 +65,7 @@ from venue.custody.wallets import WalletSigner
 from venue.custody.workflow import Custody
 from venue.db import make_engine
 from venue.demo import seed_demo
-from venue.journal import Journal
+from venue.journal import Journal, JournalEncodeError
 from venue.marketdata import Units, plain
 from venue.mqtt_feed import MqttFeed
 
@@ -68,6 +77,40 @@ DEMO_DEPOSITS = {"BTC": "100", "ETH": "1000", "USDT": "10000000"}
 
 def dictionary_paths() -> list[Path]:
     return [CONFIG_DIR / "FIX44.xml", CONFIG_DIR / "venue-fix44.xml"]
+
+
+@dataclass(slots=True)
+class CommandRefused:
+    """What a ``done`` callback gets instead of events when the venue refused the command (it
+    cannot be recorded, or it broke the core). Not a core event: no seq, never journaled."""
+
+    command: str
+    text: str
+
+
+@dataclass(slots=True)
+class _WriteSet:
+    """What one commit writes besides the FIX store: the journal rows of the commands the core ran
+    and of their events (encoded as they ran, so writing them cannot fail on their content), audit
+    entries and operator answers. Kept whole until its transaction commits; one whose commit
+    failed is written again, first, with the next batch (the journal's counters move only on
+    commit, so the retry starts where the journal stands)."""
+
+    commands: list[Any] = field(default_factory=list)  # the command objects, to rebuild the core
+    command_rows: list[str] = field(default_factory=list)
+    event_rows: list[str] = field(default_factory=list)
+    audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    answers: list[tuple[operator.Request, bool, str, dict[str, Any]]] = field(default_factory=list)
+    journaled: tuple[int, int] | None = None  # (cmd_to, seq_to) once written
+    snapshot: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.command_rows or self.audit or self.answers)
+
+    def then(self, later: _WriteSet) -> _WriteSet:
+        """This (failed) write set followed by a later one, as one."""
+        return _WriteSet(self.commands + later.commands, self.command_rows + later.command_rows,
+                         self.event_rows + later.event_rows, self.audit + later.audit, self.answers + later.answers)
 
 
 class Venue:
@@ -86,10 +129,10 @@ class Venue:
         self.views: dict[str, InstrumentView] = {}
         self.records: dict[str, registry.SessionRecord] = {}
         self._pending: list[tuple[Any, Callable[[list[Any]], None] | None]] = []
-        self._batch_cmds: list[Any] = []
-        self._batch_events: list[Any] = []
-        self._audit: list[tuple[str, dict[str, Any]]] = []
-        self._answers: list[tuple[int, bool, dict[str, Any]]] = []
+        self._ws = _WriteSet()  # this batch's rows, filling up
+        self._writing: _WriteSet | None = None  # written in the transaction now committing
+        self._failed: _WriteSet | None = None  # its commit failed: written again with the next
+        self._refusal_ids = 0
         self._in_flight: set[int] = set()
         self._logging_out: set[str] = set()
         self._in_core = False
@@ -310,27 +353,50 @@ class Venue:
             self.acceptor.schedule_flush()
 
     def audit(self, kind: str, **kwargs: Any) -> None:
-        """Queue an audit entry; it is written in the batch's transaction."""
-        self._audit.append((kind, kwargs))
+        """Queue an audit entry (made storable now); it is written in the batch's transaction."""
+        self._ws.audit.append(audit.recordable(kind, kwargs))
         if self.acceptor is not None:
             self.acceptor.schedule_flush()
 
-    def run_core(self) -> None:
+    async def run_core(self) -> None:
         """The core's turn: every queued command in arrival order, each one's reports sent to its
-        owner and its drop copies before the next command runs; then market data for the batch."""
+        owner and its drop copies before the next command runs; then market data for the batch.
+
+        Each command is encoded for the journal before the core sees it and its events right
+        after, before anything of it is delivered: one that cannot be recorded, or that makes the
+        core raise, is refused alone (``_refuse``), the core rebuilt without it if it had run."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         events: list[Any] = []
-        core, deliver, copy = self.core, self.order_entry.deliver, self.drop_copy.on_core_events
+        ws, encode = self._ws, self.journal.codec.encode_row
+        deliver, copy = self.order_entry.deliver, self.drop_copy.on_core_events
         self._in_core = True
         try:
             for command, done in pending:
                 if command is None:
                     done([])
                     continue
-                out = core.process(command)
-                self._batch_cmds.append(command)
+                try:
+                    row = encode(command)
+                except JournalEncodeError as exc:
+                    self._refuse(command, done, str(exc))
+                    continue
+                try:
+                    out = self.core.process(command)
+                    rows = [encode(e) for e in out]
+                except Exception as exc:
+                    reason = str(exc) if isinstance(exc, JournalEncodeError) else f"internal error: {exc!r}"[:300]
+                    if not isinstance(exc, JournalEncodeError):
+                        log.exception("the core failed on %s", type(command).__name__)
+                    self._in_core = False  # replies queued meanwhile wait for the next turn
+                    await self._rewind()
+                    self._in_core = True
+                    self._refuse(command, done, reason)
+                    continue
+                ws.commands.append(command)
+                ws.command_rows.append(row)
+                ws.event_rows.extend(rows)
                 events.extend(out)
                 deliver(out)
                 copy(out)
@@ -339,26 +405,98 @@ class Venue:
         finally:
             self._in_core = False
         if events:
-            self._batch_events.extend(events)
             self._published.extend(self.market_data.on_core_events(events))
 
+    async def _rewind(self) -> None:
+        """Rebuild the core (and the stage, in place: custody holds a reference to its ledger) as it
+        was before the command being run: the journal, as at start-up, then the commands run since
+        the last commit. The core is deterministic, so this is exactly the state every report
+        already queued was made from; the command that failed is simply not among them."""
+        started = time.monotonic()
+        instruments = await refdata.load_instruments(self.engine)
+        core = await Journal.recover(self.engine, instruments, RiskLedgerStage({}, Assets(), FeeSchedule()))
+        for command in (self._failed.commands if self._failed is not None else []) + self._ws.commands:
+            core.process(command)
+        self.core = self.order_entry.core = Core.from_snapshot(core.snapshot(), self.stage)
+        log.warning("core rebuilt from the journal + %d uncommitted command(s) in %.3f s",
+                    len(self._ws.commands) + (len(self._failed.commands) if self._failed else 0),
+                    time.monotonic() - started)
+
+    def _refuse(self, command: Any, done: Callable[[list[Any]], None] | None, reason: str) -> None:
+        """Refuse one command: logged once, audited, and its sender told why (an ExecutionReport
+        rejected or an OrderCancelReject with the reason as Text, or ``done([CommandRefused])`` to
+        whoever waits on it: operator, custody, mass cancel); the rest of the batch goes on."""
+        name = type(command).__name__
+        sid = str(getattr(command, "session", "") or "")
+        log.error("%s%s refused: %s", name, f" of {sid}" if sid else "", reason)
+        self.audit("command.refused", actor=sid or "venue", subject=str(getattr(command, "account", "") or ""),
+                   source=sid or None, details={"command": name, "cl_ord_id": getattr(command, "cl_ord_id", None),
+                                                "reason": reason})
+        if done is not None:
+            done([CommandRefused(name, reason)])
+            return
+        session = self._session_of(sid) if sid and self.acceptor is not None else None
+        if session is None:
+            return
+        text = f"refused: {reason}"
+        if isinstance(command, cmd.NewOrder):
+            self._refusal_ids += 1
+            fields = rejected_report(f"X{self.order_entry._id_prefix}-{self._refusal_ids}", time.time_ns(),
+                                     command.cl_ord_id, command.account, command.instrument, command.side.value,
+                                     EdgeError.BAD_VALUE, text, 99, self.precision)
+            session.send_app([(35, "8"), *fields], time.time())
+            self.drop_copy.copy(command.account, "8", fields)
+        elif isinstance(command, cmd.CancelOrder | cmd.ReplaceOrder):
+            fields = cancel_reject(command.cl_ord_id, command.orig_cl_ord_id, command.order_id,
+                                   isinstance(command, cmd.ReplaceOrder), EdgeError.BAD_VALUE, text, 99, command.account)
+            session.send_app([(35, "9"), *fields], time.time())
+
+    def has_pending_write(self) -> bool:
+        return bool(self._ws) or self._failed is not None
+
     async def write_batch(self, conn) -> None:
-        if self._batch_cmds:
-            await self.journal.write(conn, self._batch_cmds, self._batch_events)
-            self._events_since_snapshot += len(self._batch_events)
-            self._batch_cmds, self._batch_events = [], []
-            if self._events_since_snapshot >= int(self.cfg["core"]["snapshot_every"]):
-                await self.journal.write_snapshot(conn, self.core)
-                self._events_since_snapshot = 0
-        entries, self._audit = self._audit, []
-        for kind, kwargs in entries:
+        """Write the batch (after any write set whose commit failed) into the acceptor's transaction."""
+        if self._writing is not None:  # committed, though the acceptor did not get to after_flush
+            self._committed(self._writing)
+        ws, self._ws = self._ws, _WriteSet()
+        if self._failed is not None:
+            ws, self._failed = self._failed.then(ws), None
+        self._writing = ws
+        if ws.command_rows:
+            ws.journaled = await self.journal.write_rows(conn, ws.command_rows, ws.event_rows)
+            if self._events_since_snapshot + len(ws.event_rows) >= int(self.cfg["core"]["snapshot_every"]):
+                try:
+                    await self.journal.write_snapshot(conn, self.core, at=ws.journaled)
+                    ws.snapshot = True
+                except JournalEncodeError as exc:  # the journal alone still recovers the core
+                    log.error("snapshot skipped: %s", exc)
+                    self._events_since_snapshot = 0
+        for kind, kwargs in ws.audit:
             await audit.append(conn, kind, **kwargs)
-        answers, self._answers = self._answers, []
-        for request_id, ok, result in answers:
-            await operator.answer(conn, request_id, ok, result)
-            self._in_flight.discard(request_id)
+        for req, ok, result, details in ws.answers:
+            await operator.answer(conn, req.id, ok, result)
+            kind, entry = audit.recordable(f"operator.{req.kind}", details)
+            await audit.append(conn, kind, **entry)
+
+    def _committed(self, ws: _WriteSet) -> None:
+        if ws.journaled is not None:
+            self.journal.committed(*ws.journaled)
+            self._events_since_snapshot = 0 if ws.snapshot else self._events_since_snapshot + len(ws.event_rows)
+        for req, *_ in ws.answers:
+            self._in_flight.discard(req.id)
+
+    def write_failed(self, exc: Exception) -> None:
+        """The acceptor's transaction failed: nothing of it committed, nothing of it was sent.
+        Keep the write set; the acceptor keeps its messages and retries both together."""
+        ws, self._writing = self._writing, None
+        if ws is not None:
+            ws.journaled, ws.snapshot = None, False
+            self._failed = ws
 
     def after_commit(self) -> None:
+        if self._writing is not None:
+            self._committed(self._writing)
+            self._writing = None
         published, self._published = self._published, []
         if published and self.feed is not None:
             self.feed.publish_updates(published)
@@ -370,13 +508,23 @@ class Venue:
             if req.id in self._in_flight:
                 continue
             self._in_flight.add(req.id)
-            self.audit(f"operator.{req.kind}", actor=req.operator, subject=str(req.payload.get("account")
-                       or req.payload.get("instrument") or ""), source="cli", details=req.payload)
             try:
                 self._operator_request(req)
             except (KeyError, ValueError, TypeError) as exc:
-                self._answers.append((req.id, False, {"error": f"bad request: {exc}"}))
-        if self._answers:
+                self._answer(req, False, {"error": f"bad request: {exc}"})
+
+    def _answer(self, req: operator.Request, ok: bool, result: dict[str, Any]) -> None:
+        """Queue the answer to an operator request and its audit entry: the decision with its
+        outcome and reason, both written in the batch's transaction."""
+        details: dict[str, Any] = {**req.payload, "request": req.id, "outcome": "ok" if ok else "refused"}
+        if not ok:
+            details["reason"] = str(result.get("error", "refused"))
+        elif "cancelled" in result:
+            details["cancelled"] = result["cancelled"]
+        subject = req.payload.get("account") or req.payload.get("instrument") or ""
+        entry = {"actor": req.operator, "subject": str(subject), "source": "cli", "details": details}
+        self._ws.answers.append((req, ok, operator.encode_result(result), entry))
+        if self.acceptor is not None:
             self.acceptor.schedule_flush()
 
     def _operator_request(self, req: operator.Request) -> None:
@@ -384,12 +532,13 @@ class Venue:
 
         def done(events: list[Any]) -> None:
             names = [type(e).__name__ for e in events]
-            refused = [getattr(e, "text", "") for e in events if type(e).__name__ in ("LedgerRejected", "OrderRejected")]
+            refused = [getattr(e, "text", "") for e in events
+                       if type(e).__name__ in ("LedgerRejected", "OrderRejected", "CommandRefused")]
             cancelled = sum(1 for n in names if n == "OrderCancelled")
             if refused:
-                self._answers.append((req.id, False, {"error": refused[0], "events": names}))
+                self._answer(req, False, {"error": refused[0], "events": names})
             else:
-                self._answers.append((req.id, True, {"events": names, "cancelled": cancelled}))
+                self._answer(req, True, {"events": names, "cancelled": cancelled})
 
         if req.kind == "balances":
             account = p["account"]
@@ -397,7 +546,7 @@ class Venue:
             out = {code: {"total": plain(assets[code].to_decimal(total)), "reserved": plain(assets[code].to_decimal(res)),
                           "available": plain(assets[code].to_decimal(total - res))}
                    for code, (total, res) in sorted(self.stage.balances(account).items())}
-            self._answers.append((req.id, True, {"account": account, "balances": out}))
+            self._answer(req, True, {"account": account, "balances": out})
             return
         if req.kind == "trading_status":
             if self.core.instrument(p["instrument"]) is None:
@@ -578,13 +727,16 @@ class _Router(Application):
         self._app(session).from_app(session, msg)
 
     async def before_flush(self) -> None:
-        self.v.run_core()
+        await self.v.run_core()
 
     def has_pending_write(self) -> bool:
-        return bool(self.v._batch_cmds or self.v._audit or self.v._answers)
+        return self.v.has_pending_write()
 
     async def write_batch(self, conn) -> None:
         await self.v.write_batch(conn)
+
+    def write_failed(self, exc: Exception) -> None:
+        self.v.write_failed(exc)
 
     async def after_flush(self) -> None:
         self.v.after_commit()
