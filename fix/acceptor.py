@@ -432,7 +432,7 @@ class Acceptor:
             self._failures += 1
             if self._failures == 1:
                 log.exception("Batch commit failed; %d session output(s) held back, retrying", len(batch))
-            else:
+            elif self._failures & (self._failures - 1) == 0:  # 2, 4, 8, ...: a lasting outage logs little
                 log.warning("Batch commit failed again (%d in a row): %r", self._failures, exc)
             self.application.write_failed(exc)
             try:

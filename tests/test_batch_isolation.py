@@ -362,3 +362,23 @@ def test_a_journal_row_names_the_field_it_cannot_store():
     with pytest.raises(JournalEncodeError, match=r"NewOrder\.qty is an integer of about 5000 digits"):
         CODEC.encode_row(huge)
     assert json.loads(CODEC.encode_row(cmd.Tick(ts=5))) == ["Tick", 5]
+
+
+def test_an_audit_entry_that_cannot_be_stored_as_given_is_stored_with_a_note_and_the_batch_commits(tmp_path):
+    data_dir = tmp_path / "data"
+
+    async def main() -> None:
+        v = Venue(venue_config(data_dir))
+        await v.start()
+        try:
+            v.audit("test.unrecordable", actor="A\x00B", subject="S" * 500, details={"n": 10 ** 5000})
+            rid = await operator.submit(v.engine, "deposit", {"account": "DEMO1-ACC", "asset": "USDT",
+                                                              "amount": "5"}, "ops")
+            assert (await operator.wait(v.engine, rid, 10))["events"] == ["LedgerEntry"]
+            (entry,) = await audit.entries(v.engine, kind="test.unrecordable")
+            assert entry.actor == "A\\x00B" and entry.subject == "S" * 128
+            assert entry.data["keys"] == ["n"] and "4300 digits" in entry.data["unrecordable"]
+        finally:
+            await v.stop()
+
+    asyncio.run(main())

@@ -114,20 +114,21 @@ def canonical_details(details: dict[str, Any] | None) -> str:
 
 def recordable(kind: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``kind`` and ``append``'s keyword arguments made storable as they are queued, so that one
-    entry can never fail the transaction it joins: strings cut to their column's length, and
+    entry can never fail the transaction it joins: strings cut to their column's length with NUL
+    written as ``\\x00`` (PostgreSQL refuses NUL in text; a CompID in a Logon can carry one), and
     details that cannot be serialised (e.g. an integer of thousands of digits) replaced by a note
     saying why, with the keys they had."""
     out = dict(fields)
     for name, size in (("actor", 128), ("subject", 128), ("source", 128)):
         v = out.get(name)
         if v is not None:
-            out[name] = str(v)[:size]
+            out[name] = str(v).replace("\x00", "\\x00")[:size]
     try:
         canonical_details(out.get("details"))
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         out["details"] = {"unrecordable": f"{type(exc).__name__}: {str(exc)[:200]}",
                           "keys": sorted(str(k)[:64] for k in (out.get("details") or {}))[:50]}
-    return str(kind)[:64], out
+    return str(kind).replace("\x00", "\\x00")[:64], out
 
 
 def entry_hash(
