@@ -100,7 +100,10 @@ def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
         wid = re.search(r"withdrawal (W\w+): pending_approval", out).group(1)
         # replaying the signed file is refused
         assert "replayed request" in cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), ok=False)
-        for op in ("op1", "op2"):
+        # op1 submitted it (the inbox's actor): four eyes, op1 never approves it; op2 and op3 do
+        assert "op1 submitted this request and cannot approve it" in cli(
+            "withdrawals", "approve", wid, "--operator", "op1", "--key", str(tmp_path / "op1.pem"), ok=False)
+        for op in ("op2", "op3"):
             cli("withdrawals", "approve", wid, "--operator", op, "--key", str(tmp_path / f"{op}.pem"))
         out = cli("custody", "process", "--blocks", "1")  # signed, broadcast; hot 1 < low water 2: top-up proposed
         tid = re.search(r"proposed (T\w+)", out).group(1)
@@ -125,6 +128,49 @@ def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
         assert re.search(r"BTC\s*│\s*10\s*│\s*0\s*│\s*16\s*│\s*0\s*│\s*26\s*│\s*26\s*│", status), status
         assert "ok" in status and "BREACH" not in status
         assert tid in cli("withdrawals", "list", "--all")
+
+
+def test_the_operator_who_submitted_a_withdrawal_never_approves_it(tmp_path):
+    """Four eyes: op1 hands a customer's signed withdrawal in and then tries to approve it. The venue
+    refuses (audited with the reason); the two approvals it needs come from two other operators."""
+    from venue import audit
+
+    with database("sqlite", tmp_path) as url:
+        asyncio.run(_registry(url, tmp_path))
+        cli = Cli(url, tmp_path)
+        cli("custody", "init", "--assets", "BTC")
+        policy = json.loads(starter_policy({"BTC": 8}).to_json())
+        policy["whitelist_timelock_ns"] = 0
+        policy["assets"]["BTC"]["hot_tx_cap"] = 10 * 10**8
+        (tmp_path / "policy.json").write_text(json.dumps(policy))
+        cli("custody", "policy", "--set", str(tmp_path / "policy.json"))
+        cli("deposit", "--account", "A2", "--asset", "BTC", "--amount", "20")
+        cli("withdraw", "keygen", "--account", "A2", "--out", str(tmp_path / "a2.key"))
+        cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC", "--key", str(tmp_path / "a2.key"))
+        req = tmp_path / "req.json"
+        cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
+            "--out", str(req))
+        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), actor="op1")
+        wid = re.search(r"withdrawal (W\w+): pending_approval", out).group(1)
+        refused = cli("withdrawals", "approve", wid, "--operator", "op1", "--key", str(tmp_path / "op1.pem"), ok=False)
+        assert "op1 submitted this request and cannot approve it" in refused
+        shown = cli("withdrawals", "show", wid)  # the refused approval is not recorded
+        assert "0 of 2" in shown and re.search(r"submitted by\s*│\s*op1", shown), shown
+        assert "pending_approval" in cli("withdrawals", "approve", wid, "--operator", "op2", "--key",
+                                         str(tmp_path / "op2.pem"))
+        assert "approved" in cli("withdrawals", "approve", wid, "--operator", "op3", "--key",
+                                 str(tmp_path / "op3.pem"))
+
+        async def refusals() -> list:
+            engine = _engine(url)
+            try:
+                return await audit.entries(engine, kind="custody.approval_refused")
+            finally:
+                await engine.dispose()
+
+        (entry,) = asyncio.run(refusals())
+        assert (entry.actor, entry.subject) == ("op1", wid)
+        assert "submitted this request" in entry.data["reason"]
 
 
 def test_cli_refuses_bad_input_with_clear_errors(tmp_path):

@@ -201,7 +201,7 @@ def _show(view: RequestView) -> None:
             ("asset", view.asset), ("amount", _fmt(view.asset, view.amount)), ("from", view.source),
             ("to", view.destination), ("route", view.route),
             ("approvals", f"{sum(a.decision == 'approve' for a in view.approvals)} of {view.approvals_required}"),
-            ("initiator", view.initiator), ("funds", view.funds), ("txid", view.txid or ""),
+            ("initiator", view.initiator), ("submitted by", view.submitted_by or ""), ("funds", view.funds), ("txid", view.txid or ""),
             ("attempts", str(view.attempts)), ("created", _when(view.created_at)),
             ("expires", _when(view.expiry)), ("time-lock ends", _when(view.release_at)),
             ("policy", f"v{view.policy_version}"), ("digest", view.digest)]

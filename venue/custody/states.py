@@ -87,6 +87,7 @@ class RequestView:
     policy_version: int
     approvals: tuple[ApprovalView, ...] = ()
     history: tuple[tuple[int, str, str, str], ...] = ()  # (ts, from, to, reason)
+    submitted_by: str | None = None  # who handed a withdrawal in: never one of its approvers
 
 
 @dataclass(slots=True)

@@ -17,6 +17,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,6 +83,9 @@ requests = Table(
     Column("signature", String(128)),
     Column("key_id", String(32)),
     Column("initiator", String(64), nullable=False),
+    # who handed a withdrawal in (the inbox's actor: an operator submitting for a customer); four
+    # eyes: never one of its approvers
+    Column("submitted_by", String(64)),
     Column("state", String(24), nullable=False),
     Column("route", String(16), nullable=False, default=""),  # auto | approval | quorum
     Column("approvals_required", Integer, nullable=False, default=0),
@@ -191,3 +196,11 @@ chain_txs = Table(
 async def create_all(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(sync_conn) -> None:
+    """Columns added since a database was created (create_all never alters an existing table)."""
+    have = {c["name"] for c in inspect(sync_conn).get_columns(requests.name)}
+    if "submitted_by" not in have:
+        sync_conn.execute(text(f"ALTER TABLE {requests.name} ADD COLUMN submitted_by VARCHAR(64)"))

@@ -173,15 +173,16 @@ class Custody:
 
     # ---- withdrawal requests ---------------------------------------------------------------------
 
-    async def request_withdrawal(self, signed: SignedRequest, now: int) -> RequestView:
-        """Verify, reserve, screen and route a signed withdrawal request.
+    async def request_withdrawal(self, signed: SignedRequest, now: int, submitted_by: str | None = None) -> RequestView:
+        """Verify, reserve, screen and route a signed withdrawal request. ``submitted_by``: who
+        handed it in (an operator acting for the customer); four eyes: they never approve it.
 
         Raises Refused (with the reason, audited) for a malformed, forged, altered, expired or
         replayed request, an unknown key, insufficient funds, KYC, whitelist / time-lock, tier
         limits and hot caps. Returns the request (pending_approval or approved)."""
         async with self._lock:
             try:
-                return await self._request(signed, now)
+                return await self._request(signed, now, submitted_by)
             except Refused as exc:
                 if exc.request_id is None:  # refused before it became a request: audit here
                     await audit.append(self.engine, "custody.request_refused", actor=signed.request.account,
@@ -190,7 +191,7 @@ class Custody:
                                                 "key_id": signed.key_id})
                 raise
 
-    async def _request(self, signed: SignedRequest, now: int) -> RequestView:
+    async def _request(self, signed: SignedRequest, now: int, submitted_by: str | None) -> RequestView:
         req = signed.request
         try:
             req.validate()
@@ -225,12 +226,13 @@ class Custody:
                     id=rid, kind="withdrawal", account=req.account, asset=req.asset, amount=amount, source="hot",
                     destination=req.destination, nonce=req.nonce, expiry=req.expiry * NS, digest=digest,
                     signature=signed.signature, key_id=signed.key_id, initiator=f"account:{req.account}",
-                    state=S.REQUESTED, route="", approvals_required=0, policy_version=policy.version,
+                    submitted_by=submitted_by, state=S.REQUESTED, route="", approvals_required=0, policy_version=policy.version,
                     created_at=now, updated_at=now, funds="none", attempts=0, reason=""))
             except IntegrityError:
                 raise Refused(f"replayed request: nonce {req.nonce!r} was already used by {req.account}") from None
             await self._log(conn, rid, "", S.REQUESTED, now, f"account:{req.account}",
-                            {"amount": req.amount, "asset": req.asset, "destination": req.destination})
+                            {"amount": req.amount, "asset": req.asset, "destination": req.destination,
+                             "submitted_by": submitted_by})
             problem = None
             try:
                 await self.ledger.hold(now, req.account, req.asset, amount, rid, conn=conn)
@@ -346,6 +348,9 @@ class Custody:
             raise Refused("the approval is valid for longer than the policy allows")
         if row.initiator == a.operator:
             raise Refused(f"{a.operator} initiated this request and cannot approve it")
+        if a.decision == "approve" and row.submitted_by == a.operator:
+            raise Refused(f"{a.operator} submitted this request and cannot approve it (four eyes: the submitter "
+                          "never counts as an approver)")
         if (await conn.execute(select(store.approval_nonces.c.nonce).where(
                 store.approval_nonces.c.operator == a.operator,
                 store.approval_nonces.c.nonce == a.nonce))).first() is not None:
@@ -368,7 +373,8 @@ class Custody:
             return
         valid = (await conn.execute(select(func.count()).select_from(store.approvals).where(
             store.approvals.c.request_id == a.request_id, store.approvals.c.decision == "approve",
-            store.approvals.c.expiry > now, store.approvals.c.operator != row.initiator))).scalar()
+            store.approvals.c.expiry > now, store.approvals.c.operator != row.initiator,
+            store.approvals.c.operator != (row.submitted_by or "")))).scalar()
         if valid >= row.approvals_required:
             await self._move(conn, a.request_id, S.PENDING_APPROVAL, S.APPROVED, now,
                              f"{valid} of {row.approvals_required} approvals", actor=a.operator,
@@ -511,7 +517,7 @@ class Custody:
         from venue.custody import inbox
 
         if kind == "request":
-            v = await self.request_withdrawal(inbox.decode_request(p), now)
+            v = await self.request_withdrawal(inbox.decode_request(p), now, submitted_by=actor)
         elif kind == "decision":
             v = await self.decide(inbox.decode_decision(p), now)
         elif kind == "address":
@@ -681,7 +687,7 @@ class Custody:
             r.approvals_required, r.initiator, r.digest, r.funds, r.txid, r.attempts, r.reason, r.created_at,
             r.updated_at, r.expiry, r.release_at, r.policy_version,
             tuple(ApprovalView(a.operator, a.decision, a.expiry, a.ts) for a in aps),
-            tuple((h.ts, h.from_state, h.to_state, h.reason) for h in hist))
+            tuple((h.ts, h.from_state, h.to_state, h.reason) for h in hist), r.submitted_by)
 
     async def get(self, rid: str) -> RequestView:
         async with self.engine.connect() as conn:
