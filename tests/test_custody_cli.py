@@ -237,3 +237,27 @@ def test_cli_hands_instructions_to_a_running_venue_through_the_inbox(tmp_path):
             stop.set()
             t.join(30)
         assert sum(answered) >= 2
+
+
+def test_a_database_made_before_submitted_by_gets_the_column(tmp_path):
+    """create_all never alters a table: a custody database from before four eyes is given the column."""
+    import sqlite3
+
+    from venue.custody import store
+
+    db = tmp_path / "venue.db"
+    with sqlite3.connect(db) as conn:  # custody_requests as it was (every column but submitted_by)
+        cols = ", ".join(f"{c.name} TEXT" for c in store.requests.columns if c.name != "submitted_by")
+        conn.execute(f"CREATE TABLE custody_requests ({cols})")
+
+    async def go() -> None:
+        engine = _engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            await store.create_all(engine)
+            await store.create_all(engine)  # idempotent
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    with sqlite3.connect(db) as conn:
+        assert "submitted_by" in [r[1] for r in conn.execute("PRAGMA table_info(custody_requests)")]
