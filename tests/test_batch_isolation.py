@@ -382,3 +382,47 @@ def test_an_audit_entry_that_cannot_be_stored_as_given_is_stored_with_a_note_and
             await v.stop()
 
     asyncio.run(main())
+
+
+def test_a_command_that_breaks_the_core_midway_is_refused_and_its_half_done_effects_undone(tmp_path, monkeypatch):
+    """The stage raises after the core booked the order: the venue rebuilds the core without it."""
+    from venue.core.stage import RiskLedgerStage
+
+    on_events = RiskLedgerStage.on_events
+
+    def breaking(self, events):
+        if any(isinstance(e, ev.OrderAccepted) and e.cl_ord_id == "BOOM-1" for e in events):
+            raise RuntimeError("stage bug")
+        return on_events(self, events)
+
+    monkeypatch.setattr(RiskLedgerStage, "on_events", breaking)
+    data_dir = tmp_path / "data"
+
+    async def main() -> None:
+        v = Venue(venue_config(data_dir))
+        port = await v.start()
+        try:
+            buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")
+            seller = await asyncio.to_thread(signed_client, data_dir, port, "DEMO2")
+            burst = b"".join([frame(buyer, "D", nos("BOOM-1", "1", "0.1", "57100")),
+                              frame(buyer, "D", nos("FINE-1", "1", "0.1", PX))])
+            await asyncio.to_thread(buyer.sock.sendall, burst)
+            got = [await asyncio.to_thread(report, buyer) for _ in range(2)]
+            assert [(r[11], r[150]) for r in got] == [("BOOM-1", "8"), ("FINE-1", "0")]
+            assert "internal error" in got[0][58] and "stage bug" in got[0][58]
+            await asyncio.to_thread(seller.send, "D", nos("SELL-2", "2", "0.2", PX, tif="3"))
+            sold = [await asyncio.to_thread(report, seller) for _ in range(3)]
+            assert [(r[150], r.get(31)) for r in sold] == [("0", None), ("F", PX), ("C", None)]
+            before = await holdings(v)
+            buyer.close()
+            seller.close()
+        finally:
+            await v.stop()
+        again = Venue(venue_config(data_dir))
+        await again.start()
+        try:
+            assert await holdings(again) == before
+        finally:
+            await again.stop()
+
+    asyncio.run(main())
