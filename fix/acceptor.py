@@ -34,6 +34,11 @@ SessionLookup = Callable[[str, str, str], "SessionConfig | None | Awaitable[Sess
 UNBOUND_LIMIT = 64 * 1024
 """Bytes an unauthenticated connection may send before its Logon frame is complete."""
 
+READ_BUDGET = 32 * 1024
+"""Bytes of one session's input handled per batch (about 150 orders). The rest is held, with the
+socket's reading paused, and handed over a slice per batch: a session flooding the venue gets
+its share of each batch, and the others' messages still go out in the next one."""
+
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("acceptor", "transport", "session", "reader", "pending", "binding", "closed",
@@ -69,10 +74,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         session = self.session
         if session is not None:
-            try:
-                session.receive_data(data, self.acceptor.clock())
-            except Exception as exc:  # the application failed: QuickFIX disconnects too
-                self.acceptor._app_failed(session, exc)
+            self.acceptor._receive(self, session, data)
             return
         if self.closed:
             return
@@ -136,6 +138,7 @@ class Acceptor:
         tick_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
         max_write_buffer: int = 64 << 20,
+        read_budget: int = READ_BUDGET,
     ) -> None:
         self.lookup = lookup
         self.application = application
@@ -150,6 +153,9 @@ class Acceptor:
         self._journals = type(application).write_batch is not Application.write_batch
         self._dirty: set[Session] = set()
         self.max_write_buffer = max_write_buffer
+        self.read_budget = read_budget
+        self._held: dict[_Connection, bytes] = {}  # input over a session's budget, reading paused
+        self._taken: dict[_Connection, int] = {}  # bytes handed to each session for the next batch
         self._bound: dict[str, _Connection] = {}
         self._unbound: set[_Connection] = set()
         self._binding_keys: set[str] = set()
@@ -258,6 +264,11 @@ class Acceptor:
             return 0
         return conn.transport.get_write_buffer_size()
 
+    def read_backlog(self, session: Session) -> int:
+        """Bytes the session sent that wait for a later batch (over its ``read_budget``)."""
+        conn = self._bound.get(session.key)
+        return len(self._held.get(conn, b"")) if conn is not None else 0
+
     def transport_of(self, session: Session) -> asyncio.Transport | None:
         """The transport of the session's live connection, if any (socket options, peer, TLS info)."""
         conn = self._bound.get(session.key)
@@ -360,6 +371,9 @@ class Acceptor:
         while True:
             await event.wait()
             event.clear()
+            if self._held:
+                await asyncio.sleep(0)  # what the other sockets sent joins the held slices' batch
+            self._next_slices()
             try:
                 await self._flush_once()
             except asyncio.CancelledError:
@@ -368,6 +382,55 @@ class Acceptor:
                 log.exception("Flush failed")
                 await asyncio.sleep(0.1)
                 event.set()
+
+    def _receive(self, conn: _Connection, session: Session, data: bytes) -> None:
+        """A read of a logged-on connection: its session gets at most ``read_budget`` bytes per
+        batch; the rest is held and the socket's reading paused (TCP then holds the sender back)."""
+        held = self._held
+        if conn in held:
+            held[conn] += data
+            return
+        taken = self._taken.get(conn, 0)
+        room = self.read_budget - taken
+        if len(data) > room:
+            held[conn] = data[room:]
+            data = data[:room]
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+            self._wake()
+        if data:
+            self._taken[conn] = taken + len(data)
+            self._deliver(session, data)
+
+    def _deliver(self, session: Session, data: bytes) -> None:
+        try:
+            session.receive_data(data, self.clock())
+        except Exception as exc:  # the application failed: QuickFIX disconnects too
+            self._app_failed(session, exc)
+
+    def _next_slices(self) -> None:
+        """Start of a batch: each held connection gets the rest of its budget from what it holds
+        (reading resumes once it holds nothing); input from now on counts toward the next batch."""
+        held, taken, budget = self._held, self._taken, self.read_budget
+        for conn, data in list(held.items()):
+            session = conn.session
+            if conn.closed or session is None or not session.connected:
+                del held[conn]  # the connection is going: what it still sent is dropped
+                continue
+            room = budget - taken.get(conn, 0)
+            if room <= 0:
+                continue
+            if len(data) > room:
+                held[conn] = data[room:]
+                data = data[:room]
+            else:
+                del held[conn]
+                if conn.transport is not None:
+                    conn.transport.resume_reading()
+            self._deliver(session, data)
+        taken.clear()
+        if held:
+            self._wake()  # more slices after this batch
 
     async def _flush_once(self) -> None:
         async with self._flush_lock:

@@ -107,6 +107,9 @@ class OrderEntryApp(Application):
     def session_id(session: Any) -> str:
         return session.config.target_comp_id
 
+    def on_create(self, session: Any) -> None:
+        session.screen = self.screen  # the throttle runs before the session validates a message
+
     def on_logon(self, session: Any) -> None:
         sid = self.session_id(session)
         r = self.rights(sid)
@@ -123,6 +126,28 @@ class OrderEntryApp(Application):
 
     # ------------------------------------------------------------------ inbound
 
+    def screen(self, session: Any, msg: Message) -> Callable[[], None] | None:
+        """The throttle, asked by the session before any other work on an in-sequence application
+        message (no dictionary validation, no handler): None admits it; otherwise the answer to
+        give instead (the session still counts its MsgSeqNum)."""
+        bucket = self._buckets.get(self.session_id(session))
+        if bucket is None or bucket.take(time.monotonic()):
+            return None
+        return lambda: self._on_throttled(session, msg, bucket)
+
+    def _on_throttled(self, session: Any, msg: Message, bucket: TokenBucket) -> None:
+        """Reject a throttled message; a session that keeps flooding is logged out, and what it
+        sends after that Logout is dropped unanswered (answering a flood is the flood's cost)."""
+        sid = self.session_id(session)
+        if sid in self._flooders:
+            return
+        self._throttled(session, msg)
+        if bucket.flooding():
+            log.warning("%s keeps flooding: logging it out", sid)
+            self._flooders.add(sid)
+            # in order: the throttle rejects already queued go out before the Logout
+            self._in_order(lambda: session.logout("Throttle limit exceeded repeatedly"))
+
     def from_app(self, session: Any, msg: Message) -> None:
         sid = self.session_id(session)
         mt = msg.msg_type
@@ -133,15 +158,6 @@ class OrderEntryApp(Application):
         rights = self.rights(sid)
         if rights is None:
             self._business_reject(session, msg, 6, "session has no trading rights", RejectCode.NOT_ENTITLED)
-            return
-        bucket = self._buckets.get(sid)
-        if bucket is not None and not bucket.take(time.monotonic()):
-            self._throttled(session, msg)
-            if bucket.flooding() and sid not in self._flooders:
-                log.warning("%s keeps flooding: logging it out", sid)
-                self._flooders.add(sid)
-                # in order: the throttle rejects already queued go out before the Logout
-                self._in_order(lambda: session.logout("Throttle limit exceeded repeatedly"))
             return
         ctx = codec.EdgeContext(sid, rights.accounts, self.instrument)
 
