@@ -359,6 +359,7 @@ class Acceptor:
             session.connection_made(now, conn.peer)
             data = first + rest + conn.pending
             conn.pending = b""
+            data = self._within_budget(conn, data, len(first))  # a flood sent with the Logon waits too
             try:
                 session.receive_data(data, now)
             except Exception as exc:
@@ -390,17 +391,23 @@ class Acceptor:
         if conn in held:
             held[conn] += data
             return
+        data = self._within_budget(conn, data)
+        if data:
+            self._deliver(session, data)
+
+    def _within_budget(self, conn: _Connection, data: bytes, at_least: int = 0) -> bytes:
+        """The part of ``data`` the session may handle in this batch (at least ``at_least`` bytes);
+        the rest is held and the connection's reading paused."""
         taken = self._taken.get(conn, 0)
-        room = self.read_budget - taken
+        room = max(self.read_budget - taken, at_least)
         if len(data) > room:
-            held[conn] = data[room:]
+            self._held[conn] = data[room:]
             data = data[:room]
             if conn.transport is not None:
                 conn.transport.pause_reading()
             self._wake()
-        if data:
-            self._taken[conn] = taken + len(data)
-            self._deliver(session, data)
+        self._taken[conn] = taken + len(data)
+        return data
 
     def _deliver(self, session: Session, data: bytes) -> None:
         try:

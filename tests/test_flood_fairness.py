@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from fix.message import Message, encode
 from tests.fixclient import FixClient, now_fix
 from venue import config as vconfig
+from venue.access import signing
 from venue.server import Venue
 
 BURST = 100  # the demo sessions' throttle: 50 messages/s, burst 100
@@ -189,3 +190,32 @@ def test_a_quiet_order_shares_its_batch_with_at_most_one_budget_of_a_held_back_f
     quiet.close()
     flooder.close()
     writer.join(10)
+
+
+def test_a_flood_written_with_the_logon_is_held_back_as_well(venue):
+    keys = venue.data_dir / "demo-keys"
+    key = load_pem_private_key((keys / "DEMO2.pem").read_bytes(), None)
+    c = FixClient("127.0.0.1", venue.port, "DEMO2")
+    st = now_fix()
+    logon = [(35, "A"), (49, "DEMO2"), (56, "VENUE"), (34, 1), (52, st), (98, 0), (108, 30), (141, "Y"),
+             *signing.signed_logon_fields(key, (keys / "DEMO2.keyid").read_text().strip(), "DEMO2", "VENUE", 1, st)]
+    c.seq = 2
+    block = encode(Message.build(logon).fields) + orders(c, 2_000, "L", "DEMO2-ACC")
+    smallest = min(len(f) for f in block.split(b"8=FIX.4.4\x01")[2:]) + len(b"8=FIX.4.4\x01")
+    c.sock.sendall(block)
+    c.expect("A")
+    deadline = time.monotonic() + 30
+    while venue.timeline.count(("msg", "DEMO2")) < 2_001:
+        assert time.monotonic() < deadline, "the venue did not handle the whole block"
+        time.sleep(0.01)
+    shares, n = [], 0
+    for kind, who in list(venue.timeline):
+        if kind == "batch":
+            shares.append(n)
+            n = 0
+        elif who == "DEMO2":
+            n += 1
+    shares.append(n)
+    per_batch = venue.venue.acceptor.read_budget // smallest + 2  # (+ the Logon)
+    assert max(shares) <= per_batch, f"one batch took {max(shares)} of the block's messages (budget: {per_batch})"
+    c.close()
