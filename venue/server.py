@@ -386,8 +386,8 @@ class Venue:
                     out = self.core.process(command)
                     rows = [encode(e) for e in out]
                 except Exception as exc:
-                    reason = str(exc) if isinstance(exc, JournalEncodeError) else f"internal error: {exc!r}"[:300]
-                    if not isinstance(exc, JournalEncodeError):
+                    reason = str(exc) if isinstance(exc, JournalEncodeError) else f"internal error: {type(exc).__name__}"
+                    if not isinstance(exc, JournalEncodeError):  # the details go to the log, not the client
                         log.exception("the core failed on %s", type(command).__name__)
                     self._in_core = False  # replies queued meanwhile wait for the next turn
                     await self._rewind()
