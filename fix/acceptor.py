@@ -31,6 +31,9 @@ log = logging.getLogger("venue.fix")
 SessionLookup = Callable[[str, str, str], "SessionConfig | None | Awaitable[SessionConfig | None]"]
 """``(begin_string, our_comp_id, their_comp_id) -> SessionConfig | None`` (may be async)."""
 
+ISOLATE_AFTER = 3
+"""Failed commits of the same batch in a row before the acceptor looks for one session to blame."""
+
 UNBOUND_LIMIT = 64 * 1024
 """Bytes an unauthenticated connection may send before its Logon frame is complete."""
 
@@ -496,7 +499,8 @@ class Acceptor:
             # with the next batch, on a fresh connection: a transient failure only delays the
             # batch, no session is disconnected and every seqnum stays as the clients will see it.
             # (What one message carries cannot fail here: the application refuses that message
-            # when it is handled, before the commit.)
+            # when it is handled, before the commit. If the same batch keeps failing, _isolate
+            # looks for one session whose own rows the database refuses.)
             self._unsent = keyed
             store.discard()
             self._failures += 1
@@ -512,6 +516,8 @@ class Acceptor:
                 log.debug("closing the failed connection", exc_info=True)
             finally:
                 self._conn = None
+            if self._failures % ISOLATE_AFTER == 0 and self._journals and len(keyed) > 0:
+                await self._isolate()
             asyncio.get_running_loop().call_later(min(0.05 * 2 ** min(self._failures, 5), 1.0), self._wake)
             return
         if self._failures:
@@ -546,6 +552,48 @@ class Acceptor:
                 lg.close()
             else:
                 lg.flush()
+
+    async def _isolate(self) -> None:
+        """The same batch failed ISOLATE_AFTER times in a row: find out, in transactions rolled
+        back, what the database refuses. If the application's rows alone fail, the database itself
+        is failing (or the application's rows are): nothing to isolate, keep retrying. Otherwise
+        each session's rows are tried alone; a session whose rows are refused (e.g. a sequence
+        number too large for its column) is disconnected and that output dropped, as if the venue
+        had crashed before sending it (its client resynchronises by resend / gap fill), and the
+        retry commits everyone else's."""
+        keyed, store = self._unsent, self.store
+        try:
+            async with self.engine.connect() as conn:
+                try:
+                    async with conn.begin() as tx:
+                        await self.application.write_batch(conn)
+                        await tx.rollback()
+                finally:
+                    self.application.write_failed(RuntimeError("isolation probe"))  # keep its rows
+                refused: set[int] = set()
+                for i, (key, _, out) in enumerate(keyed):
+                    try:
+                        async with conn.begin() as tx:
+                            store.stage(key, out)
+                            await store.flush(conn)
+                            await tx.rollback()
+                    except Exception as exc:
+                        store.discard()
+                        refused.add(i)
+                        log.error("%s: the database refuses this session's output (%r): dropped, disconnecting",
+                                  key, exc)
+        except Exception as exc:
+            log.warning("Isolation probe failed, the database itself is failing: %r", exc)
+            return
+        if not refused or len(refused) == len(keyed) > 1:
+            return  # nothing singled out: every session fails, or none, as in an outage
+        self._unsent = [k for i, k in enumerate(keyed) if i not in refused]
+        for i in refused:
+            fix_conn = keyed[i][1]
+            if fix_conn is not None:
+                fix_conn.close("Message store failure")
+                if fix_conn.session is not None and fix_conn.session.connected:
+                    fix_conn.session.connection_lost("Message store failure")
 
     async def _tick_loop(self) -> None:
         while True:

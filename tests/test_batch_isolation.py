@@ -426,3 +426,41 @@ def test_a_command_that_breaks_the_core_midway_is_refused_and_its_half_done_effe
             await again.stop()
 
     asyncio.run(main())
+
+
+def test_a_session_whose_rows_the_database_refuses_is_cut_off_alone_and_the_others_trade_on(tmp_path):
+    """Its outbound MsgSeqNum is beyond what SQLite can store (2**64): every commit carrying that
+    session's rows fails, so after a few tries the acceptor finds that session, drops its output
+    and disconnects it; everyone else's messages of the same batch are committed and sent."""
+    data_dir = tmp_path / "data"
+
+    async def main() -> None:
+        v = Venue(venue_config(data_dir))
+        port = await v.start()
+        try:
+            buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")
+            seller = await asyncio.to_thread(signed_client, data_dir, port, "DEMO2")
+            await asyncio.to_thread(seller.send, "D", nos("REST-S", "2", "0.1", PX))
+            assert (await asyncio.to_thread(report, seller))[150] == "0"
+            v.acceptor.find_session("DEMO2", "VENUE").next_sender = 2 ** 64  # SQLite: "int too large"
+            await asyncio.to_thread(buyer.send, "D", nos("CROSS-B", "1", "0.1", PX))
+            got = [await asyncio.to_thread(report, buyer) for _ in range(2)]
+            assert [(r[11], r[150]) for r in got] == [("CROSS-B", "0"), ("CROSS-B", "F")]
+            assert await asyncio.to_thread(seller.closed), "the session the database refuses is cut off"
+            await asyncio.to_thread(buyer.send, "D", nos("NEXT-B", "1", "0.1", PX))
+            assert (await asyncio.to_thread(report, buyer))[150] == "0", "the others trade on"
+            seqs = [int(m.get_str(34)) for m in buyer.received]
+            assert seqs == list(range(1, len(seqs) + 1))
+            before = await holdings(v)
+            buyer.close()
+            seller.close()
+        finally:
+            await v.stop()
+        again = Venue(venue_config(data_dir))
+        await again.start()
+        try:
+            assert await holdings(again) == before, "what was acknowledged is all in the journal"
+        finally:
+            await again.stop()
+
+    asyncio.run(main())
