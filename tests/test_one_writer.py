@@ -142,29 +142,35 @@ async def _wait_free(url: str, timeout: float = 10.0) -> bool:
 
 
 def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
-    """Operator commands (each a write transaction) in a loop while two clients trade: every order
-    is acknowledged and the venue never logs "database is locked"."""
-    v = VenueProcess(tmp_path / "data").start()
+    """Operator, registry, custody and audit commands (each a write) in two loops while two clients
+    trade: every order is acknowledged, every command succeeds, and the venue never logs "database is
+    locked" nor a failed batch commit."""
+    wallets = {f"VENUE_CUSTODY_{t}_PASSPHRASE": t.lower() for t in ("HOT", "WARM", "COLD")}
+    v = VenueProcess(tmp_path / "data", env=wallets).start()
     d = str(v.data_dir)
     stop, failures, cli_runs = threading.Event(), [], [0]
+    r = CliRunner().invoke(main, ["custody", "init", "--assets", "USDT", "--data-dir", d], env=wallets)
+    assert r.exit_code == 0, r.output
 
-    def cli_loop() -> None:
+    def cli_loop(k: int) -> None:
         runner = CliRunner()
         i = 0
         while not stop.is_set():
             i += 1
-            for args in (["firm", "create", f"F{i}"],
-                         ["account", "create", f"ACC{i}", "--firm", f"F{i}"],
+            for args in (["firm", "create", f"F{k}-{i}"],
+                         ["account", "create", f"ACC{k}-{i}", "--firm", f"F{k}-{i}"],
                          ["account", "deposit", "DEMO1-ACC", "USDT", "1"],
-                         ["session", "allow", "DEMO2", f"10.{i % 250}.0.0/16"],
+                         ["deposit", "--account", "DEMO2-ACC", "--asset", "USDT", "--amount", "1"],
+                         ["session", "allow", "DEMO2", f"10.{k}.{i % 250}.0/24"],
                          ["audit", "checkpoint"]):
-                r = runner.invoke(main, [*args, "--data-dir", d, "--actor", "ops"])
+                r = runner.invoke(main, [*args, "--data-dir", d, "--actor", "ops"], env=wallets)
                 cli_runs[0] += 1
                 if r.exit_code != 0:
                     failures.append((args, r.output))
 
-    t = threading.Thread(target=cli_loop)
-    t.start()
+    threads = [threading.Thread(target=cli_loop, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
     acked = 0
     try:
         buyer, seller = v.client("DEMO1"), v.client("DEMO2")
@@ -183,7 +189,8 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
         seller.close()
     finally:
         stop.set()
-        t.join(60)
+        for t in threads:
+            t.join(60)
         assert v.stop() == 0
     log = (v.data_dir / "venue.log").read_text()
     assert "database is locked" not in log

@@ -23,6 +23,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from venue.access.signing import raw_public_bytes
@@ -263,7 +264,14 @@ class SimulatedChain:
     async def send_external(self, source: str, destination: str, asset: str, amount: int, memo: str = "") -> str:
         """A transfer from an address outside the venue (the rest of the world is not checked)."""
         async with self._lock:
-            return await self._send_external(source, destination, asset, amount, memo)
+            for attempt in range(20):  # another process (a CLI, the venue) took the same seq: again
+                try:
+                    return await self._send_external(source, destination, asset, amount, memo)
+                except IntegrityError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")
 
     async def mine(self, blocks: int = 1) -> int:
         """Make ``blocks`` blocks; the first includes every pending transfer. Returns the new height."""

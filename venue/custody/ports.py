@@ -126,6 +126,9 @@ class JournalLedger(CoreLedger):
     caller's transaction, exactly as the running venue would. Never use it while the venue runs:
     the journal has one writer (``venue_running`` tells)."""
 
+    #: custody may call it inside its own transaction: the command is journaled there, atomically
+    journals_in_caller_transaction = True
+
     def __init__(self, engine: AsyncEngine, core: Any, ledger: Ledger, journal: Any) -> None:
         super().__init__(core.process, ledger)
         self.engine = engine

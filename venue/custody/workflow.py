@@ -613,6 +613,12 @@ class Custody:
             w = by_address[inc.destination]
             account = inc.memo
             kyc = await self.directory.kyc(account) if account else None
+            # A ledger that journals in this transaction (JournalLedger, venue stopped) credits in it,
+            # atomically. The running venue's (CoreLedger) answers at its next batch, whose commit
+            # needs the write lock this transaction holds (SQLite; on PostgreSQL the audit log's next
+            # seq): awaited inside, the two waited on each other until the busy timeout failed the
+            # venue's batch. So custody's record commits first, then the core credits it.
+            in_txn = getattr(self.ledger, "journals_in_caller_transaction", False)
             async with self.engine.begin() as conn:
                 await adjust(conn, w.asset, w.tier, inc.amount)
                 await conn.execute(insert(store.deposits).values(
@@ -625,7 +631,19 @@ class Custody:
                 await audit.append(conn, "custody.deposit", actor="chain", subject=account, time_ns=now,
                                    details={"txid": inc.txid, "asset": inc.asset, "amount": inc.amount,
                                             "wallet": w.tier})
-                await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}", conn=conn)
+                if in_txn:
+                    await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}",
+                                              conn=conn)
+            if not in_txn:
+                try:
+                    await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}")
+                except LedgerRefused as exc:  # undone: the next pass tries it again
+                    async with self.engine.begin() as conn:
+                        await conn.execute(store.deposits.delete().where(store.deposits.c.txid == inc.txid))
+                        await adjust(conn, w.asset, w.tier, -inc.amount)
+                        await audit.append(conn, "custody.deposit_refused", actor="venue", subject=account,
+                                           time_ns=now, details={"txid": inc.txid, "reason": exc.reason})
+                    continue
             credited.append(inc.txid)
         return credited
 
