@@ -4,7 +4,9 @@ commands that need the venue stopped respect; concurrent CLI use never fails a v
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from tests.venue_proc import ROOT, VenueProcess, free_port
 from tools.cli import main
 from venue import lock
+from venue.custody.policy import starter_policy
 from venue.db import sqlite_url
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -141,19 +144,65 @@ async def _wait_free(url: str, timeout: float = 10.0) -> bool:
     return False
 
 
+def venue_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The real `venue` CLI in its own process (as an operator runs it beside the venue)."""
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
-    """Operator, registry, custody and audit commands (each a write) in two loops while two clients
-    trade: every order is acknowledged, every command succeeds, and the venue never logs "database is
-    locked" nor a failed batch commit."""
-    wallets = {f"VENUE_CUSTODY_{t}_PASSPHRASE": t.lower() for t in ("HOT", "WARM", "COLD")}
-    v = VenueProcess(tmp_path / "data", env=wallets).start()
+    """Operator, registry, custody and audit commands (each a write), and customer withdrawals the
+    venue's custody holds, settles or an operator rejects, from three CLI loops while two clients
+    trade: every order is acknowledged, every command succeeds, and the venue never logs "database
+    is locked" nor a failed batch commit. (The old venue deadlocked its batch with its own custody
+    pass, which awaited the core inside a transaction holding SQLite's write lock.)"""
+    env = {f"VENUE_CUSTODY_{t}_PASSPHRASE": t.lower() for t in ("HOT", "WARM", "COLD")}
+    env["VENUE_KEY_PASSPHRASE"] = "customer"
+    v = VenueProcess(tmp_path / "data", env=env).start()
     d = str(v.data_dir)
     stop, failures, cli_runs = threading.Event(), [], [0]
-    r = CliRunner().invoke(main, ["custody", "init", "--assets", "USDT", "--data-dir", d], env=wallets)
-    assert r.exit_code == 0, r.output
+
+    def run(*args: str, data: bool = True) -> subprocess.CompletedProcess:
+        r = venue_cli(*args, *(["--data-dir", d, "--actor", "ops"] if data else []), env=env)
+        cli_runs[0] += 1
+        if r.returncode != 0:
+            failures.append((args, r.stdout[-300:] + r.stderr[-600:]))
+        return r
+
+    def setup(*args: str) -> None:
+        r = venue_cli(*args, "--data-dir", d, "--actor", "ops", env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    setup("custody", "init", "--assets", "USDT")
+    policy = json.loads(starter_policy({"USDT": 6}).to_json())
+    policy["whitelist_timelock_ns"] = policy["approval_timelock_ns"] = 0
+    policy["confirmations"] = 1
+    policy["assets"]["USDT"]["auto_threshold"] = 5 * 10**6  # 5 USDT and up: two approvals
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    setup("custody", "policy", "--set", str(tmp_path / "policy.json"))
+    op_key = tmp_path / "op.pem"
+    assert CliRunner().invoke(main, ["keygen", "--out", str(op_key)]).exit_code == 0
+    setup("operator", "add", "checker", "--role", "operator", "--public-key", str(op_key))
+    setup("withdraw", "keygen", "--account", "DEMO2-ACC", "--out", str(tmp_path / "w.key"))
+    setup("address", "add", "dest-1", "--account", "DEMO2-ACC", "--asset", "USDT", "--key", str(tmp_path / "w.key"))
+
+    def withdrawals_loop() -> None:
+        """Withdrawals the venue's custody holds, signs, broadcasts and settles (consume), and others
+        an operator rejects (release): each a ledger command custody awaits from the core."""
+        i = 0
+        while not stop.is_set():
+            i += 1
+            for amount in ("1", "6"):  # auto-approved; needs two approvals, rejected by one
+                req = tmp_path / f"req-{i}-{amount}.json"
+                if run("withdraw", "request", "--account", "DEMO2-ACC", "--asset", "USDT", "--amount", amount,
+                       "--destination", "dest-1", "--out", str(req), data=False).returncode:
+                    continue
+                r = run("withdraw", "sign", str(req), "--key", str(tmp_path / "w.key"))
+                m = re.search(r"withdrawal (W\w+): pending_approval", r.stdout)
+                if m:
+                    run("withdrawals", "reject", m.group(1), "--operator", "checker", "--key", str(op_key))
 
     def cli_loop(k: int) -> None:
-        runner = CliRunner()
         i = 0
         while not stop.is_set():
             i += 1
@@ -163,18 +212,16 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
                          ["deposit", "--account", "DEMO2-ACC", "--asset", "USDT", "--amount", "1"],
                          ["session", "allow", "DEMO2", f"10.{k}.{i % 250}.0/24"],
                          ["audit", "checkpoint"]):
-                r = runner.invoke(main, [*args, "--data-dir", d, "--actor", "ops"], env=wallets)
-                cli_runs[0] += 1
-                if r.exit_code != 0:
-                    failures.append((args, r.output))
+                run(*args)
 
     threads = [threading.Thread(target=cli_loop, args=(k,)) for k in range(2)]
+    threads.append(threading.Thread(target=withdrawals_loop))
     for t in threads:
         t.start()
-    acked = 0
+    acked = n = 0
     try:
         buyer, seller = v.client("DEMO1"), v.client("DEMO2")
-        for n in range(300):
+        while n < 300 or (cli_runs[0] < 60 and n < 4000):  # trade until the loops have done their share
             time.sleep(0.025)  # pace: the sessions' throttle (50/s) is not what this test is about
             c, side = (buyer, "1") if n % 2 else (seller, "2")
             c.send("D", [(11, f"O{n}"), (55, "BTC-USDT"), (54, side), (60, "20261125-00:00:00.000"),
@@ -185,16 +232,19 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
                     acked += 1
                     break
                 assert er.get(11) != f"O{n}".encode() or er.get(150) != b"8", f"order O{n} rejected: {er!r}"
+            n += 1
         buyer.close()
         seller.close()
     finally:
         stop.set()
         for t in threads:
-            t.join(60)
+            t.join(120)
         assert v.stop() == 0
     log = (v.data_dir / "venue.log").read_text()
     assert "database is locked" not in log
     assert "Batch commit failed" not in log
-    assert acked == 300
+    assert acked == n >= 300
     assert not failures, failures[:3]
-    assert cli_runs[0] >= 10
+    assert cli_runs[0] >= 60
+    assert "custody.error" not in venue_cli("audit", "tail", "-n", "100000", "--kind", "custody.error",
+                                            "--data-dir", d, env=env).stdout

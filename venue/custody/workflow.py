@@ -26,6 +26,8 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -73,6 +75,8 @@ from venue.custody.wallets import (
 
 S = State
 INTERNAL_DOMAIN = "venue/custody/internal-transfer/v1"
+#: funds of an ended request whose hold the core has not settled yet -> what they become once it has
+SETTLING = {"consuming": "consumed", "releasing": "released"}
 
 
 class Custody:
@@ -87,6 +91,51 @@ class Custody:
         self.signer = signer
         self.assets = assets or Assets()
         self._lock = asyncio.Lock()
+        # A ledger journaling in custody's own transaction (JournalLedger, venue stopped) is called
+        # inside it, atomically. The running venue's (CoreLedger) answers at the venue's next batch,
+        # whose commit needs the database's write lock (SQLite; on PostgreSQL the audit log's next
+        # seq) that a custody transaction holds once it wrote: awaited inside, each waited for the
+        # other until the busy timeout failed the venue's batch. So with it, custody commits first
+        # and then asks the core (deposits, holds), or records the intent (funds "consuming" /
+        # "releasing") and settles once committed (_txn, _settle; process() finishes any left over).
+        self._ledger_in_txn = bool(getattr(ledger, "journals_in_caller_transaction", False))
+        self._settle_after: dict[int, list[tuple[str, int]]] = {}
+
+    @asynccontextmanager
+    async def _txn(self) -> AsyncIterator[AsyncConnection]:
+        """A custody transaction; the holds its moves ended are settled once it has committed."""
+        settle: list[tuple[str, int]] = []
+        async with self.engine.begin() as conn:
+            self._settle_after[id(conn)] = settle
+            try:
+                yield conn
+            finally:
+                self._settle_after.pop(id(conn), None)
+        if settle:
+            await self._settle(settle)
+
+    async def _settle(self, items: list[tuple[str, int]]) -> None:
+        """Consume (confirmed) or release (any other end) the hold of each ended request whose
+        funds are "consuming" / "releasing", then record it. A hold the ledger no longer has was
+        settled before a restart; a refusal otherwise is audited and left for the next pass."""
+        r = store.requests
+        for rid, now in items:
+            async with self.engine.connect() as conn:
+                funds = (await conn.execute(select(r.c.funds).where(r.c.id == rid))).scalar()
+            if funds not in SETTLING:
+                continue
+            try:
+                if funds == "consuming":
+                    await self.ledger.consume(now, rid)
+                else:
+                    await self.ledger.release(now, rid)
+            except LedgerRefused as exc:
+                if rid in await self.ledger.open_holds():
+                    await audit.append(self.engine, "custody.error", subject=rid, time_ns=now,
+                                       details={"error": f"settling the hold ({funds}): {exc.reason}"})
+                    continue
+            async with self.engine.begin() as conn:
+                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == funds).values(funds=SETTLING[funds]))
 
     async def setup(self) -> None:
         """Create the custody and audit tables if missing."""
@@ -214,7 +263,7 @@ class Custody:
             raise Refused(f"request expired at {req.expiry} (unix seconds)")
         policy = await self.policy()
         rid, digest = req.request_id, req.digest()
-        async with self.engine.begin() as conn:
+        async with self._txn() as conn:
             if (await conn.execute(select(store.request_nonces.c.nonce).where(
                     store.request_nonces.c.account == req.account,
                     store.request_nonces.c.nonce == req.nonce))).first() is not None:
@@ -226,40 +275,66 @@ class Custody:
                     id=rid, kind="withdrawal", account=req.account, asset=req.asset, amount=amount, source="hot",
                     destination=req.destination, nonce=req.nonce, expiry=req.expiry * NS, digest=digest,
                     signature=signed.signature, key_id=signed.key_id, initiator=f"account:{req.account}",
-                    submitted_by=submitted_by, state=S.REQUESTED, route="", approvals_required=0, policy_version=policy.version,
-                    created_at=now, updated_at=now, funds="none", attempts=0, reason=""))
+                    submitted_by=submitted_by, state=S.REQUESTED, route="", approvals_required=0,
+                    policy_version=policy.version, created_at=now, updated_at=now, funds="none", attempts=0,
+                    reason=""))
             except IntegrityError:
                 raise Refused(f"replayed request: nonce {req.nonce!r} was already used by {req.account}") from None
             await self._log(conn, rid, "", S.REQUESTED, now, f"account:{req.account}",
                             {"amount": req.amount, "asset": req.asset, "destination": req.destination,
                              "submitted_by": submitted_by})
-            problem = None
+            if self._ledger_in_txn:  # the hold journaled with the request, atomically
+                problem = await self._hold(req.account, req.asset, amount, rid, now, conn)
+                problem = await self._route(conn, policy, req.account, req.asset, req.destination, amount, rid,
+                                            now, problem)
+        if not self._ledger_in_txn:  # committed first, then held by the core (see __init__)
+            problem = await self._hold(req.account, req.asset, amount, rid, now, None)
             try:
-                await self.ledger.hold(now, req.account, req.asset, amount, rid, conn=conn)
-            except LedgerRefused as exc:
-                problem = f"insufficient available balance: {exc.reason}"
-            if problem is None:
-                await conn.execute(update(store.requests).where(store.requests.c.id == rid).values(funds="held"))
-                problem = await self._screen(conn, policy, rid, req.account, req.asset, req.destination, amount,
-                                             now)
-            if problem is not None:
-                await self._move(conn, rid, S.REQUESTED, S.REJECTED, now, problem)
-            else:
-                await self._move(conn, rid, S.REQUESTED, S.SCREENED, now, "screened")
-                route = decide(policy, req.asset, amount, await self._tier(req.account),
-                               await self._used_24h(conn, now, req.asset, account=req.account, exclude=rid),
-                               await self._used_24h(conn, now, req.asset, exclude=rid))
-                await conn.execute(update(store.requests).where(store.requests.c.id == rid).values(
-                    route=route.kind, approvals_required=route.approvals))
-                if route.kind == "auto":
-                    await self._move(conn, rid, S.SCREENED, S.APPROVED, now, "automatic: below the threshold",
-                                     release_at=now)
-                else:
-                    await self._move(conn, rid, S.SCREENED, S.PENDING_APPROVAL, now,
-                                     f"needs {route.approvals} operator approvals")
+                async with self._txn() as conn:
+                    problem = await self._route(conn, policy, req.account, req.asset, req.destination, amount,
+                                                rid, now, problem)
+            except BaseException:
+                if problem is None:  # held but never recorded: give it back (a restart would too)
+                    try:
+                        await self.ledger.release(now, rid)
+                    except LedgerRefused:
+                        pass
+                raise
         if problem is not None:
             raise Refused(problem, rid)
         return await self.get(rid)
+
+    async def _hold(self, account: str, asset: str, amount: int, rid: str, now: int,
+                    conn: AsyncConnection | None) -> str | None:
+        """Hold the request's funds; the refusal's reason, or None once held."""
+        try:
+            await self.ledger.hold(now, account, asset, amount, rid, conn=conn)
+        except LedgerRefused as exc:
+            return f"insufficient available balance: {exc.reason}"
+        return None
+
+    async def _route(self, conn: AsyncConnection, policy: Policy, account: str, asset: str, destination: str,
+                     amount: int, rid: str, now: int, problem: str | None) -> str | None:
+        """After the hold: screen and route a requested withdrawal, or reject it; the refusal or None."""
+        if problem is None:
+            await conn.execute(update(store.requests).where(store.requests.c.id == rid).values(funds="held"))
+            problem = await self._screen(conn, policy, rid, account, asset, destination, amount, now)
+        if problem is not None:
+            await self._move(conn, rid, S.REQUESTED, S.REJECTED, now, problem)
+            return problem
+        await self._move(conn, rid, S.REQUESTED, S.SCREENED, now, "screened")
+        route = decide(policy, asset, amount, await self._tier(account),
+                       await self._used_24h(conn, now, asset, account=account, exclude=rid),
+                       await self._used_24h(conn, now, asset, exclude=rid))
+        await conn.execute(update(store.requests).where(store.requests.c.id == rid).values(
+            route=route.kind, approvals_required=route.approvals))
+        if route.kind == "auto":
+            await self._move(conn, rid, S.SCREENED, S.APPROVED, now, "automatic: below the threshold",
+                             release_at=now)
+        else:
+            await self._move(conn, rid, S.SCREENED, S.PENDING_APPROVAL, now,
+                             f"needs {route.approvals} operator approvals")
+        return None
 
     async def _tier(self, account: str) -> int:
         kyc = await self.directory.kyc(account)
@@ -302,7 +377,7 @@ class Custody:
 
     async def cancel(self, request_id: str, account: str, now: int) -> RequestView:
         """The customer withdraws its request (before signing); the hold is released."""
-        async with self._lock, self.engine.begin() as conn:
+        async with self._lock, self._txn() as conn:
             row = await self._row(conn, request_id)
             if row.account != account:
                 raise Refused(f"request {request_id} does not belong to {account}", request_id)
@@ -320,7 +395,7 @@ class Custody:
         a = signed.approval
         async with self._lock:
             try:
-                async with self.engine.begin() as conn:
+                async with self._txn() as conn:
                     await self._decide(conn, signed, now)
             except Refused as exc:
                 await audit.append(self.engine, "custody.approval_refused", actor=a.operator, subject=a.request_id,
@@ -384,14 +459,14 @@ class Custody:
 
     async def propose_topup(self, asset: str, amount: int, initiator: str, now: int) -> RequestView:
         """Propose moving ``amount`` from cold to hot; it waits for the policy's top-up quorum."""
-        async with self._lock, self.engine.begin() as conn:
+        async with self._lock, self._txn() as conn:
             return await self._internal(conn, "topup", asset, amount, "cold", "hot", initiator, now)
 
     async def sweep(self, asset: str, now: int, initiator: str = "venue") -> RequestView | None:
         """Move what the hot wallet holds above its target (less what approved payments need) to cold
         now, without waiting for the high-water mark (no approvals: value only goes to safer storage);
         None when there is nothing above the target or a sweep is already open."""
-        async with self._lock, self.engine.begin() as conn:
+        async with self._lock, self._txn() as conn:
             return await self._maybe_sweep(conn, asset, now, initiator, force=True)
 
     async def _maybe_sweep(self, conn: AsyncConnection, asset: str, now: int, initiator: str,
@@ -461,6 +536,9 @@ class Custody:
         async with self._lock:
             policy = await self.policy()
             r = store.requests
+            async with self.engine.connect() as conn:  # holds left unsettled (a refusal, a restart)
+                left = (await conn.execute(select(r.c.id).where(r.c.funds.in_(tuple(SETTLING))))).scalars().all()
+            await self._settle([(rid, now) for rid in left])
             async with self.engine.connect() as conn:
                 due = (r.c.state.in_((S.APPROVED, S.SIGNING, S.BROADCAST))
                        | ((r.c.state == S.PENDING_APPROVAL) & (r.c.expiry <= now)))
@@ -480,7 +558,7 @@ class Custody:
             for asset in policy.assets:
                 if asset not in self.assets:
                     continue
-                async with self.engine.begin() as conn:
+                async with self._txn() as conn:
                     ws = await load_wallets(conn, asset)
                     if "hot" not in ws:
                         continue
@@ -536,7 +614,7 @@ class Custody:
 
     async def _advance(self, rid: str, policy: Policy, now: int) -> str | None:
         """Move one open request along if it is due; returns its new state or None."""
-        async with self.engine.begin() as conn:
+        async with self._txn() as conn:
             row = await self._row(conn, rid)
             st = State(row.state)
             if st == S.PENDING_APPROVAL and row.expiry is not None and row.expiry <= now:
@@ -566,7 +644,7 @@ class Custody:
         try:
             txid = await self.chain.broadcast(signed)
         except BroadcastError as exc:
-            async with self.engine.begin() as conn:
+            async with self._txn() as conn:
                 attempts = row.attempts + 1
                 await conn.execute(update(store.requests).where(store.requests.c.id == rid).values(attempts=attempts))
                 if attempts >= policy.max_broadcast_attempts:
@@ -575,7 +653,7 @@ class Custody:
                     return S.FAILED
                 await self._move(conn, rid, S.SIGNING, S.SIGNING, now, f"broadcast refused, will retry: {exc}")
             return S.SIGNING
-        async with self.engine.begin() as conn:
+        async with self._txn() as conn:
             await adjust(conn, row.asset, row.source, -row.amount)
             await self._move(conn, rid, S.SIGNING, S.BROADCAST, now, f"txid {txid}", txid=txid)
         return S.BROADCAST
@@ -613,12 +691,7 @@ class Custody:
             w = by_address[inc.destination]
             account = inc.memo
             kyc = await self.directory.kyc(account) if account else None
-            # A ledger that journals in this transaction (JournalLedger, venue stopped) credits in it,
-            # atomically. The running venue's (CoreLedger) answers at its next batch, whose commit
-            # needs the write lock this transaction holds (SQLite; on PostgreSQL the audit log's next
-            # seq): awaited inside, the two waited on each other until the busy timeout failed the
-            # venue's batch. So custody's record commits first, then the core credits it.
-            in_txn = getattr(self.ledger, "journals_in_caller_transaction", False)
+            in_txn = self._ledger_in_txn  # else: the record commits first, then the core credits (__init__)
             async with self.engine.begin() as conn:
                 await adjust(conn, w.asset, w.tier, inc.amount)
                 await conn.execute(insert(store.deposits).values(
@@ -668,7 +741,12 @@ class Custody:
             raise TransitionError(f"{rid}: no longer {frm} (moved concurrently)")
         if to in TERMINAL:
             row = await self._row(conn, rid)
-            if row.funds == "held":
+            after = None if self._ledger_in_txn else self._settle_after.get(id(conn))
+            if row.funds == "held" and after is not None:  # settled once this transaction commits
+                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == "held").values(
+                    funds="consuming" if to == S.CONFIRMED else "releasing"))
+                after.append((rid, now))
+            elif row.funds == "held":
                 if to == S.CONFIRMED:
                     await self.ledger.consume(now, rid, conn=conn)
                     settled = "consumed"
@@ -730,7 +808,8 @@ class Custody:
         async with self.engine.connect() as conn:
             assets = sorted({w.asset for w in (await load_wallets(conn)).values()})
             held = {row.id: (row.account, row.asset, int(row.amount)) for row in (await conn.execute(
-                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(r.c.funds == "held"))).all()}
+                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(
+                    r.c.funds.in_(("held", *SETTLING))))).all()}
         out = [await asset_status(self.engine, self.chain, self.ledger, a) for a in assets]
         holds = await self.ledger.open_holds()
         for st in out:  # every reservation of the ledger is a request in progress, and vice versa
