@@ -45,7 +45,7 @@ its share of each batch, and the others' messages still go out in the next one."
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("acceptor", "transport", "session", "reader", "pending", "binding", "closed",
-                 "peer", "opened_at")
+                 "peer", "opened_at", "arrived")
 
     def __init__(self, acceptor: Acceptor) -> None:
         self.acceptor = acceptor
@@ -57,6 +57,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.peer: Any = None
         self.opened_at = 0.0
+        self.arrived = 0.0  # when the read that completed the Logon frame came in
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -96,6 +97,7 @@ class _Connection(asyncio.Protocol):
                 self.close("No Logon frame")
             return
         rest = b"".join(frames[1:]) + self.reader.take_buffer()
+        self.arrived = self.acceptor.clock()  # the Logon is judged as of now, however long the checks wait
         self.binding = True
         self.acceptor._spawn(self.acceptor._bind(self, frames[0], rest))
 
@@ -162,6 +164,8 @@ class Acceptor:
         self._bound: dict[str, _Connection] = {}
         self._unbound: set[_Connection] = set()
         self._binding_keys: set[str] = set()
+        self._loads: dict[str, list[asyncio.Future]] = {}  # seqnums wanted by new sessions (see _load_seqnums)
+        self._loading = False
         self._logs: dict[str, Any] = {}  # session key -> its message log
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
@@ -309,7 +313,7 @@ class Acceptor:
         session = self.sessions.get(key)  # created meanwhile by a concurrent logon
         if session is not None:
             return session
-        next_sender, next_target = await self.store.load(config.key)
+        next_sender, next_target = await self._load_seqnums(config.key)
         session = self.sessions.get(key)
         if session is not None:
             return session
@@ -323,37 +327,79 @@ class Acceptor:
         self.application.on_create(session)
         return session
 
+    async def _load_seqnums(self, key: str) -> tuple[int, int]:
+        """The stored seqnums of a new session. Those asked for while a load runs are loaded together
+        by the next one, in one transaction: a logon storm costs a few transactions, not one per
+        session (one each kept the event loop waiting on the database for seconds)."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._loads.setdefault(key, []).append(future)
+        if not self._loading:
+            self._loading = True
+            self._spawn(self._run_loads())
+        return await future
+
+    async def _run_loads(self) -> None:
+        try:
+            while self._loads:
+                await asyncio.sleep(0)  # the binds of this loop turn join the batch
+                wanted, self._loads = self._loads, {}
+                try:
+                    found: dict[str, tuple[int, int]] | None = await self.store.load_many(list(wanted))
+                    error: Exception | None = None
+                except Exception as exc:
+                    found, error = None, exc
+                for key, futures in wanted.items():
+                    for future in futures:
+                        if future.done():
+                            continue
+                        if found is not None:
+                            future.set_result(found[key])
+                        else:
+                            future.set_exception(error)
+        finally:
+            self._loading = False
+
+    def _refuse(self, conn: _Connection, reason: str, begin: str = "", sender: str = "", target: str = "") -> None:
+        """Close a connection whose Logon the acceptor refuses itself (no session asked), and tell
+        the application, which audits it."""
+        conn.close(reason)
+        try:
+            self.application.on_logon_refused(conn.peer, begin, sender, target, reason)
+        except Exception:
+            log.exception("on_logon_refused failed")
+
     async def _bind(self, conn: _Connection, first: bytes, rest: bytes) -> None:
         try:
             msg = parse_frame(first)
         except ValueError:
-            conn.close("Garbled first message")
+            self._refuse(conn, "Garbled first message")
             return
+        begin, ours, theirs = msg.get_str(8) or "", msg.get_str(56) or "", msg.get_str(49) or ""
         if msg.get(35) != b"A":
-            conn.close("First message is not a Logon")
+            self._refuse(conn, "First message is not a Logon", begin, theirs, ours)
             return
-        begin, ours, theirs = msg.get_str(8), msg.get_str(56), msg.get_str(49)
         if not (begin and ours and theirs):
-            conn.close("Logon without BeginString/SenderCompID/TargetCompID")
+            self._refuse(conn, "Logon without BeginString/SenderCompID/TargetCompID", begin, theirs, ours)
             return
         key = f"{begin}:{ours}->{theirs}"
         if key in self._binding_keys:
-            conn.close(f"Logon for {key} already in progress")
+            self._refuse(conn, f"Logon for {key} already in progress", begin, theirs, ours)
             return
         self._binding_keys.add(key)
         try:
             try:
                 session = await self._get_session(begin, ours, theirs)
+                failed = ""
             except Exception:
                 log.exception("Session lookup failed for %s", key)
-                session = None
+                session, failed = None, " (session lookup failed)"
             if conn.closed:
                 return
             if session is None:
-                conn.close(f"Unknown session {key}")
+                self._refuse(conn, f"Unknown session {key}{failed}", begin, theirs, ours)
                 return
             if session.key in self._bound or session.connected:
-                conn.close(f"Session {session.key} already logged on")
+                self._refuse(conn, f"Session {session.key} already logged on", begin, theirs, ours)
                 return
             self._unbound.discard(conn)
             self._bound[session.key] = conn
@@ -364,7 +410,7 @@ class Acceptor:
             conn.pending = b""
             data = self._within_budget(conn, data, len(first))  # a flood sent with the Logon waits too
             try:
-                session.receive_data(data, now)
+                session.receive_data(data, now, received=conn.arrived)
             except Exception as exc:
                 self._app_failed(session, exc)
         finally:

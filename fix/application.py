@@ -55,6 +55,13 @@ class Application:
         with a generic text (the string goes to the venue log only) and the connection closes."""
         return None
 
+    def on_logon_refused(self, peer_addr: Any, begin: str, sender: str, target: str, reason: str) -> None:
+        """A Logon was refused before :meth:`on_logon_request` could decide on it: by the acceptor
+        (no such session, already logged on, a logon for it in progress, not a Logon) or by the
+        session layer (SendingTime accuracy, CompID, MsgSeqNum too low, HeartBtInt out of range, an
+        invalid or garbled Logon). ``sender``/``target`` are the Logon's 49/56 ("" when unknown);
+        ``reason`` is the engine's. The connection is closed whatever this does (audit it here)."""
+
     def on_logon(self, session: Session) -> None:
         """The session is logged on (our Logon response is queued)."""
 

@@ -75,15 +75,25 @@ class MessageStore:
 
     async def load(self, session_key: str) -> tuple[int, int]:
         """``(next_sender, next_target)`` for a session, creating its row at (1, 1) if new."""
+        return (await self.load_many([session_key]))[session_key]
+
+    async def load_many(self, session_keys: list[str]) -> dict[str, tuple[int, int]]:
+        """:meth:`load` for many sessions in one transaction (a logon storm brings hundreds of new
+        sessions at once; one transaction each kept the event loop waiting on the database)."""
+        keys = list(dict.fromkeys(session_keys))
+        out: dict[str, tuple[int, int]] = {}
         async with self.engine.begin() as conn:
-            row = (await conn.execute(
-                select(session_state.c.next_sender, session_state.c.next_target)
-                .where(session_state.c.session_key == session_key)
-            )).first()
-            if row is not None:
-                return int(row[0]), int(row[1])
-            await conn.execute(insert(session_state).values(session_key=session_key, next_sender=1, next_target=1))
-            return 1, 1
+            for i in range(0, len(keys), 500):
+                rows = await conn.execute(
+                    select(session_state.c.session_key, session_state.c.next_sender, session_state.c.next_target)
+                    .where(session_state.c.session_key.in_(keys[i:i + 500])))
+                out.update((key, (int(s), int(t))) for key, s, t in rows)
+            new = [key for key in keys if key not in out]
+            if new:
+                await conn.execute(insert(session_state),
+                                   [{"session_key": key, "next_sender": 1, "next_target": 1} for key in new])
+                out.update((key, (1, 1)) for key in new)
+        return out
 
     async def fetch(self, session_key: str, begin: int, end: int) -> list[tuple[int, bytes]]:
         """Stored outbound messages ``begin <= seq <= end``, in order."""

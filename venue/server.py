@@ -706,7 +706,10 @@ class _Router(Application):
         ip = _peer_ip(peer_addr)
         fields = {t: v.decode("latin-1") for t, v in logon.fields}
         sender = session.config.target_comp_id
-        decision = self.v.gate.check_logon(sender, session.config.sender_comp_id, fields, ip, time.time_ns())
+        # SendingTime is judged against when the Logon's bytes arrived, not when its turn came
+        received = int(session.received_at * 1e9) if session.received_at else None
+        decision = self.v.gate.check_logon(sender, session.config.sender_comp_id, fields, ip, time.time_ns(),
+                                           received)
         kind = "logon.accepted" if decision.ok else "logon.refused"
         details = {**decision.audit_details(), "seq": fields.get(34, ""), "sending_time": fields.get(52, "")}
         self.v.audit(kind, actor=sender, subject=sender, source=ip, details=details)
@@ -714,6 +717,33 @@ class _Router(Application):
             return None
         log.warning("logon of %s from %s refused: %s", sender, ip, decision.reason)
         return decision.reason
+
+    # what the FIX engine says when it refuses a Logon itself (fix/acceptor.py, fix/session.py) -> audit code
+    _ENGINE_REFUSALS = (
+        ("Unknown session", ""),  # no such session: the gate says why (unknown, disabled, wrong target)
+        ("already logged on", "duplicate_logon"),
+        ("already in progress", "duplicate_logon"),
+        ("SendingTime accuracy", "sending_time_out_of_range"),
+        ("CompID problem", "wrong_comp_id"),
+        ("MsgSeqNum too low", "seq_too_low"),
+        ("HeartBtInt", "heartbeat_out_of_range"),
+        ("Incorrect BeginString", "wrong_begin_string"),
+        ("not a Logon", "not_a_logon"),
+    )
+
+    def on_logon_refused(self, peer_addr: Any, begin: str, sender: str, target: str, reason: str) -> None:
+        """Every Logon the engine refuses before asking us is audited too (``logon.refused``, with
+        the gate's code and reason where the registry explains it, else the engine's reason)."""
+        ip = _peer_ip(peer_addr)
+        code = next((c for text, c in self._ENGINE_REFUSALS if text in reason), "invalid_logon")
+        if code:
+            details: dict[str, Any] = {"result": "refused", "code": code, "reason": reason}
+        else:  # counted against the address like any gate refusal (probing for CompIDs)
+            decision = self.v.gate.refuse_unbound(begin, sender, target, ip, time.time_ns())
+            details = {**decision.audit_details(), "engine": reason}
+        details.update(begin_string=begin, target=target)
+        log.warning("logon of %s from %s refused: %s", sender or "?", ip, details["reason"])
+        self.v.audit("logon.refused", actor=sender, subject=sender, source=ip, details=details)
 
     def on_logon(self, session: Session) -> None:
         self._app(session).on_logon(session)
