@@ -248,3 +248,58 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
     assert cli_runs[0] >= 60
     assert "custody.error" not in venue_cli("audit", "tail", "-n", "100000", "--kind", "custody.error",
                                             "--data-dir", d, env=env).stdout
+
+
+def test_a_hold_left_settling_by_a_stop_is_settled_exactly_once(tmp_path):
+    """The running venue's custody records an ended request's intent (funds "consuming") and the
+    core consumes its hold after the commit. A stop between the two is picked up on start: a hold
+    the recovered ledger still has is consumed once; one it no longer has is only recorded."""
+    from sqlalchemy import update
+
+    from tests.access_db import database, engine_for
+    from tests.custody_env import BTC, T0, make_env
+    from venue.core.commands import HoldFunds
+    from venue.custody import store
+    from venue.custody.workflow import Custody
+
+    async def main(url: str) -> None:
+        engine = engine_for(url)
+        try:
+            env = await make_env(engine)
+            await env.deposit("A1", 5 * BTC)
+            view = await env.custody.request_withdrawal(env.request("A1", BTC // 2), T0)
+            await env.settle(T0)
+            assert (await env.custody.get(view.id)).funds == "consumed"
+            assert env.balance("A1") == (5 * BTC - BTC // 2, 0)
+
+            async def restart_with(funds: str) -> Custody:
+                async with engine.begin() as conn:
+                    await conn.execute(update(store.requests).where(store.requests.c.id == view.id)
+                                       .values(funds=funds))
+                again = Custody(engine, env.chain, env.custody.ledger, env.custody.directory, env.custody.signer,
+                                env.custody.assets)
+                await again.setup()
+                return again
+
+            # stopped after the core consumed the hold, before the record: recorded, never consumed again
+            again = await restart_with("consuming")
+            assert (await again.get(view.id)).funds == "consumed"
+            await again.process(T0)
+            assert env.balance("A1") == (5 * BTC - BTC // 2, 0)
+
+            # stopped before the core consumed it: the hold is still open, "held" again on start (the
+            # venue's reconciliation keeps it), then consumed by the next pass, once
+            env.core.process(HoldFunds(T0, "A1", "BTC", BTC // 2, view.id))
+            assert env.balance("A1") == (5 * BTC - BTC // 2, BTC // 2)
+            again = await restart_with("consuming")
+            assert (await again.get(view.id)).funds == "held"
+            await again.process(T0)
+            await again.process(T0)
+            assert (await again.get(view.id)).funds == "consumed"
+            assert env.balance("A1") == (5 * BTC - BTC, 0)
+            assert view.id not in await again.ledger.open_holds()
+        finally:
+            await engine.dispose()
+
+    with database("sqlite", tmp_path) as url:
+        asyncio.run(main(url))

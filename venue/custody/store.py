@@ -93,7 +93,8 @@ requests = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("release_at", BigInteger),  # time-lock end once approved
-    Column("funds", String(16), nullable=False, default="none"),  # none | held | released | consumed
+    # none | held | consuming | releasing (ended, the core settling its hold) | released | consumed
+    Column("funds", String(16), nullable=False, default="none"),
     Column("txid", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("reason", Text, nullable=False, default=""),

@@ -138,9 +138,24 @@ class Custody:
                 await conn.execute(update(r).where(r.c.id == rid, r.c.funds == funds).values(funds=SETTLING[funds]))
 
     async def setup(self) -> None:
-        """Create the custody and audit tables if missing."""
+        """Create the custody and audit tables if missing; in the running venue, pick up the holds a
+        stop left between an ended request's commit and the core settling its hold."""
         await store.create_all(self.engine)
         await audit.create_schema(self.engine)
+        if not self._ledger_in_txn:
+            await self._recover_settling()
+
+    async def _recover_settling(self) -> None:
+        """Before the venue reconciles holds with requests (venue/server.py: a hold no request holds
+        is released, a request's missing hold is taken again): a hold still open is "held" again
+        (process() settles it), a hold the recovered ledger no longer has was settled before the stop."""
+        r = store.requests
+        holds = await self.ledger.open_holds()
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(r.c.id, r.c.funds).where(r.c.funds.in_(tuple(SETTLING))))).all()
+            for rid, funds in rows:
+                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == funds).values(
+                    funds="held" if rid in holds else SETTLING[funds]))
 
     async def set_policy(self, policy: Policy, by: str, now: int) -> Policy:
         async with self.engine.begin() as conn:
@@ -536,9 +551,16 @@ class Custody:
         async with self._lock:
             policy = await self.policy()
             r = store.requests
-            async with self.engine.connect() as conn:  # holds left unsettled (a refusal, a restart)
-                left = (await conn.execute(select(r.c.id).where(r.c.funds.in_(tuple(SETTLING))))).scalars().all()
-            await self._settle([(rid, now) for rid in left])
+            if not self._ledger_in_txn:  # holds left unsettled (a refusal, a restart)
+                async with self.engine.begin() as conn:
+                    ended = (await conn.execute(select(r.c.id, r.c.state).where(
+                        r.c.state.in_(tuple(TERMINAL)), r.c.funds == "held"))).all()
+                    for rid, state in ended:
+                        await conn.execute(update(r).where(r.c.id == rid, r.c.funds == "held").values(
+                            funds="consuming" if state == S.CONFIRMED else "releasing"))
+                    left = (await conn.execute(select(r.c.id).where(
+                        r.c.funds.in_(tuple(SETTLING))))).scalars().all()
+                await self._settle([(rid, now) for rid in left])
             async with self.engine.connect() as conn:
                 due = (r.c.state.in_((S.APPROVED, S.SIGNING, S.BROADCAST))
                        | ((r.c.state == S.PENDING_APPROVAL) & (r.c.expiry <= now)))
