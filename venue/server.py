@@ -738,8 +738,8 @@ class _Router(Application):
         code = next((c for text, c in self._ENGINE_REFUSALS if text in reason), "invalid_logon")
         if code:
             details: dict[str, Any] = {"result": "refused", "code": code, "reason": reason}
-        else:  # counted against the address like any gate refusal (probing for CompIDs)
-            decision = self.v.gate.refuse_unbound(begin, sender, target, ip, time.time_ns())
+        else:
+            decision = self.v.gate.refuse_unbound(begin, sender, target)
             details = {**decision.audit_details(), "engine": reason}
         details.update(begin_string=begin, target=target)
         log.warning("logon of %s from %s refused: %s", sender or "?", ip, details["reason"])

@@ -237,11 +237,11 @@ class AccessGate:
         self._by_comp.pop(sender_comp_id, None)
         return Decision(True, "accepted", session, "accepted", key_id)
 
-    def refuse_unbound(self, begin_string: str, sender_comp_id: str, target_comp_id: str, peer_ip: str,
-                       now_ns: int) -> Decision:
+    def refuse_unbound(self, begin_string: str, sender_comp_id: str, target_comp_id: str) -> Decision:
         """The decision on a Logon the FIX acceptor found no session for (unknown, disabled, wrong
-        TargetCompID or BeginString), counted against the source address only."""
-        addr = str(normalize_ip(peer_ip) or peer_ip)
+        TargetCompID or BeginString), for the audit log. Not counted toward any lockout: no
+        credential was tried, and a client retrying while its session is being registered or is
+        disabled would otherwise lock out every other session behind its address."""
         session = self.sessions.get(sender_comp_id)
         if session is None:
             code, reason = "unknown_session", f"unknown SenderCompID {sender_comp_id!r}"
@@ -252,7 +252,6 @@ class AccessGate:
         else:
             code, reason = "unknown_session", (
                 f"no {begin_string!r} session {sender_comp_id}->{target_comp_id} (BeginString must be FIX.4.4)")
-        self._count(code, addr, None, now_ns)
         return Decision(False, reason, session, code)
 
     def _check_time_and_replay(
