@@ -15,9 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.test_access_e2e import Client, audit_rows, expect_refused, fix_time
+from tests.test_access_gate import NOW, S, World
 from tests.venue_proc import VenueProcess
 from tools.cli import main as venue_cli
 from venue.access import signing
+from venue.access.gate import GateConfig
 
 FAILURES = 5  # the default lockout_failures
 # session -> the networks it allows
@@ -139,3 +141,54 @@ def test_stale_sending_times_count_toward_no_lockout(venue):
         expect_refused(c)
         assert len(refusals(venue, "LSTALE", "127.0.0.44", "sending_time_stale", i + 1)) == i + 1
     assert logs_on(venue, "LSTALE", "127.0.0.44")
+
+
+# ---- the same rules on the gate alone (no venue): where each refusal counts ----------------------
+
+
+def _gate_world(networks=("127.0.0.0/29",)):
+    return World(networks=networks, config=GateConfig(lockout_failures=3, lockout_seconds=60))
+
+
+def test_the_window_is_judged_as_of_arrival_however_late_the_check_runs():
+    w = _gate_world()
+    late = NOW + 30 * S  # the venue got round to this logon 30 s after it arrived
+    assert w.logon(w.fields(sent=NOW), now=late).code == "sending_time_stale"
+    d = w.gate.check_logon("C1", "VENUE", w.fields(seq=2, sent=NOW), "127.0.0.1", late, NOW)
+    assert d.ok, d.reason
+
+
+@pytest.mark.parametrize("code, fields_of", [
+    ("signature_missing", lambda w: {35: "A", 34: "1", 52: w.fields()[52]}),
+    ("replayed", None),
+    ("sending_time_stale", lambda w: w.fields(sent=NOW - 60 * S)),
+    ("sending_time_future", lambda w: w.fields(sent=NOW + 60 * S)),
+])
+def test_refusals_anyone_can_cause_never_lock_out_the_comp_id(code, fields_of):
+    w = _gate_world()
+    captured = w.fields(seq=99)
+    assert w.logon(captured, ip="127.0.0.1").ok
+    for i in range(3):  # from three different allowed addresses: no address reaches the limit alone
+        f = captured if fields_of is None else fields_of(w)
+        assert w.logon(f, ip=f"127.0.0.{2 + i % 2}").code == code
+    assert not w.gate.is_locked_out(None, "C1", NOW)
+    assert w.logon(w.fields(seq=100), ip="127.0.0.4").ok
+
+
+def test_credential_failures_from_outside_the_allow_list_count_against_the_address_only():
+    w = _gate_world(networks=("127.0.0.1/32",))
+    for i in range(3):
+        assert w.logon(w.fields(seq=i + 1, key_id="0000000000000000"), ip="127.0.0.9").code == "address_not_allowed"
+    assert w.gate.is_locked_out("127.0.0.9", None, NOW)
+    assert not w.gate.is_locked_out(None, "C1", NOW)
+    assert w.logon(w.fields(seq=10), ip="127.0.0.1").ok
+    locked = w.logon(w.fields(seq=11), ip="127.0.0.9")
+    assert locked.code == "locked_out" and "address 127.0.0.9" in locked.reason
+
+
+def test_logons_the_engine_found_no_session_for_are_explained_but_not_counted():
+    w = _gate_world()
+    for _ in range(5):
+        assert w.gate.refuse_unbound("FIX.4.4", "NOBODY", "VENUE").code == "unknown_session"
+    assert w.gate.refuse_unbound("FIX.4.4", "C1", "OTHER").reason == "TargetCompID 'OTHER', expected 'VENUE'"
+    assert not w.gate.is_locked_out("127.0.0.1", None, NOW)
