@@ -127,6 +127,7 @@ class AccessGate:
     def _set(self, sessions: Iterable[SessionRecord], accounts: Iterable[AccountRecord]) -> None:
         self.sessions: dict[str, SessionRecord] = {s.sender_comp_id: s for s in sessions}
         self.accounts: dict[str, AccountRecord] = {a.account_id: a for a in accounts}
+        self._allowed: dict[str, bool] = {}  # allows_address, by address, for this snapshot
         self._keys: dict[tuple[str, str], tuple[str, Ed25519PublicKey | None]] = {}
         # parsed keys by their registry text, kept across reloads (once a second): only new keys are parsed
         old, parsed = self._parsed, {}
@@ -148,8 +149,15 @@ class AccessGate:
     # ---- connection -------------------------------------------------------------------------
 
     def allows_address(self, ip: str) -> bool:
-        """True when at least one enabled session allows connections from ``ip``."""
-        return any(s.enabled and s.allows(ip) for s in self.sessions.values())
+        """True when at least one enabled session allows connections from ``ip`` (remembered per
+        address until the next reload: with thousands of sessions, every connection of a logon
+        storm would otherwise test every allow-list)."""
+        known = self._allowed.get(ip)
+        if known is None:
+            if len(self._allowed) >= 100_000:
+                self._allowed.clear()
+            known = self._allowed[ip] = any(s.enabled and s.allows(ip) for s in self.sessions.values())
+        return known
 
     # ---- logon ------------------------------------------------------------------------------
 
