@@ -192,3 +192,20 @@ def test_logons_the_engine_found_no_session_for_are_explained_but_not_counted():
         assert w.gate.refuse_unbound("FIX.4.4", "NOBODY", "VENUE").code == "unknown_session"
     assert w.gate.refuse_unbound("FIX.4.4", "C1", "OTHER").reason == "TargetCompID 'OTHER', expected 'VENUE'"
     assert not w.gate.is_locked_out("127.0.0.1", None, NOW)
+
+
+def test_a_replay_that_waited_in_the_backlog_is_still_refused():
+    w = _gate_world()
+    original = w.fields(seq=1, sent=NOW)
+    assert w.gate.check_logon("C1", "VENUE", original, "127.0.0.1", NOW, NOW).ok
+    later = NOW + 30 * S  # a logon checked 30 s on prunes the replay memory as of then
+    assert w.gate.check_logon("C1", "VENUE", w.fields(seq=2, sent=later), "127.0.0.1", later, later).ok
+    # the captured logon, replayed 1 s after the original and only checked now, within its window as of arrival
+    d = w.gate.check_logon("C1", "VENUE", original, "127.0.0.2", later, NOW + 1 * S)
+    assert d.code == "replayed", d.reason
+
+
+def test_arrival_counts_at_most_max_backlog_before_the_check():
+    w = World(config=GateConfig(logon_window_s=5, max_backlog_s=60))
+    d = w.gate.check_logon("C1", "VENUE", w.fields(sent=NOW), "127.0.0.1", NOW + 70 * S, NOW)
+    assert d.code == "sending_time_stale" and "10.000 s old" in d.reason

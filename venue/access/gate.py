@@ -45,6 +45,10 @@ class GateConfig:
     lockout_failures: int = 5  # failures within ``failure_window_s`` that lock an address/CompID
     lockout_seconds: float = 300.0
     failure_window_s: float = 300.0
+    max_backlog_s: float = 60.0
+    """How much earlier than its check a logon's arrival may count for the SendingTime window (a
+    logon the venue got round to later is judged as if it arrived that long before the check); the
+    replay memory is kept that much longer, so a replay cannot outlive it while waiting."""
 
     @classmethod
     def from_config(cls, access: Mapping[str, Any]) -> GateConfig:
@@ -117,6 +121,7 @@ class AccessGate:
         config: GateConfig | None = None,
     ) -> None:
         self.config = config or GateConfig()
+        self._backlog_ns = int(self.config.max_backlog_s * NS)
         self._by_addr: dict[str, _Failures] = {}
         self._by_comp: dict[str, _Failures] = {}
         self._seen: set[bytes] = set()  # digests of (key id, signed payload) used within the window
@@ -173,13 +178,14 @@ class AccessGate:
         """Decide on a Logon; ``fields`` holds its tags (34, 52, 95, 96, 553 ...) as strings.
 
         ``received_ns`` is when the Logon's bytes arrived (default ``now_ns``): SendingTime is judged
-        against it, so the time the venue took to get round to this logon (a logon storm) refuses
-        nobody. Checks in order: address locked out, session known and enabled (and TargetCompID),
+        against it (but at most ``max_backlog_s`` before ``now_ns``), so the time the venue took to get
+        round to this logon (a logon storm) refuses nobody. Checks in order: address locked out, session known and enabled (and TargetCompID),
         address allowed, CompID locked out, signature (present, key id known and active, valid),
         SendingTime window, replay, KYC. Failures are counted as the module docstring says."""
         addr = str(normalize_ip(peer_ip) or peer_ip)
         session = self.sessions.get(sender_comp_id)
         owner_address = session is not None and session.allows(addr)
+        arrived = now_ns if received_ns is None else max(received_ns, now_ns - self._backlog_ns)
 
         def refuse(code: str, reason: str, key_id: str | None = None) -> Decision:
             self._count(code, addr, sender_comp_id if owner_address else None, now_ns)
@@ -231,8 +237,7 @@ class AccessGate:
 
         if signed:
             stale = self._check_time_and_replay(
-                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id,
-                now_ns if received_ns is None else received_ns,
+                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id, arrived, now_ns
             )
             if stale is not None:
                 return refuse(*stale, key_id)
@@ -270,25 +275,28 @@ class AccessGate:
         seq: str,
         sending_time: str,
         key_id: str | None,
+        arrived_ns: int,
         now_ns: int,
     ) -> tuple[str, str] | None:
-        """SendingTime within the window both ways of ``now_ns`` (when the logon arrived), and this
-        signed logon not seen before."""
+        """SendingTime within the window both ways of ``arrived_ns`` (when the logon arrived, at most
+        ``max_backlog_s`` before ``now_ns``), and this signed logon not seen before. A used logon is
+        remembered until ``max_backlog_s`` after its window closes: a replay accepted now arrived at
+        most that long ago, within the window, so the original is still remembered."""
         window = int(self.config.logon_window_s * NS)
         try:
             sent_ns = parse_utc_timestamp(sending_time)
         except ValueError:
             return "sending_time_invalid", f"SendingTime {sending_time!r} is not a UTC timestamp"
         w = self.config.logon_window_s
-        if sent_ns < now_ns - window:
+        if sent_ns < arrived_ns - window:
             return (
                 "sending_time_stale",
-                f"SendingTime {sending_time} is {(now_ns - sent_ns) / NS:.3f} s old (window {w:g} s)",
+                f"SendingTime {sending_time} is {(arrived_ns - sent_ns) / NS:.3f} s old (window {w:g} s)",
             )
-        if sent_ns > now_ns + window:
+        if sent_ns > arrived_ns + window:
             return (
                 "sending_time_future",
-                f"SendingTime {sending_time} is {(sent_ns - now_ns) / NS:.3f} s ahead (window {w:g} s)",
+                f"SendingTime {sending_time} is {(sent_ns - arrived_ns) / NS:.3f} s ahead (window {w:g} s)",
             )
         self._prune_seen(now_ns)
         digest = _logon_digest(key_id, msg_type, sender, target, seq, sending_time)
@@ -297,7 +305,7 @@ class AccessGate:
                 f"this signed logon (key {key_id}, MsgSeqNum {seq}, SendingTime {sending_time}) was already used"
             )
         self._seen.add(digest)
-        heapq.heappush(self._expiry, (sent_ns + window + NS, digest))
+        heapq.heappush(self._expiry, (sent_ns + window + self._backlog_ns + NS, digest))
         return None
 
     def remember_logon(self, key_id: str | None, msg_type: str, sender: str, target: str, seq: str,
@@ -311,7 +319,8 @@ class AccessGate:
         digest = _logon_digest(key_id, msg_type, sender, target, seq, sending_time)
         if digest not in self._seen:
             self._seen.add(digest)
-            heapq.heappush(self._expiry, (sent_ns + int(self.config.logon_window_s * NS) + NS, digest))
+            heapq.heappush(self._expiry,
+                           (sent_ns + int(self.config.logon_window_s * NS) + self._backlog_ns + NS, digest))
 
     # ---- KYC --------------------------------------------------------------------------------
 
@@ -399,7 +408,8 @@ class AccessGate:
                 del table[name]
 
     def _prune_seen(self, now_ns: int) -> None:
-        """Forget logons whose SendingTime is out of the window anyway (they are refused as stale)."""
+        """Forget logons whose SendingTime is out of the window anyway, however long they waited
+        (they are refused as stale)."""
         expiry = self._expiry
         while expiry and expiry[0][0] < now_ns:
             self._seen.discard(heapq.heappop(expiry)[1])
