@@ -89,7 +89,7 @@ class _Connection(asyncio.Protocol):
             return
         frames = self.reader.feed(data)
         if self.reader.garbled and self.reader.garbled[0].after == 0:
-            self.close(f"Garbled message before Logon ({self.reader.garbled[0].reason})")
+            self.acceptor._refuse(self, f"Garbled message before Logon ({self.reader.garbled[0].reason})")
             return
         self.reader.garbled.clear()  # after the Logon frame: the session decides
         if not frames:

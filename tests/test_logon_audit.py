@@ -147,3 +147,12 @@ def test_an_accepted_logon_is_audited_with_its_outcome(venue):
     out = cli(venue.data_dir, "audit", "tail", "-n", "1000", "--kind", "logon.accepted", "--json")
     [entry] = [e for e in map(json.loads, out.splitlines()) if e["subject"] == "APROBE"]
     assert entry["details"]["result"] == "accepted" and entry["source"] == "127.0.0.1"
+
+
+def test_a_garbled_logon_is_refused_and_audited(venue):
+    c = Client(venue.port, "AHB", "127.0.0.65")
+    frame = b"8=FIX.4.4\x019=5\x0135=A\x0110=000\x01"  # BodyLength and CheckSum both wrong
+    c.sock.sendall(frame)
+    assert c.closed()
+    [entry] = [e for e in refused_entries(venue, "", "invalid_logon") if e["source"] == "127.0.0.65"]
+    assert "Garbled message before Logon" in entry["details"]["reason"]
