@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 
 from sqlalchemy import (
+    BigInteger,
     Column,
-    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -33,15 +33,15 @@ session_state = Table(
     "fix_session_state",
     metadata,
     Column("session_key", String(200), primary_key=True),
-    Column("next_sender", Integer, nullable=False),
-    Column("next_target", Integer, nullable=False),
+    Column("next_sender", BigInteger, nullable=False),
+    Column("next_target", BigInteger, nullable=False),
 )
 
 outbound_messages = Table(
     "fix_outbound_messages",
     metadata,
     Column("session_key", String(200), primary_key=True),
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("raw", LargeBinary, nullable=False),
 )
 
@@ -72,6 +72,15 @@ class MessageStore:
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            if conn.dialect.name == "postgresql":
+                # stores created before sequence numbers were 64-bit: widen them in place (a no-op after)
+                narrow = (await conn.exec_driver_sql(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'integer'"
+                    " AND table_schema = current_schema() AND table_name IN"
+                    " ('fix_session_state', 'fix_outbound_messages')"
+                    " AND column_name IN ('next_sender', 'next_target', 'seq')")).all()
+                for table, column in narrow:
+                    await conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BIGINT")
 
     async def load(self, session_key: str) -> tuple[int, int]:
         """``(next_sender, next_target)`` for a session, creating its row at (1, 1) if new."""

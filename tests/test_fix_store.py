@@ -153,3 +153,37 @@ def test_commit_alone_writes_and_commits_the_batch(make_store):
         assert await other.load("A") == (3, 4)
 
     asyncio.run(main())
+
+
+def test_sequence_numbers_beyond_32_bits_are_stored_on_both_databases(make_store):
+    """The edge admits 18-digit sequence numbers (SEQNUM); the store keeps them whole, so one
+    session's SequenceReset to a large number cannot fail every batch's commit on PostgreSQL."""
+    big = 10**18 - 2
+
+    async def main():
+        engine, store = await make_store()
+        await store.load("S")
+        store.stage("S", _out([(big, b"x")], big + 1, big))
+        await _flush(engine, store)
+        assert await MessageStore(engine).load("S") == (big + 1, big)
+        assert await store.fetch("S", big, big) == [(big, b"x")]
+
+    asyncio.run(main())
+
+
+def test_a_postgresql_store_created_with_32_bit_sequence_numbers_is_widened(make_store):
+    async def main():
+        engine, store = await make_store()
+        if engine.dialect.name != "postgresql":
+            return  # SQLite's INTEGER is 64-bit already
+        async with engine.begin() as conn:
+            for table, column in (("fix_session_state", "next_sender"), ("fix_outbound_messages", "seq")):
+                await conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE integer")
+        await MessageStore(engine).create_tables()
+        async with engine.begin() as conn:
+            types = dict((await conn.exec_driver_sql(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND column_name IN ('next_sender', 'seq')")).all())
+        assert types == {"next_sender": "bigint", "seq": "bigint"}
+
+    asyncio.run(main())

@@ -88,7 +88,8 @@ def test_a_deposit_the_venue_refuses_is_audited_refused_not_as_a_success(venue):
 
     cases = [({"account": "DEMO1-ACC", "asset": "BTC", "amount": "0.000000001"}, "more than 8 decimals"),
              ({"account": "DEMO1-ACC", "asset": "NOPE", "amount": "1"}, "NOPE"),
-             ({"account": "@external", "asset": "BTC", "amount": "1"}, "venue account")]
+             ({"account": "@external", "asset": "BTC", "amount": "1"}, "venue account"),
+             ({"account": "NOPE-ACC", "asset": "USDT", "amount": "5"}, "unknown account NOPE-ACC")]
     for payload, why in cases:
         rid, answer = asyncio.run(ask(payload))
         assert why in answer, answer

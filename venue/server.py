@@ -508,6 +508,13 @@ class Venue:
             if req.id in self._in_flight:
                 continue
             self._in_flight.add(req.id)
+            account = req.payload.get("account")
+            if account is not None and not str(account).startswith("@") and account not in self.gate.accounts:
+                await self.gate.reload(self.engine)  # registered since the last reload?
+                if account not in self.gate.accounts:
+                    # the CLI checks too; this guards rows written by other means
+                    self._answer(req, False, {"error": f"unknown account {account}"})
+                    continue
             try:
                 self._operator_request(req)
             except (KeyError, ValueError, TypeError) as exc:
