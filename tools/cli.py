@@ -28,6 +28,7 @@ def _register() -> None:
 
 
 _register()
+main.add_command(importlib.import_module("tools.loadgen").command)  # `venue loadgen`: the load generator
 
 
 if __name__ == "__main__":
