@@ -1,19 +1,46 @@
-"""Helpers shared by the core tests: a tiny driver around Core with auto timestamps and ids."""
+"""Helpers shared by the core tests: the core x book pairings and a tiny driver around a core with
+auto timestamps and ids."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from decimal import Decimal
 
+from venue.core import engine
 from venue.core.book import Book, NaiveBook
 from venue.core.commands import CancelOrder, NewOrder, ReplaceOrder
-from venue.core.engine import Core
 from venue.core.instruments import Instrument
+from venue.core.reference import ReferenceCore
 from venue.core.types import Side
 
 BOOKS = [Book, NaiveBook]
+CORES = [engine.Core, ReferenceCore]
 SYM = "X-Q"
 B, S = Side.BUY, Side.SELL
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A core class and the book it runs on: ``pairing(instruments, hooks)`` builds that core."""
+
+    core: type
+    book: type
+
+    def __call__(self, instruments, hooks=None):
+        return self.core(instruments, hooks, book_factory=self.book)
+
+    def restore(self, snapshot: dict, hooks=None):
+        return self.core.from_snapshot(snapshot, hooks, book_factory=self.book)
+
+    def __str__(self) -> str:
+        return f"{'compiled' if self.core is engine.Core else 'reference'}-{self.book.__name__}"
+
+
+# every core on every book (the reference core takes the compiled book too: it builds the compiled
+# rows that book needs); the first is what the venue runs
+PAIRINGS = [Pairing(core, book) for core in CORES for book in BOOKS]
+COMPILED = PAIRINGS[0]
 
 
 def instrument(**kw) -> Instrument:
@@ -25,8 +52,8 @@ def instrument(**kw) -> Instrument:
 class Driver:
     """``d.new("a", B, 5, 100)`` -> events; ``d.ev(type)`` filters the last events."""
 
-    def __init__(self, book_factory=Book, hooks=None, **inst_kw) -> None:
-        self.core = Core([instrument(**inst_kw)], hooks, book_factory=book_factory)
+    def __init__(self, pairing: Pairing = COMPILED, hooks=None, **inst_kw) -> None:
+        self.core = pairing([instrument(**inst_kw)], hooks)
         self._ts = itertools.count(1000)
         self._cl = itertools.count(1)
         self.last: list = []

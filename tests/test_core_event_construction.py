@@ -1,8 +1,15 @@
 """The core builds its hot-path events through their slots (venue/core/engine.pyx, ``_Layout``): every
-event it emits must have all its dataclass fields set and equal the constructor-built event."""
+event it emits must have all its dataclass fields set and equal the constructor-built event, and the
+slots are found by field name, so an event class changed in venue/core/events.py either still gets
+every field right (fields reordered) or stops the import (a field added, renamed or removed)."""
 
+import json
+import subprocess
 import sys
 from dataclasses import fields
+from pathlib import Path
+
+import pytest
 
 from tools.bench_core import SYMBOL, bench_instrument, generate
 from venue.core.commands import CancelOrder, NewOrder
@@ -51,3 +58,71 @@ def test_hot_events_take_and_release_exactly_one_reference_per_field():
     assert _check(ev) >= {OrderAccepted, OrderFilled, Trade, OrderCancelled, BookLevel}
     del ev
     assert (sys.getrefcount(session), sys.getrefcount(cl)) == (base_session, base_cl)
+
+
+# -- the builders bind event fields by name ------------------------------------------------------
+# A child process replaces event classes in venue.core.events with modified copies (same name, module
+# and field types) before it imports the compiled core, which lays out its hot events at import.
+_MUTATE = """
+import dataclasses, json, sys
+import venue.core.events as events
+
+mutation, names = sys.argv[1], sys.argv[2].split(",")
+for name in names:
+    fields = [(f.name, f.type) for f in dataclasses.fields(getattr(events, name))]
+    if mutation == "added":
+        fields.append(("venue_id", "int"))
+    elif mutation == "renamed":
+        fields[3] = ("renamed_" + fields[3][0], fields[3][1])
+    elif mutation == "removed":
+        del fields[-1]
+    elif mutation == "reordered":
+        fields.reverse()
+    cls = dataclasses.make_dataclass(name, fields, slots=True)
+    cls.__module__ = events.__name__
+    setattr(events, name, cls)
+
+from tests.test_core_event_construction import _bench_events_by_name
+
+print(json.dumps(_bench_events_by_name()))
+"""
+
+HOT_EVENTS = ("OrderAccepted", "OrderFilled", "Trade", "OrderCancelled", "OrderExpired", "BookLevel")
+
+
+def _bench_events_by_name() -> list[dict]:
+    """The events of a short bench mix (every hot event type) as {field name: value}, by name only."""
+    from venue.core import engine  # imported here: the child process patches the events first
+
+    core = engine.Core([bench_instrument()])
+    out = []
+    for cmd in generate(2_000, seed=11):
+        for e in core.process(cmd):
+            out.append({"type": type(e).__name__, **{f.name: getattr(e, f.name) for f in fields(e)}})
+    return out
+
+
+def _import_with(mutation: str, names: tuple[str, ...]) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-c", _MUTATE, mutation, ",".join(names)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("mutation", ["added", "renamed", "removed"])
+@pytest.mark.parametrize("event", HOT_EVENTS)
+def test_a_hot_event_whose_fields_differ_from_what_its_builder_sets_stops_the_import(mutation, event):
+    # the compiled core allocates hot events without zeroing them: a field it did not know it had
+    # to set would be uninitialised memory; a field it sets that is gone would write past the object
+    res = _import_with(mutation, (event,))
+    assert res.returncode != 0, res.stdout[-500:]
+    assert "ImportError" in res.stderr and f"cannot lay out venue.core.events.{event}" in res.stderr, res.stderr
+    culprit = {"added": "never set: ['venue_id']", "renamed": "not fields: [", "removed": "never set: []"}[mutation]
+    assert culprit in res.stderr
+
+
+def test_reordered_event_fields_are_still_set_by_name():
+    res = _import_with("reordered", HOT_EVENTS)
+    assert res.returncode == 0, res.stderr[-2000:]
+    reordered = json.loads(res.stdout)
+    assert {e["type"] for e in reordered} >= set(HOT_EVENTS)
+    assert reordered == json.loads(json.dumps(_bench_events_by_name()))

@@ -1,10 +1,10 @@
-"""Matching semantics of the core, run on both the fast and the naive book."""
+"""Matching semantics of the core, run on every pairing of core (compiled, reference) and book (fast, naive)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.core_helpers import BOOKS, SYM, B, Driver, S
+from tests.core_helpers import SYM, B, Driver, S
 from venue.core.commands import EndOfSession, SetTradingStatus, Tick
 from venue.core.events import (
     BookLevel,
@@ -18,14 +18,9 @@ from venue.core.events import (
 from venue.core.types import OrdType, RejectCode, TimeInForce, TradingStatus
 
 
-@pytest.fixture(params=BOOKS, ids=lambda b: b.__name__)
-def book(request):
-    return request.param
-
-
 @pytest.fixture
-def d(book):
-    return Driver(book)
+def d(pairing):
+    return Driver(pairing)
 
 
 def test_limit_order_rests_and_reports_its_level(d):
@@ -79,8 +74,8 @@ def test_market_order_expires_what_the_book_cannot_fill(d):
     assert d.ev(Trade)[0].qty == 3 and (x.expired_qty, x.reason) == (7, "market_no_liquidity")
 
 
-def test_market_order_never_trades_outside_the_price_band(book):
-    d = Driver(book, band_bps=100, ref_price=10_000)  # band 9900..10100
+def test_market_order_never_trades_outside_the_price_band(pairing):
+    d = Driver(pairing, band_bps=100, ref_price=10_000)  # band 9900..10100
     d.new("a", S, 2, 10_100)
     d.new("a", S, 1, 9_950)
     d.new("c", B, 1, 9_950)  # last trade 9950: band now 9851..10049
@@ -91,16 +86,16 @@ def test_market_order_never_trades_outside_the_price_band(book):
     assert d.levels(S) == [(10_100, 2, 1)]
 
 
-def test_limit_outside_the_band_is_rejected(book):
-    d = Driver(book, band_bps=100, ref_price=10_000)
+def test_limit_outside_the_band_is_rejected(pairing):
+    d = Driver(pairing, band_bps=100, ref_price=10_000)
     d.new("a", B, 1, 10_101)
     assert d.ev(OrderRejected)[0].code == RejectCode.OUTSIDE_PRICE_BAND
     d.new("a", B, 1, 10_100)
     assert d.ev(OrderAccepted)
 
 
-def test_band_moves_with_the_last_trade(book):
-    d = Driver(book, band_bps=100, ref_price=10_000)
+def test_band_moves_with_the_last_trade(pairing):
+    d = Driver(pairing, band_bps=100, ref_price=10_000)
     d.new("a", S, 1, 10_100)
     d.new("b", B, 1, 10_100)
     d.new("a", B, 1, 10_200)  # 10_100 * 1.01 = 10_201

@@ -1,10 +1,11 @@
-"""Order management in the core: validation, cancel, replace, mass cancel, kill switch, STP, hooks."""
+"""Order management in the core: validation, cancel, replace, mass cancel, kill switch, STP, hooks; run on
+every pairing of core (compiled, reference) and book (fast, naive)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.core_helpers import BOOKS, SYM, B, Driver, S
+from tests.core_helpers import SYM, B, Driver, S
 from venue.core.commands import Deposit, MassCancel, SetAccountStp, SetKillSwitch, Tick
 from venue.core.events import (
     BookLevel,
@@ -21,14 +22,9 @@ from venue.core.events import (
 from venue.core.types import OrdType, RejectCode, StpMode, TimeInForce
 
 
-@pytest.fixture(params=BOOKS, ids=lambda b: b.__name__)
-def book(request):
-    return request.param
-
-
 @pytest.fixture
-def d(book):
-    return Driver(book)
+def d(pairing):
+    return Driver(pairing)
 
 
 def code(d) -> int:
@@ -53,17 +49,17 @@ def test_non_positive_quantity_is_rejected_as_bad_lot(d, qty):
     assert code(d) == RejectCode.BAD_LOT
 
 
-def test_quantity_limits_are_enforced(book):
-    d = Driver(book, min_qty=2, max_qty=10)
+def test_quantity_limits_are_enforced(pairing):
+    d = Driver(pairing, min_qty=2, max_qty=10)
     d.new("a", B, 1, 100)
     assert code(d) == RejectCode.QTY_TOO_SMALL
     d.new("a", B, 11, 100)
     assert code(d) == RejectCode.QTY_TOO_LARGE
 
 
-def test_quantities_beyond_2_to_the_62_lots_are_too_large_even_when_the_instrument_allows_them(book):
+def test_quantities_beyond_2_to_the_62_lots_are_too_large_even_when_the_instrument_allows_them(pairing):
     # the core holds quantities as 64-bit integers: it refuses, never overflows
-    d = Driver(book, max_qty=10**30)
+    d = Driver(pairing, max_qty=10**30)
     d.new("a", B, 2**62 + 1, 100)
     assert code(d) == RejectCode.QTY_TOO_LARGE
     d.new("a", B, 2**62, 100)
@@ -73,10 +69,10 @@ def test_quantities_beyond_2_to_the_62_lots_are_too_large_even_when_the_instrume
     assert d.core.order(oid).qty == 2**62
 
 
-def test_min_notional_is_enforced_exactly(book):
+def test_min_notional_is_enforced_exactly(pairing):
     from decimal import Decimal
 
-    d = Driver(book, min_notional=Decimal("5.00"))  # tick 0.01 x lot 1: 500 ticks*lots
+    d = Driver(pairing, min_notional=Decimal("5.00"))  # tick 0.01 x lot 1: 500 ticks*lots
     d.new("a", B, 4, 124)  # 4.96
     assert code(d) == RejectCode.NOTIONAL_TOO_SMALL
     d.new("a", B, 4, 125)  # 5.00
@@ -323,8 +319,8 @@ class RecordingHooks:
         self.state = dict(d)
 
 
-def test_hooks_can_reject_new_orders_and_replaces(book):
-    d = Driver(book, hooks=RecordingHooks())
+def test_hooks_can_reject_new_orders_and_replaces(pairing):
+    d = Driver(pairing, hooks=RecordingHooks())
     d.new("poor", B, 1, 100)
     assert code(d) == RejectCode.INSUFFICIENT_BALANCE
     d.new("rich", B, 1, 100)
@@ -332,9 +328,9 @@ def test_hooks_can_reject_new_orders_and_replaces(book):
     assert code(d) == RejectCode.INSUFFICIENT_BALANCE
 
 
-def test_hook_events_are_numbered_into_the_sequence(book):
+def test_hook_events_are_numbered_into_the_sequence(pairing):
     h = RecordingHooks()
-    d = Driver(book, hooks=h)
+    d = Driver(pairing, hooks=h)
     ev = d.new("rich", B, 1, 100)
     assert [e.seq for e in ev] == [1, 2, 3] and ev[-1].instrument == "posting"
     assert h.seen == ev[:2]
@@ -342,14 +338,12 @@ def test_hook_events_are_numbered_into_the_sequence(book):
     assert [e.instrument for e in ev] == ["deposit", "posting"] and [e.seq for e in ev] == [4, 5]
 
 
-def test_snapshot_carries_the_hooks_state(book):
-    from venue.core.engine import Core
-
+def test_snapshot_carries_the_hooks_state(pairing):
     h = RecordingHooks()
-    d = Driver(book, hooks=h)
+    d = Driver(pairing, hooks=h)
     d.new("rich", B, 1, 100)
     h2 = RecordingHooks()
-    Core.from_snapshot(d.core.snapshot(), h2)
+    pairing.restore(d.core.snapshot(), h2)
     assert h2.state == {"n": 1}
 
 
@@ -410,9 +404,9 @@ class CountingHooks(RecordingHooks):
         return super().pre_new(cmd, order_id, inst)
 
 
-def test_pre_new_sees_only_valid_orders_and_accepted_ones_always_follow(book):
+def test_pre_new_sees_only_valid_orders_and_accepted_ones_always_follow(pairing):
     h = CountingHooks()
-    d = Driver(book, hooks=h)
+    d = Driver(pairing, hooks=h)
     d.new("rich", B, 0, 100)  # invalid: the stage is never asked
     d.new("rich", B, 1, 100, post_only=True)
     d.new("rich", S, 1, 100, post_only=True)  # would take: rejected by the core first

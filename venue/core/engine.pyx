@@ -26,15 +26,17 @@ is a ``list`` row indexed by C constants without bounds checks (rows are only bu
 venue/core/rows.py, which holds the layout, checked at import; the module is compiled with
 ``boundscheck=False, wraparound=False``), and the hot commands and events -- plain slotted
 dataclasses, unchanged for everyone else -- are read and built through their slots' offsets
-(``_Layout``) instead of attribute lookups and the generated ``__init__``. Rows and hot events hold
-only atomic values and are kept out of the cycle collector. Semantics are those of the Python core
-it replaced, checked by the same tests (determinism against the naive book, hypothesis properties,
-journal replay) plus tests of the compiled parts (tests/test_core_event_construction.py,
-tests/test_core_compiled.py).
+(``_Layout``, every slot found by its field's name and checked at import) instead of attribute
+lookups and the generated ``__init__``. Rows and hot events hold only atomic values and are kept out
+of the cycle collector. Semantics are those of the plain-Python reference core
+(venue/core/reference.py): the differential and property suites run both cores on both books and
+require the same events (determinism, hypothesis properties, journal replay), plus tests of the
+compiled parts (tests/test_core_event_construction.py, tests/test_core_compiled.py).
 """
 
 import dataclasses
 import heapq
+import types
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Mapping
@@ -81,6 +83,7 @@ cdef extern from "structmember.h":
         const char* name
         int type
         Py_ssize_t offset
+    enum: T_OBJECT_EX
 
 cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
@@ -132,33 +135,49 @@ cdef object ZERO = 0
 
 # ------------------------------------------------------------------- slotted dataclasses in C
 cdef class _Layout:
-    """The slot offsets of a slotted dataclass, in field order (checked: every field is a slot of
-    the class itself, no ``__dict__``, the default allocator), so a hot command is read and a hot
-    event built without attribute lookups or the generated ``__init__``."""
+    """Where a slotted dataclass keeps its fields, found by NAME: ``off[i]`` is the offset of the
+    slot of ``names[i]`` (the member descriptor the class has under that name), so a hot command is
+    read and a hot event built without attribute lookups or the generated ``__init__``.
+
+    For an event, ``names`` lists the fields in the order its ``ev_*`` builder sets them (``f[i]``
+    is ``names[i]``), and the check at import is that they are exactly the class's fields: a field
+    added to the event, or renamed or removed, stops the import here (a builder that left a slot unset
+    would hand out uninitialised memory); fields reordered in venue/core/events.py change nothing.
+    ``seq`` (numbered by ``process``) is found by name too. Also checked: every field is a slot of the
+    class itself, no ``__dict__`` or weakref slot, nothing else in the object, the default allocator."""
 
     cdef type cls
     cdef Py_ssize_t n
     cdef Py_ssize_t off[24]
+    cdef Py_ssize_t seq  # offset of the ``seq`` slot (-1: none)
     cdef dict index
 
-    def __init__(self, type cls):
-        names = [f.name for f in dataclasses.fields(cls)]
-        if len(names) > 24 or list(getattr(cls, "__slots__", ())) != names:
-            raise TypeError(f"{cls.__name__}: not a slotted dataclass the core can lay out")
-        if (cls.__dictoffset__ or cls.__weakrefoffset__ or cls.__new__ is not object.__new__
-                or cls.__base__ is not object or cls.__itemsize__
-                or cls.__basicsize__ != object.__basicsize__ + len(names) * sizeof(PyObject*)):
-            raise TypeError(f"{cls.__name__}: unexpected layout")
+    def __init__(self, type cls, tuple names=None):
+        fields = tuple(f.name for f in dataclasses.fields(cls))
+        if names is None:  # a command: every field readable through ``at(name)``
+            names = fields
+        where = f"venue/core/engine.pyx cannot lay out {cls.__module__}.{cls.__name__}"
+        unknown = [n for n in names if n not in fields]
+        unset = [n for n in fields if n not in names]
+        if unknown or unset or len(set(names)) != len(names) or len(names) > 24:
+            raise ImportError(f"{where}: its builder sets {list(names)}, the class has {list(fields)} "
+                              f"(not fields: {unknown}; never set: {unset})")
+        if (sorted(getattr(cls, "__slots__", ())) != sorted(fields) or cls.__dictoffset__
+                or cls.__weakrefoffset__ or cls.__new__ is not object.__new__ or cls.__base__ is not object
+                or cls.__itemsize__
+                or cls.__basicsize__ != object.__basicsize__ + len(fields) * sizeof(PyObject*)):
+            raise ImportError(f"{where}: not a plain slotted dataclass (one slot per field, nothing else)")
         self.cls = cls
         self.n = len(names)
         self.index = {}
-        member = type(cls.__dict__[names[0]])
         for i, name in enumerate(names):
-            d = cls.__dict__[name]
-            if type(d) is not member or type(d).__name__ != "member_descriptor":
-                raise TypeError(f"{cls.__name__}.{name}: not a slot")
+            d = cls.__dict__.get(name)
+            if (type(d) is not types.MemberDescriptorType or d.__objclass__ is not cls
+                    or (<PyMemberDescrObject*>d).d_member.type != T_OBJECT_EX):
+                raise ImportError(f"{where}: {name} is not one of its slots")
             self.off[i] = (<PyMemberDescrObject*>d).d_member.offset
             self.index[name] = i
+        self.seq = self.at("seq") if "seq" in self.index else -1
 
     cdef Py_ssize_t at(self, str name) except -1:
         return self.off[self.index[name]]
@@ -324,17 +343,8 @@ cdef inline object _get(object obj, Py_ssize_t off):
     return <object>v
 
 
-cdef _Layout L_ACCEPTED = _Layout(OrderAccepted)
-cdef _Layout L_FILLED = _Layout(OrderFilled)
-cdef _Layout L_TRADE = _Layout(Trade)
-cdef _Layout L_CANCELLED = _Layout(OrderCancelled)
-cdef _Layout L_EXPIRED = _Layout(OrderExpired)
-cdef _Layout L_LEVEL = _Layout(BookLevel)
 cdef _Layout L_NEW = _Layout(NewOrder)
 cdef _Layout L_CANCEL = _Layout(CancelOrder)
-for _lay in (L_ACCEPTED, L_FILLED, L_TRADE, L_CANCELLED, L_EXPIRED, L_LEVEL):
-    if (<_Layout>_lay).index.get("seq") != 0:  # process() numbers events through off[0]
-        raise ImportError(f"{(<_Layout>_lay).cls.__name__}: seq must be its first field")
 
 
 # NewOrder / CancelOrder fields read on the hot path
@@ -360,27 +370,39 @@ cdef Py_ssize_t CO_ORDER_ID = L_CANCEL.at("order_id")
 cdef Py_ssize_t CO_SESSION = L_CANCEL.at("session")
 
 
+# The hot events, each with the fields its builder below sets, by name, in the order it sets them
+# (``f[i]`` is the i-th name): checked at import against the event class (``_Layout``).
+cdef _Layout L_ACCEPTED = _Layout(OrderAccepted, (
+    "seq", "ts", "order_id", "cl_ord_id", "account", "instrument", "side", "ord_type", "tif", "price",
+    "qty", "stop_price", "display_qty", "leaves_qty", "session"))
+
+
 cdef object ev_accepted(object ts, object oid, object cl, object account, object sym, object side,
                         object ot, object tif, object price, object qty, object stop, object disp,
                         object leaves, object session):
     cdef object e = _fresh(L_ACCEPTED)
     cdef Py_ssize_t* f = L_ACCEPTED.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
-    _put(e, f[2], oid)
-    _put(e, f[3], cl)
+    _put(e, f[2], oid)  # order_id
+    _put(e, f[3], cl)  # cl_ord_id
     _put(e, f[4], account)
-    _put(e, f[5], sym)
+    _put(e, f[5], sym)  # instrument
     _put(e, f[6], side)
-    _put(e, f[7], ot)
+    _put(e, f[7], ot)  # ord_type
     _put(e, f[8], tif)
     _put(e, f[9], price)
     _put(e, f[10], qty)
-    _put(e, f[11], stop)
-    _put(e, f[12], disp)
-    _put(e, f[13], leaves)
+    _put(e, f[11], stop)  # stop_price
+    _put(e, f[12], disp)  # display_qty
+    _put(e, f[13], leaves)  # leaves_qty
     _put(e, f[14], session)
     return e
+
+
+cdef _Layout L_FILLED = _Layout(OrderFilled, (
+    "seq", "ts", "order_id", "cl_ord_id", "account", "instrument", "side", "trade_id", "last_px",
+    "last_qty", "leaves_qty", "cum_qty", "cum_notional", "aggressor", "session"))
 
 
 cdef object ev_filled(object ts, object oid, object cl, object account, object sym, object side,
@@ -388,70 +410,85 @@ cdef object ev_filled(object ts, object oid, object cl, object account, object s
                       object aggressor, object session):
     cdef object e = _fresh(L_FILLED)
     cdef Py_ssize_t* f = L_FILLED.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
-    _put(e, f[2], oid)
-    _put(e, f[3], cl)
+    _put(e, f[2], oid)  # order_id
+    _put(e, f[3], cl)  # cl_ord_id
     _put(e, f[4], account)
-    _put(e, f[5], sym)
+    _put(e, f[5], sym)  # instrument
     _put(e, f[6], side)
-    _put(e, f[7], tid)
-    _put(e, f[8], px)
-    _put(e, f[9], qty)
-    _put(e, f[10], leaves)
-    _put(e, f[11], cum)
-    _put(e, f[12], cumn)
+    _put(e, f[7], tid)  # trade_id
+    _put(e, f[8], px)  # last_px
+    _put(e, f[9], qty)  # last_qty
+    _put(e, f[10], leaves)  # leaves_qty
+    _put(e, f[11], cum)  # cum_qty
+    _put(e, f[12], cumn)  # cum_notional
     _put(e, f[13], aggressor)
     _put(e, f[14], session)
     return e
+
+
+cdef _Layout L_TRADE = _Layout(Trade, (
+    "seq", "ts", "trade_id", "instrument", "price", "qty", "aggressor_side", "maker_order_id",
+    "taker_order_id", "maker_account", "taker_account"))
 
 
 cdef object ev_trade(object ts, object tid, object sym, object px, object qty, object aggressor_side,
                      object maker_id, object taker_id, object maker_account, object taker_account):
     cdef object e = _fresh(L_TRADE)
     cdef Py_ssize_t* f = L_TRADE.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
-    _put(e, f[2], tid)
-    _put(e, f[3], sym)
-    _put(e, f[4], px)
+    _put(e, f[2], tid)  # trade_id
+    _put(e, f[3], sym)  # instrument
+    _put(e, f[4], px)  # price
     _put(e, f[5], qty)
     _put(e, f[6], aggressor_side)
-    _put(e, f[7], maker_id)
-    _put(e, f[8], taker_id)
+    _put(e, f[7], maker_id)  # maker_order_id
+    _put(e, f[8], taker_id)  # taker_order_id
     _put(e, f[9], maker_account)
     _put(e, f[10], taker_account)
     return e
+
+
+cdef _Layout L_CANCELLED = _Layout(OrderCancelled, (
+    "seq", "ts", "order_id", "cl_ord_id", "orig_cl_ord_id", "account", "instrument", "side",
+    "price", "qty", "cancelled_qty", "cum_qty", "cum_notional", "reason", "session", "owner_session"))
 
 
 cdef object ev_cancelled(object ts, Row o, object cl, object reason, object session):
     """OrderCancelled of row ``o`` (its leaves are the cancelled quantity)."""
     cdef object e = _fresh(L_CANCELLED)
     cdef Py_ssize_t* f = L_CANCELLED.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
     _put(e, f[2], o.order_id)
-    _put(e, f[3], cl or o.cl_ord_id)
-    _put(e, f[4], o.cl_ord_id)
+    _put(e, f[3], cl or o.cl_ord_id)  # cl_ord_id
+    _put(e, f[4], o.cl_ord_id)  # orig_cl_ord_id
     _put(e, f[5], o.account)
     _put(e, f[6], o.instrument)
     _put(e, f[7], o.side)
     _put(e, f[8], o.price)
     _put(e, f[9], o.qty)
-    _put(e, f[10], o.leaves_qty)
+    _put(e, f[10], o.leaves_qty)  # cancelled_qty
     _put(e, f[11], o.cum_qty)
     _put(e, f[12], o.cum_notional)
     _put(e, f[13], reason)
     _put(e, f[14], session)
-    _put(e, f[15], o.session)
+    _put(e, f[15], o.session)  # owner_session
     return e
+
+
+cdef _Layout L_EXPIRED = _Layout(OrderExpired, (
+    "seq", "ts", "order_id", "cl_ord_id", "account", "instrument", "side", "price", "qty",
+    "expired_qty", "cum_qty", "cum_notional", "reason", "session"))
 
 
 cdef object ev_expired(object ts, Row o, object reason):
     """OrderExpired of row ``o`` (its leaves are the expired quantity)."""
     cdef object e = _fresh(L_EXPIRED)
     cdef Py_ssize_t* f = L_EXPIRED.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
     _put(e, f[2], o.order_id)
     _put(e, f[3], o.cl_ord_id)
@@ -460,7 +497,7 @@ cdef object ev_expired(object ts, Row o, object reason):
     _put(e, f[6], o.side)
     _put(e, f[7], o.price)
     _put(e, f[8], o.qty)
-    _put(e, f[9], o.leaves_qty)
+    _put(e, f[9], o.leaves_qty)  # expired_qty
     _put(e, f[10], o.cum_qty)
     _put(e, f[11], o.cum_notional)
     _put(e, f[12], reason)
@@ -468,16 +505,20 @@ cdef object ev_expired(object ts, Row o, object reason):
     return e
 
 
+cdef _Layout L_LEVEL = _Layout(BookLevel, (
+    "seq", "ts", "instrument", "side", "price", "qty", "orders"))
+
+
 cdef object ev_level(object ts, object sym, object side, object price, object qty, object count):
     cdef object e = _fresh(L_LEVEL)
     cdef Py_ssize_t* f = L_LEVEL.off
-    _put(e, f[0], ZERO)
+    _put(e, f[0], ZERO)  # seq
     _put(e, f[1], ts)
-    _put(e, f[2], sym)
+    _put(e, f[2], sym)  # instrument
     _put(e, f[3], side)
     _put(e, f[4], price)
     _put(e, f[5], qty)
-    _put(e, f[6], count)
+    _put(e, f[6], count)  # orders
     return e
 
 
@@ -948,17 +989,17 @@ cdef class Core:
             seq += 1
             t = type(e)
             if t is L_FILLED.cls:
-                _reput(e, L_FILLED.off[0], seq)
+                _reput(e, L_FILLED.seq, seq)
             elif t is L_LEVEL.cls:
-                _reput(e, L_LEVEL.off[0], seq)
+                _reput(e, L_LEVEL.seq, seq)
             elif t is L_TRADE.cls:
-                _reput(e, L_TRADE.off[0], seq)
+                _reput(e, L_TRADE.seq, seq)
             elif t is L_ACCEPTED.cls:
-                _reput(e, L_ACCEPTED.off[0], seq)
+                _reput(e, L_ACCEPTED.seq, seq)
             elif t is L_CANCELLED.cls:
-                _reput(e, L_CANCELLED.off[0], seq)
+                _reput(e, L_CANCELLED.seq, seq)
             elif t is L_EXPIRED.cls:
-                _reput(e, L_EXPIRED.off[0], seq)
+                _reput(e, L_EXPIRED.seq, seq)
             else:
                 e.seq = seq
         self.seq = seq
