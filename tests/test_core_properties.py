@@ -1,4 +1,5 @@
-"""Hypothesis properties of the core over random command sequences."""
+"""Hypothesis properties of the core over random command sequences, held by every pairing of core
+(compiled, reference) and book (fast, naive); and every pairing gives the compiled core's events."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.core_helpers import SYM, B, S, instrument
-from venue.core.book import ORDER_ID, NaiveBook
+from tests.core_helpers import COMPILED, PAIRINGS, SYM, B, S, instrument
+from tools.journal_worker import random_commands, worker_instruments
+from venue.core.book import ORDER_ID
 from venue.core.commands import CancelOrder, MassCancel, NewOrder, ReplaceOrder, SetAccountStp
-from venue.core.engine import Core
 from venue.core.events import (
     OrderAccepted,
     OrderCancelled,
@@ -24,7 +25,7 @@ from venue.core.events import (
 from venue.core.types import OrdType, StpMode, TimeInForce
 
 ACCOUNTS = ("a", "b", "c")
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 side_st = st.sampled_from((B, S))
 price_st = st.integers(95, 105)
@@ -90,8 +91,8 @@ def to_commands(ops, stop_side=None) -> list:
     return cmds
 
 
-def run(cmds, book_factory=None):
-    core = Core([instrument()]) if book_factory is None else Core([instrument()], book_factory=book_factory)
+def run(cmds, pairing=COMPILED):
+    core = pairing([instrument()])
     per_cmd = []
     for cmd in cmds:
         pre_bids = [o[ORDER_ID] for o in core.book(SYM).orders(B)]
@@ -104,14 +105,14 @@ def run(cmds, book_factory=None):
 
 @SETTINGS
 @given(ops_st)
-def test_book_at_rest_is_never_crossed(ops):
-    run(to_commands(ops))  # asserted after every command
+def test_book_at_rest_is_never_crossed(pairing, ops):
+    run(to_commands(ops), pairing)  # asserted after every command
 
 
 @SETTINGS
 @given(ops_st)
-def test_quantity_is_conserved_per_order(ops):
-    core, per_cmd = run(to_commands(ops))
+def test_quantity_is_conserved_per_order(pairing, ops):
+    core, per_cmd = run(to_commands(ops), pairing)
     qty, filled, closed = {}, defaultdict(int), {}
     trade_qty = {}
     for _, events, _, _ in per_cmd:
@@ -139,8 +140,8 @@ def test_quantity_is_conserved_per_order(ops):
 
 @SETTINGS
 @given(ops_st)
-def test_price_time_priority(ops):
-    _, per_cmd = run(to_commands(ops))
+def test_price_time_priority(pairing, ops):
+    _, per_cmd = run(to_commands(ops), pairing)
     for cmd, events, pre_bids, pre_asks in per_cmd:
         if type(cmd) is not NewOrder:
             continue
@@ -162,9 +163,9 @@ def test_price_time_priority(ops):
 
 @SETTINGS
 @given(ops_st)
-def test_fok_is_all_or_nothing(ops):
+def test_fok_is_all_or_nothing(pairing, ops):
     cmds = to_commands(ops)
-    _, per_cmd = run(cmds)
+    _, per_cmd = run(cmds, pairing)
     for cmd, events, _, _ in per_cmd:
         if type(cmd) is NewOrder and cmd.tif is TimeInForce.FOK:
             acc = [e for e in events if type(e) is OrderAccepted]
@@ -175,8 +176,8 @@ def test_fok_is_all_or_nothing(ops):
 
 @SETTINGS
 @given(ops_st)
-def test_post_only_never_takes(ops):
-    _, per_cmd = run(to_commands(ops))
+def test_post_only_never_takes(pairing, ops):
+    _, per_cmd = run(to_commands(ops), pairing)
     post = set()
     for cmd, events, _, _ in per_cmd:
         for e in events:
@@ -188,9 +189,9 @@ def test_post_only_never_takes(ops):
 
 @SETTINGS
 @given(ops_st)
-def test_no_self_trade_unless_the_taker_allows_it(ops):
+def test_no_self_trade_unless_the_taker_allows_it(pairing, ops):
     cmds = to_commands(ops)
-    _, per_cmd = run(cmds)
+    _, per_cmd = run(cmds, pairing)
     default: dict[str, StpMode] = {}
     mode: dict[int, StpMode] = {}
     for cmd, events, _, _ in per_cmd:
@@ -205,8 +206,8 @@ def test_no_self_trade_unless_the_taker_allows_it(ops):
 
 @SETTINGS
 @given(ops_st, side_st)
-def test_stops_trigger_in_order_and_none_is_left_behind(ops, stop_side):
-    core, per_cmd = run(to_commands(ops, stop_side))
+def test_stops_trigger_in_order_and_none_is_left_behind(pairing, ops, stop_side):
+    core, per_cmd = run(to_commands(ops, stop_side), pairing)
     stop_px = {}
     requeued = set()  # replaced with a new queue position: FIFO by id does not apply
     for _, events, _, _ in per_cmd:
@@ -229,10 +230,26 @@ def test_stops_trigger_in_order_and_none_is_left_behind(ops, stop_side):
                     assert o.stop_price > max(prices) if o.side == B else o.stop_price < min(prices)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=120)
 @given(ops_st)
-def test_fast_book_and_naive_book_agree(ops):
+def test_every_pairing_gives_the_compiled_cores_events_and_state(ops):
     cmds = to_commands(ops)
-    _, a = run(cmds)
-    _, b = run(cmds, NaiveBook)
-    assert [x[1] for x in a] == [x[1] for x in b]
+    compiled, expected = run(cmds)
+    for pairing in PAIRINGS[1:]:
+        core, got = run(cmds, pairing)
+        assert [x[1] for x in got] == [x[1] for x in expected], pairing
+        assert core.snapshot() == compiled.snapshot(), pairing
+        assert core.open_orders() == compiled.open_orders(), pairing
+
+
+@settings(SETTINGS, max_examples=40)
+@given(st.integers(0, 2**32 - 1))
+def test_every_pairing_gives_the_compiled_cores_events_on_streams_of_every_command_type(seed):
+    # banded instruments, stops, GTD/DAY expiry, kill switch, halts, mass cancels, STP modes
+    cmds = list(random_commands(seed, 400))
+    compiled = COMPILED(worker_instruments())
+    expected = compiled.process_batch(cmds)
+    for pairing in PAIRINGS[1:]:
+        core = pairing(worker_instruments())
+        assert core.process_batch(cmds) == expected, pairing
+        assert core.snapshot() == compiled.snapshot(), pairing
