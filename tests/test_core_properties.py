@@ -9,6 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core_helpers import COMPILED, PAIRINGS, SYM, B, S, instrument
+from tests.test_ledger_property import _fund, new_stage, random_command
+from tests.test_ledger_property import instruments as ledger_instruments
+from tests.test_ledger_support import DAY, T0
 from tools.journal_worker import random_commands, worker_instruments
 from venue.core.book import ORDER_ID
 from venue.core.commands import CancelOrder, MassCancel, NewOrder, ReplaceOrder, SetAccountStp
@@ -252,4 +255,27 @@ def test_every_pairing_gives_the_compiled_cores_events_on_streams_of_every_comma
     for pairing in PAIRINGS[1:]:
         core = pairing(worker_instruments())
         assert core.process_batch(cmds) == expected, pairing
+        assert core.snapshot() == compiled.snapshot(), pairing
+
+
+@settings(SETTINGS, max_examples=30)
+@given(st.data())
+def test_every_pairing_with_the_ledger_stage_as_hooks_gives_the_compiled_cores_events(data):
+    # the hooks path: pre-trade risk (pre_new, pre_replace), stops re-valued at their trigger
+    # (on_trigger), ledger postings numbered into the sequence (on_events), deposits (apply)
+    stage = new_stage()
+    compiled = COMPILED(ledger_instruments(), stage)
+    cmds: list = []
+    _fund(cmds.append, T0 + DAY // 2)
+    expected = compiled.process_batch(cmds)
+    ts = T0 + DAY // 2
+    for _ in range(data.draw(st.integers(1, 60), label="commands")):
+        ts += data.draw(st.integers(0, 4 * 3600), label="dt") * 10**9
+        cmds.append(random_command(data, ts, {i.symbol: i for i in compiled.instruments()}, compiled.open_orders()))
+        expected += compiled.process(cmds[-1])
+    for pairing in PAIRINGS[1:]:
+        other_stage = new_stage()
+        core = pairing(ledger_instruments(), other_stage)
+        assert core.process_batch(cmds) == expected, pairing
+        assert other_stage.snapshot() == stage.snapshot(), pairing
         assert core.snapshot() == compiled.snapshot(), pairing
