@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.venue_proc import ROOT, VenueProcess
 from tools.bench_e2e import KEYS, prepare
+from tools.cli import main
 from tools.loadgen import FIELDS, Flow
 
 
@@ -94,17 +96,25 @@ def test_an_unknown_compid_is_a_clear_error(venue):
     assert "Traceback" not in proc.stderr
 
 
+def cli(venue: VenueProcess, *args: str):
+    """``venue loadgen`` in this process (argument errors: nothing is sent)."""
+    return CliRunner().invoke(main, ["loadgen", "--port", str(venue.port), "--keys-dir", str(venue.data_dir / KEYS),
+                                     *args])
+
+
 def test_a_missing_key_file_is_a_clear_error(venue, tmp_path):
-    proc = loadgen(venue, "--orders", "10", sessions=("LG1", "LG7"))
-    assert proc.returncode != 0
-    assert f"session LG7: no key file {venue.data_dir / KEYS / 'LG7.pem'}" in proc.stderr
-    proc = loadgen(venue, "--orders", "10", sessions=(f"LG1:{tmp_path / 'absent.pem'}",))
-    assert proc.returncode != 0 and "no key file" in proc.stderr and "Traceback" not in proc.stderr
+    res = cli(venue, "--orders", "10", "--session", "LG1", "--session", "LG7")
+    assert res.exit_code != 0 and isinstance(res.exception, SystemExit)
+    assert f"session LG7: no key file {venue.data_dir / KEYS / 'LG7.pem'}" in res.output
+    res = cli(venue, "--orders", "10", "--session", f"LG1:{tmp_path / 'absent.pem'}")
+    assert res.exit_code != 0 and "no key file" in res.output and isinstance(res.exception, SystemExit)
 
 
 def test_bad_flow_options_are_refused(venue):
-    proc = loadgen(venue, "--orders", "10", "--cancel", "80", "--replace", "30")
-    assert proc.returncode != 0 and "at most 100" in proc.stderr
+    res = cli(venue, "--orders", "10", "--session", "LG1", "--cancel", "80", "--replace", "30")
+    assert res.exit_code != 0 and "at most 100" in res.output and isinstance(res.exception, SystemExit)
+    res = cli(venue, "--session", "LG1", "--window", "0")
+    assert res.exit_code != 0 and "--window must be at least 1" in res.output
 
 
 def test_bench_e2e_starts_its_own_venue_and_reports_venue_cpu(tmp_path):

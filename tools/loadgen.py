@@ -119,6 +119,11 @@ class Stats:
     """Everything one run counts; shared by its sessions (one thread)."""
 
     measuring: bool = False
+    measure_from: float = float("inf")
+    measure_to: float = float("inf")
+    """Latencies are kept for requests *sent* in [measure_from, measure_to), whenever their
+    acknowledgement comes (a late one during the drain too: an overloaded venue's slowest answers
+    are not cut off by the end of the window)."""
     sent: int = 0
     sent_new: int = 0
     sent_cancel: int = 0
@@ -147,11 +152,17 @@ def latency_figures(latencies: list[float]) -> dict[str, float | None]:
             "mean": sum(ordered) / len(ordered) * 1000 if ordered else None}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far, all its threads (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads."""
+    return sum(cpu_times(pid))
 
 
 # -------------------------------------------------------------------------------------- session
@@ -310,14 +321,14 @@ class _Session(asyncio.Protocol):
                     if t is not None:
                         acked += 1
                         stats.cancel_rejected += 1
-                        if stats.measuring:
+                        if stats.measure_from <= t < stats.measure_to:
                             stats.latencies.append(now - t)
                 else:
                     s = buf.find(b"\x0139=", j, i) + 4
                     status = buf[s]
                     if t is not None:
                         acked += 1
-                        if stats.measuring:
+                        if stats.measure_from <= t < stats.measure_to:
                             stats.latencies.append(now - t)
                         if status == 56:  # "8" rejected
                             stats.rejected += 1
@@ -341,7 +352,7 @@ class _Session(asyncio.Protocol):
                 if t is not None:
                     acked += 1
                     stats.rejected += 1
-                    if stats.measuring:
+                    if stats.measure_from <= t < stats.measure_to:
                         stats.latencies.append(now - t)
                 if stats.first_reject is None:
                     stats.first_reject = (_field(buf, b"\x0158=", j, end) or b"").decode(errors="replace")
@@ -451,10 +462,14 @@ async def _drive(sessions: list[_Session], flow: Flow, stats: Stats, venue_pid: 
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = None if bounded else measure_from + flow.duration
-    marks: dict[str, tuple[float, float, float | None, int, int]] = {}
+    marks: dict[str, tuple[float, float, tuple[float, float] | None, int, int]] = {}
 
     def mark(name: str) -> None:
-        marks[name] = (time.perf_counter(), time.process_time(), cpu_seconds(venue_pid) if venue_pid else None,
+        if name == "start":
+            stats.measure_from = time.perf_counter()
+        elif not bounded:
+            stats.measure_to = time.perf_counter()
+        marks[name] = (time.perf_counter(), time.process_time(), cpu_times(venue_pid) if venue_pid else None,
                        stats.measured, stats.sent)
 
     if not warmup:
@@ -523,7 +538,8 @@ async def _pace(sessions: list[_Session], flow: Flow, stats: Stats, start: float
                     stats.max_behind_s = max(stats.max_behind_s, (k - 1) / per_session)
                 s.send(k)
                 sent[i] = due
-        await asyncio.sleep(0.0005)
+        # sleep until the next request falls due (at least 0.5 ms: the loop has reading to do too)
+        await asyncio.sleep(max(0.0005, min(0.01, due / per_session - (time.perf_counter() - start))))
 
 
 def _run_id() -> str:
@@ -549,12 +565,13 @@ FIELDS = {
     "unacked": "requests with no acknowledgement when the run ended (should be 0)",
     "measured": "acknowledgements in the measured window",
     "orders_per_s": "acknowledgements per second in the measured window",
-    "latency_ms": "p50 / p99 / p999 / max / mean acknowledgement latency, measured window",
+    "latency_ms": "p50 / p99 / p999 / max / mean acknowledgement latency of the requests sent in the window",
     "rejected": "requests answered with a reject (39=8 or 35=j); first_reject has the first Text",
     "cancel_rejected": "cancels/replaces answered with OrderCancelReject (the order had filled)",
     "fills": "fill reports received for resting orders (after their acknowledgement)",
     "generator_cpu_s / generator_cpu_pct / generator_cpu_us_per_order": "this process's CPU in the window",
     "venue_cpu_s / venue_cpu_pct / venue_cpu_us_per_order": "the venue process's CPU (with its pid), else null",
+    "venue_cpu_user_s / venue_cpu_sys_s": "of which user and kernel time (fsyncs, sockets)",
     "max_behind_ms": "open loop: the most the pacer fell behind its schedule",
 }
 
@@ -567,7 +584,10 @@ def _figures(sessions: list[_Session], flow: Flow, stats: Stats, marks: dict, un
     measured = m1 - m0
     per = max(measured, 1)
     gen = c1 - c0
-    venue = (v1 - v0) if v0 is not None and v1 is not None else None
+    user = sys_ = venue = None
+    if v0 is not None and v1 is not None:
+        user, sys_ = v1[0] - v0[0], v1[1] - v0[1]
+        venue = user + sys_
     return {
         "mode": "open" if flow.rate is not None else "closed",
         "sessions": len(sessions),
@@ -584,6 +604,7 @@ def _figures(sessions: list[_Session], flow: Flow, stats: Stats, marks: dict, un
         "generator_cpu_s": gen, "generator_cpu_pct": gen / seconds * 100, "generator_cpu_us_per_order": gen / per * 1e6,
         "venue_cpu_s": venue, "venue_cpu_pct": venue / seconds * 100 if venue is not None else None,
         "venue_cpu_us_per_order": venue / per * 1e6 if venue is not None else None,
+        "venue_cpu_user_s": user, "venue_cpu_sys_s": sys_,
         "max_behind_ms": stats.max_behind_s * 1000 if flow.rate is not None else None,
         "disconnected": lost,
     }
@@ -668,7 +689,8 @@ def print_figures(r: dict[str, Any]) -> None:
     if r["first_reject"]:
         click.echo(f"first reject: {r['first_reject']}")
     if r["venue_cpu_us_per_order"] is not None:
-        click.echo(f"venue CPU: {r['venue_cpu_us_per_order']:.1f} us per order ({r['venue_cpu_pct']:.0f} % of a core)")
+        click.echo(f"venue CPU: {r['venue_cpu_us_per_order']:.1f} us per order ({r['venue_cpu_pct']:.0f} % of a core, "
+                   f"{r['venue_cpu_sys_s'] / max(r['venue_cpu_s'], 1e-9) * 100:.0f} % of it in the kernel)")
     click.echo(f"generator CPU: {r['generator_cpu_us_per_order']:.1f} us per order ({r['generator_cpu_pct']:.0f} % "
                "of a core" + (": saturated, the figures are the generator's" if r["generator_cpu_pct"] > 90 else "")
                + ")")
@@ -693,7 +715,8 @@ def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, tar
     """Drive order-entry sessions of a running venue and print orders/s and acknowledgement latency.
 
     Against the demo venue (throttle 50 messages/s per session) keep the load under it, e.g.
-    ``venue loadgen --session DEMO1 --session DEMO2 --window 1 --duration 5`` or ``--rate 80``.
+    ``venue loadgen --session DEMO1 --session DEMO2 --rate 80`` (40/s each); ``venue bench e2e``
+    makes sessions with throttles for heavy loads.
     """
     flow = make_flow(**flow_kw)
     specs = [load_session_spec(s, keys_dir, "buy" if i % 2 == 0 else "sell", target) for i, s in enumerate(sessions)]
@@ -707,3 +730,45 @@ def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, tar
     if result["unacked"] or result["disconnected"]:
         raise LoadError(f"{result['unacked']} requests unacknowledged"
                         + (f"; disconnected: {', '.join(result['disconnected'])}" if result["disconnected"] else ""))
+
+
+# ------------------------------------------------------------------------- the generator's floor
+
+
+class _AckServer(asyncio.Protocol):
+    """Answers a Logon with a Logon and every D/F/G with a minimal ExecutionReport for its
+    ClOrdID, at once: what the generator measures against it is the generator's own floor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport, self.buf, self.seq = transport, b"", 1
+
+    def data_received(self, data: bytes) -> None:
+        buf, pos, out = self.buf + data, 0, []
+        while (i := buf.find(b"\x0110=", pos)) >= 0 and i + 8 <= len(buf):
+            j = buf.find(b"\x0135=", pos, i) + 4
+            mt = buf[j:j + 1]
+            if mt in (b"A", b"5"):
+                out.append(_Session._frame(b"35=%s\x0134=%d\x0149=VENUE\x0156=X\x01" % (mt, self.seq)))
+            elif mt in (b"D", b"F", b"G"):
+                k = buf.find(b"\x0111=", j, i) + 4
+                out.append(_Session._frame(b"35=8\x0134=%d\x0149=VENUE\x0156=X\x0111=%s\x01150=0\x0139=0\x01"
+                                           % (self.seq, buf[k:buf.find(b"\x01", k, i)])))
+            self.seq += 1
+            pos = i + 8
+        self.buf = buf[pos:]
+        if out:
+            self.transport.write(b"".join(out))
+
+
+async def ack_server(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_AckServer, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":  # ``python -m tools.loadgen ack-server PORT``: measure the generator alone
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "ack-server":
+        sys.exit("usage: python -m tools.loadgen ack-server PORT")
+    asyncio.run(ack_server(int(sys.argv[2])))
