@@ -280,25 +280,37 @@ def _parse_with_data(raw: bytes) -> list[tuple[int, bytes]]:
 _sec_cache: list = [None, b""]
 
 
-_last_ts: list = [None, 0, b""]
+_last_ts: list = [None, 0, -1, b""]  # now, precision, now in units of the precision, formatted
+_SCALE = {3: 1000, 6: 1_000_000, 9: 1_000_000_000}
 
 
 def format_timestamp(now: float, precision: int = 3) -> bytes:
-    """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss]`` for ``now`` (epoch seconds); precision 0, 3, 6 or 9."""
+    """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss]`` for ``now`` (epoch seconds); precision 0, 3, 6 or 9.
+
+    Formatted once per distinct value at that precision: a batch's messages (its SendingTimes,
+    owners' reports and drop copies alike) made within one millisecond share one string."""
     last = _last_ts
-    if last[0] == now and last[1] == precision:  # a batch shares one ``now``
-        return last[2]
-    value = _format_timestamp(now, precision)
-    last[0], last[1], last[2] = now, precision, value
+    if last[0] == now and last[1] == precision:  # the same ``now`` again
+        return last[3]
+    scale = _SCALE.get(precision, 10 ** precision if precision > 0 else 1)
+    units = round(now * scale) if precision > 0 else int(now)
+    if last[2] == units and last[1] == precision:  # another ``now`` within the same unit
+        last[0] = now
+        return last[3]
+    value = _format_units(units, scale, precision)
+    last[0], last[1], last[2], last[3] = now, precision, units, value
     return value
 
 
 def _format_timestamp(now: float, precision: int) -> bytes:
     if precision <= 0:
-        sec, frac = int(now), 0
-    else:
-        scale = 1000 if precision == 3 else 10 ** precision
-        sec, frac = divmod(round(now * scale), scale)
+        return _format_units(int(now), 1, 0)
+    return _format_units(round(now * _SCALE.get(precision, 10 ** precision)), _SCALE.get(precision, 10 ** precision),
+                         precision)
+
+
+def _format_units(units: int, scale: int, precision: int) -> bytes:
+    sec, frac = divmod(units, scale)
     if _sec_cache[0] != sec:
         _sec_cache[0] = sec
         _sec_cache[1] = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(sec)).encode()

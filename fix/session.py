@@ -352,10 +352,15 @@ class Session:
         (115/128/97...) already separated, body in the order it goes on the wire."""
         return self._send(msg_type, body, header or None)
 
-    def send_app_encoded(self, msg_type: bytes, body: bytes) -> int:
+    def send_app_encoded(self, msg_type: bytes, body: bytes, now: float | None = None,
+                         body_sum: int | None = None) -> int:
         """Fastest path: the body already encoded as ``tag=value\x01...`` in wire order (no
-        header field in it)."""
-        return self._send(msg_type, body)
+        header field in it), e.g. one ExecutionReport encoded once for its owner and every drop
+        copy: only the header and the checksum are made per session. ``body_sum``: the body's
+        ``byte_sum`` when the caller has it (computed once for all the recipients)."""
+        if now is not None:
+            self.now = now
+        return self._send(msg_type, body, None, body_sum)
 
     def logout(self, text: str | None = None, now: float | None = None) -> None:
         """Start the logout handshake (the venue: KYC revoked, shutdown); disconnects after the
@@ -799,7 +804,8 @@ class Session:
         self._event("Sent logout" + (f": {text}" if text else ""))
 
     def _frame(self, msg_type: bytes, seq: int, sending_time: bytes,
-               body: list[tuple[int, bytes]] | bytes, extra: list[tuple[int, bytes]] | None) -> bytes:
+               body: list[tuple[int, bytes]] | bytes, extra: list[tuple[int, bytes]] | None,
+               body_sum: int | None = None) -> bytes:
         if extra:
             header = sorted([(34, b"%d" % seq), (49, self._sender), (52, sending_time),
                              (56, self._target), *extra])
@@ -815,17 +821,21 @@ class Session:
                 fields = b"".join([b"%d=%s\x01" % f for f in body])
         else:
             fields = b""
+        if body_sum is not None:  # the body's sum is known: only the header is summed here
+            head = b"35=" + msg_type + b"\x01" + head
+            start = self._prefix + b"%d\x01" % (len(head) + len(fields)) + head
+            return start + fields + b"10=%03d\x01" % ((byte_sum(start) + body_sum) & 0xFF)
         payload = b"35=" + msg_type + b"\x01" + head + fields
         frame = self._prefix + b"%d\x01" % len(payload) + payload
         return frame + b"10=%03d\x01" % (byte_sum(frame) & 0xFF)
 
     def _send(self, msg_type: bytes, body: list[tuple[int, bytes]] | bytes,
-              extra: list[tuple[int, bytes]] | None = None) -> int:
+              extra: list[tuple[int, bytes]] | None = None, body_sum: int | None = None) -> int:
         seq = self.next_sender
         self.next_sender = seq + 1
         now = self.now
         cfg = self.config
-        frame = self._frame(msg_type, seq, format_timestamp(now, cfg.timestamp_precision), body, extra)
+        frame = self._frame(msg_type, seq, format_timestamp(now, cfg.timestamp_precision), body, extra, body_sum)
         if cfg.persist_messages and msg_type not in ADMIN_TYPES:
             self._to_store.append((seq, frame))
         if not self.dirty:

@@ -21,10 +21,7 @@ from typing import Any
 
 from fix.application import Application, BusinessReject
 from fix.message import Message
-from sessions.order_entry_codec import InstrumentView, report
-from venue.core.events import OrderFilled
-
-Translate = Callable[[object], "tuple[str, list[tuple[int, str]]] | None"]
+from sessions.order_entry_codec import InstrumentView, Reports, Translate, encode_body
 
 
 class DropCopyApp(Application):
@@ -39,29 +36,22 @@ class DropCopyApp(Application):
         commissions: Callable[[list[Any]], dict[tuple[int, int], str]] | None = None,
         precision: int = 3,
         wall: Callable[[], float] | None = None,
+        reports: Reports | None = None,
     ) -> None:
-        """``accounts_of(session)``: the accounts a session is entitled to. ``instrument(symbol)``:
-        the edge's view of an instrument. ``commissions(events)``: (order_id, trade_id) -> the
-        Commission (12) of each fill of a batch, as the order-entry app reports it
-        (``OrderEntryApp.commissions``), so that the copies are the very same reports.
-        ``translate(event)``: a full replacement of the translation (``(MsgType, body fields)``).
+        """``accounts_of(session)``: the accounts a session is entitled to. ``reports``: the
+        order-entry app's ``reports`` (``OrderEntryApp.reports``): each event is then translated
+        and encoded once, and a copy is the owner's very report, only its header differs.
+        Without it: ``instrument(symbol)`` (the edge's view of an instrument) and
+        ``commissions(events)`` ((order_id, trade_id) -> the Commission (12) of each fill of a
+        batch, as ``OrderEntryApp.commissions``) make the same reports here, or
+        ``translate(event)`` replaces the translation (``(MsgType, body fields)``).
         ``wall()``: epoch seconds for SendingTime (None: the session's own last ``now``)."""
         self._wall = wall
-        self._commissions = commissions
-        self._fees: dict[tuple[int, int], str] = {}
-        if translate is None:
-            if instrument is None:
-                raise ValueError("DropCopyApp needs translate or instrument")
-            inst_of = instrument
-
-            def translate(e: object) -> tuple[str, list[tuple[int, str]]] | None:
-                inst = inst_of(getattr(e, "instrument", ""))
-                if inst is None:
-                    return None
-                fee = self._fees.get((e.order_id, e.trade_id)) if isinstance(e, OrderFilled) else None
-                return report(e, inst, precision, fee)
-
-        self._translate = translate
+        if reports is None:
+            if translate is None and instrument is None:
+                raise ValueError("DropCopyApp needs reports, translate or instrument")
+            reports = Reports(instrument, precision, commissions, translate)
+        self.reports = reports
         self._accounts_of = accounts_of
         self._by_account: dict[str, list[Any]] = {}
         self._sessions: dict[int, Any] = {}
@@ -99,12 +89,13 @@ class DropCopyApp(Application):
         became a command) to the sessions entitled to ``account``; body fields, no MsgType."""
         if msg_type != "8":
             return
-        for session in self._by_account.get(account, ()):
-            msg = Message.build([(35, "8"), *fields])
-            if self._wall is None:
-                session.send_app(msg)
-            else:
-                session.send_app(msg, now=self._wall())
+        sessions = self._by_account.get(account)
+        if not sessions:
+            return
+        body = encode_body(fields)
+        now = None if self._wall is None else self._wall()
+        for session in sessions:
+            session.send_app_encoded(b"8", body, now)
             self.copies += 1
 
     # -- core side ---------------------------------------------------------------------------
@@ -113,25 +104,14 @@ class DropCopyApp(Application):
         by_account = self._by_account
         if not by_account:
             return
-        events = list(events)
-        if self._commissions is not None and any(isinstance(e, OrderFilled) for e in events):
-            self._fees = self._commissions(events)
-        else:
-            self._fees = {}
-        for e in events:
-            account = getattr(e, "account", None)
-            if account is None:
+        now = None if self._wall is None else self._wall()
+        for e, r in self.reports.of(events):
+            if r.msg_type != b"8":
                 continue
-            targets = by_account.get(account)
+            targets = by_account.get(getattr(e, "account", None))
             if not targets:
                 continue
-            out = self._translate(e)
-            if out is None or out[0] != "8":
-                continue
-            body = [(35, b"8"), *((t, v if isinstance(v, bytes) else str(v).encode()) for t, v in out[1])]
+            body, body_sum = r.body, r.body_sum
             for session in targets:
-                if self._wall is None:
-                    session.send_app(Message(list(body)))
-                else:
-                    session.send_app(Message(list(body)), now=self._wall())
+                session.send_app_encoded(b"8", body, now, body_sum)
                 self.copies += 1

@@ -100,6 +100,8 @@ class OrderEntryApp(Application):
         self._reject_ids = itertools.count(1)
         # ExecIDs the edge makes (rejects "R", status "S") carry the start time: unique across restarts
         self._id_prefix = format(clock_ns() // 1_000_000, "x")
+        self.reports = codec.Reports(instrument, precision, self.commissions)
+        """The events' reports, made once per command: hand it to the drop-copy app too."""
 
     # ------------------------------------------------------------------ session life
 
@@ -423,22 +425,14 @@ class OrderEntryApp(Application):
         return codec.fill_commissions(events, self.units, self.assets)
 
     def deliver(self, events: Iterable[Any]) -> None:
-        """Send each order event's report to the session that must get it."""
-        events = list(events)
-        fees = self.commissions(events) if any(isinstance(e, ev.OrderFilled) for e in events) else {}
-        for e in events:
-            inst = self.instrument(getattr(e, "instrument", ""))
-            if inst is None:
-                continue
-            commission = fees.get((e.order_id, e.trade_id)) if isinstance(e, ev.OrderFilled) else None
-            out = codec.report(e, inst, self.precision, commission)
-            if out is None:
-                continue
+        """Send each order event's report to the session that must get it. Each report is made
+        once (``self.reports``, shared with the drop copies) and framed per recipient."""
+        now = self.wall()  # one SendingTime for the command's reports
+        find = self.session_by_id
+        for e, r in self.reports.of(events):
             target = e.owner_session if isinstance(e, ev.OrderCancelled) else e.session
             if not target:
                 continue
-            session = self.session_by_id(target)
-            if session is None:
-                continue
-            msg_type, fields = out
-            session.send_app([(35, msg_type), *fields], self.wall())
+            session = find(target)
+            if session is not None:
+                session.send_app_encoded(r.msg_type, r.body, now, r.body_sum)

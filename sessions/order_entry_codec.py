@@ -7,11 +7,12 @@ Decimal strings exist only here; the core sees integer ticks and lots.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
 
+from fix.codec import byte_sum
 from fix.field_formats import DECIMAL_MAX_LEN, SEQNUM_MAX_DIGITS, is_decimal
 from fix.message import Message
 from sessions.errors import EdgeError, EdgeReject
@@ -47,13 +48,31 @@ CXL_REJ_REASON = {
 }
 
 
+_last_time: list = [None, 0, ""]  # ts_ns, precision, formatted
+_last_second: list = [None, ""]  # epoch second, its "YYYYMMDD-HH:MM:SS"
+
+
 def fix_time(ts_ns: int, precision: int = 3) -> str:
-    """UTCTimestamp of integer nanoseconds, with 0, 3, 6 or 9 fractional digits."""
+    """UTCTimestamp of integer nanoseconds, with 0, 3, 6 or 9 fractional digits.
+
+    The events of one command share its timestamp and a batch's commands mostly share their
+    second: the last value and the last second's text are kept, so most calls format nothing."""
+    last = _last_time
+    if last[0] == ts_ns and last[1] == precision:
+        return last[2]
     secs, frac = divmod(ts_ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y%m%d-%H:%M:%S")
+    second = _last_second
+    if second[0] != secs:
+        second[0], second[1] = secs, datetime.fromtimestamp(secs, UTC).strftime("%Y%m%d-%H:%M:%S")
+    base = second[1]
     if precision <= 0:
-        return base
-    return f"{base}.{frac:09d}"[: len(base) + 1 + precision]
+        value = base
+    elif precision == 3:
+        value = f"{base}.{frac // 1_000_000:03d}"
+    else:
+        value = f"{base}.{frac:09d}"[: len(base) + 1 + precision]
+    last[0], last[1], last[2] = ts_ns, precision, value
+    return value
 
 
 def parse_fix_time(value: str) -> int:
@@ -415,3 +434,84 @@ def cancel_reject(cl: str, orig: str | None, order_id: int | None, is_replace: b
         f.append((1, account))
     f += [(434, "2" if is_replace else "1"), (102, str(cxl_rej_reason)), (58, text), (7001, str(code))]
     return f
+
+
+# ---- a batch's reports, made once --------------------------------------------------------------
+
+def encode_body(fields: Iterable[tuple[int, object]]) -> bytes:
+    """Body fields -> ``tag=value\x01...`` in wire order, the bytes ``Message.build`` and the
+    session would put on the wire (values: str, int or bytes)."""
+    fields = list(fields)
+    if any(v.__class__ is bytes for _, v in fields):
+        return b"".join([b"%d=%s\x01" % (t, v if v.__class__ is bytes else str(v).encode()) for t, v in fields])
+    return "".join([f"{t}={v}\x01" for t, v in fields]).encode()
+
+
+class Report:
+    """One event's message, encoded once: MsgType, body and the body's byte sum. Every session
+    that gets it (the owner, each drop copy) adds only its own header and checksum."""
+
+    __slots__ = ("msg_type", "body", "body_sum")
+
+    def __init__(self, msg_type: bytes, body: bytes) -> None:
+        self.msg_type, self.body, self.body_sum = msg_type, body, byte_sum(body)
+
+
+Translate = Callable[[object], "tuple[str, Fields] | None"]
+
+
+class Reports:
+    """The reports of the core's events, each translated and encoded once.
+
+    The order-entry application and the drop-copy application are handed the same events (one
+    command's, in order) one after the other; whichever asks first makes the reports and the
+    other gets the very same ones, so a drop copy carries exactly its owner's body. A different
+    list of events is translated afresh (nothing is kept beyond the last one)."""
+
+    __slots__ = ("instrument", "precision", "commissions", "translate", "_events", "_n", "_first", "_last",
+                 "_out")
+
+    def __init__(self, instrument: Callable[[str], InstrumentView | None] | None = None, precision: int = 3,
+                 commissions: Callable[[list], dict[tuple[int, int], str]] | None = None,
+                 translate: Translate | None = None) -> None:
+        """``instrument(symbol)``: the edge's view of an instrument; ``commissions(events)``:
+        (order_id, trade_id) -> Commission (12) of each fill; ``translate(event)``: a full
+        replacement of the translation (``(MsgType, body fields)`` or None)."""
+        if instrument is None and translate is None:
+            raise ValueError("Reports needs instrument or translate")
+        self.instrument, self.precision = instrument, precision
+        self.commissions, self.translate = commissions, translate
+        self._events: object = None
+        self._n, self._first, self._last = 0, None, None
+        self._out: list[tuple[object, Report]] = []
+
+    def of(self, events: Iterable[object]) -> list[tuple[object, Report]]:
+        """``(event, report)`` for each event that has one, in order."""
+        if events is self._events and len(events) == self._n and (  # type: ignore[arg-type]
+                not self._n or (events[0] is self._first and events[-1] is self._last)):  # type: ignore[index]
+            return self._out
+        given = events
+        events = events if isinstance(events, list) else list(events)
+        out: list[tuple[object, Report]] = []
+        if self.translate is not None:
+            for e in events:
+                r = self.translate(e)
+                if r is not None:
+                    out.append((e, Report(r[0].encode(), encode_body(r[1]))))
+        else:
+            fees = (self.commissions(events) if self.commissions is not None
+                    and any(isinstance(e, ev.OrderFilled) for e in events) else None)
+            instrument, precision = self.instrument, self.precision
+            for e in events:
+                inst = instrument(getattr(e, "instrument", ""))
+                if inst is None:
+                    continue
+                fee = fees.get((e.order_id, e.trade_id)) if fees and isinstance(e, ev.OrderFilled) else None
+                r = report(e, inst, precision, fee)
+                if r is not None:
+                    out.append((e, Report(r[0].encode(), "".join([f"{t}={v}\x01" for t, v in r[1]]).encode())))
+        if given is events:  # a list: the next consumer may be handed the same one
+            self._events, self._n = given, len(events)
+            self._first, self._last = (events[0], events[-1]) if events else (None, None)
+            self._out = out
+        return out

@@ -7,7 +7,9 @@ from decimal import Decimal
 import pytest
 
 from fix.application import BusinessReject
+from fix.codec import parse_frame
 from fix.message import Message
+from fix.session import Session, SessionConfig
 from sessions.drop_copy import DropCopyApp
 from sessions.order_entry_codec import InstrumentView, report
 from venue.core import events as ev
@@ -17,12 +19,24 @@ INST = InstrumentView("BTC-USD", Decimal("0.01"), Decimal("0.001"))
 
 
 class FakeSession:
-    def __init__(self, accounts: tuple[str, ...]) -> None:
-        self.accounts = accounts
-        self.out: list[Message] = []
+    """A real sans-I/O FIX session (not connected: what it is sent is framed and stored, as for a
+    broker who is away); ``out`` is what it stored, as messages of MsgType + body."""
 
-    def send_app(self, msg: Message) -> None:
-        self.out.append(msg)
+    def __init__(self, accounts: tuple[str, ...], comp_id: str = "BRK") -> None:
+        self.accounts = accounts
+        self.config = SessionConfig("VENUE", comp_id)
+        self.session = Session(self.config)
+        self.frames: list[bytes] = []
+
+    def send_app_encoded(self, msg_type: bytes, body: bytes, now: float | None = None,
+                         body_sum: int | None = None) -> int:
+        return self.session.send_app_encoded(msg_type, body, now, body_sum)
+
+    @property
+    def out(self) -> list[Message]:
+        self.frames += [raw for _, raw in self.session.take_outbound().store_rows]
+        return [Message([(t, v) for t, v in parse_frame(raw).fields if t not in (8, 9, 34, 49, 52, 56, 10)])
+                for raw in self.frames]
 
 
 def _app() -> DropCopyApp:
@@ -107,3 +121,84 @@ def test_edge_reject_reports_can_be_copied_to_entitled_sessions_only() -> None:
     fields = [(37, "NONE"), (11, "bad"), (17, "R1"), (150, "8"), (39, "8"), (1, "A1"), (55, "BTC-USD")]
     app.copy("A1", "8", fields)
     assert [(t, v.decode()) for t, v in a.out[0].fields[1:]] == fields and not b.out
+
+
+# ------------------------------------------- one report per event, shared by owner and copies
+
+
+def _owner_and_broker():
+    """A real core with its risk/ledger stage, the real order-entry app and a drop-copy app wired
+    to it as the venue wires them, and real (unconnected) FIX sessions for ALICE, BOB and BRK."""
+    from sessions.order_entry import OrderEntryApp
+    from venue.core.assets import Assets
+    from venue.core.commands import Deposit
+    from venue.core.engine import Core
+    from venue.core.risk import AccountRisk
+    from venue.core.stage import RiskLedgerStage
+
+    from .test_ledger_support import FEES, btc_usdt
+
+    stage = RiskLedgerStage({a: AccountRisk(a) for a in ("alice", "bob")}, Assets(), FEES)
+    core = Core([btc_usdt()], hooks=stage)
+    for a in ("alice", "bob"):
+        core.process(Deposit(1, a, "USDT", 10**9, "seed"))
+        core.process(Deposit(1, a, "BTC", 10**7, "seed"))
+    view = InstrumentView("BTC-USDT", Decimal("0.01"), Decimal("0.0001"))
+    owners = {sid: FakeSession((), sid) for sid in ("ALICE", "BOB")}
+    oe = OrderEntryApp(core=core, submit=lambda c, d: None, instrument={"BTC-USDT": view}.get,
+                       rights=lambda sid: None, sessions=lambda sid: owners[sid].session, wall=lambda: 1.7e9)
+    dc = DropCopyApp(lambda s: s.accounts, reports=oe.reports, wall=lambda: 1.7e9 + 0.5)
+    broker = FakeSession(("alice", "bob"))
+    dc.on_create(broker)
+    return core, oe, dc, owners, broker
+
+
+def _body(frame: bytes, comp_id: str) -> bytes:
+    """What follows the header (ends with TargetCompID, 56) up to the checksum (10)."""
+    head, sep, rest = frame.partition(b"\x0156=" + comp_id.encode() + b"\x01")
+    assert sep, frame
+    return rest[: rest.rindex(b"10=")]
+
+
+def test_a_drop_copy_is_the_owners_report_byte_for_byte_after_the_header(monkeypatch) -> None:
+    from fix.codec import FrameReader
+    from sessions import order_entry_codec
+    from venue.core.commands import CancelOrder, NewOrder
+
+    translated = []
+    real_report = order_entry_codec.report
+
+    def counting(e, *args):
+        translated.append(e.seq)
+        return real_report(e, *args)
+
+    monkeypatch.setattr(order_entry_codec, "report", counting)
+    core, oe, dc, owners, broker = _owner_and_broker()
+    commands = [NewOrder(10, "alice", "BTC-USDT", "a1", Side.BUY, 30, OrdType.LIMIT, 5_000_000, TimeInForce.GTC,
+                         session="ALICE"),
+                NewOrder(11, "bob", "BTC-USDT", "b1", Side.SELL, 10, OrdType.LIMIT, 5_000_000, TimeInForce.GTC,
+                         session="BOB"),
+                CancelOrder(12, "alice", "BTC-USDT", "a2", orig_cl_ord_id="a1", session="ALICE"),
+                CancelOrder(13, "bob", "BTC-USDT", "b2", orig_cl_ord_id="nope", session="BOB")]
+    for command in commands:  # as the venue's turn does: owner first, then the copies, same list
+        events = core.process(command)
+        oe.deliver(events)
+        dc.on_core_events(events)
+
+    assert len(translated) == len(set(translated)), "each event translated once, not once per recipient"
+    owner_frames = {sid: [raw for _, raw in s.session.take_outbound().store_rows] for sid, s in owners.items()}
+    copies = [raw for _, raw in broker.session.take_outbound().store_rows]
+    by_exec = {}
+    for sid, frames in owner_frames.items():
+        for raw in frames:
+            by_exec[parse_frame(raw).get_str(17)] = (sid, raw)
+    ers = [(sid, raw) for sid, raw in by_exec.values() if parse_frame(raw).msg_type == "8"]
+    # new a1, new b1, fill b1, fill a1, cancel a1; b2's OrderCancelReject goes to BOB only
+    assert sorted(parse_frame(raw).get_str(150) for _, raw in ers) == ["0", "0", "4", "F", "F"]
+    assert len(copies) == len(ers)
+    for copy in copies:
+        sid, owner = by_exec[parse_frame(copy).get_str(17)]
+        assert _body(copy, "BRK") == _body(owner, sid)
+        assert parse_frame(copy).get(12) is not None or parse_frame(copy).get_str(150) != "F"
+    for raw in copies + [raw for frames in owner_frames.values() for raw in frames]:
+        assert FrameReader().feed(raw) == [raw], "BodyLength and CheckSum right for every recipient"
