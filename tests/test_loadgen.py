@@ -61,6 +61,19 @@ def test_a_bounded_closed_loop_run_acknowledges_every_order_and_every_order_trad
     assert r["venue_cpu_s"] is None  # no --venue-pid given
 
 
+def test_the_acked_log_lists_every_acknowledgement_once(venue, tmp_path):
+    log = tmp_path / "acked.txt"
+    r = figures(loadgen(venue, "--orders", "120", "--cancel", "20", "--json", "--acked-log", str(log)))
+    lines = [line.split() for line in log.read_text().splitlines()]
+    assert len(lines) == r["acked"] == 120
+    assert len({(sender, cl) for sender, cl, *_ in lines}) == 120
+    assert {sender for sender, *_ in lines} == {"LG1", "LG2"}
+    # new orders and cancels are acknowledged by ExecutionReports (35=8), a cancel that came too
+    # late by an OrderCancelReject (35=9)
+    assert sum(1 for _, _, mt, _ in lines if mt == "9") == r["cancel_rejected"]
+    assert all(status in "04" for _, _, mt, status in lines if mt == "8")
+
+
 def test_json_output_has_every_documented_field(venue):
     r = figures(loadgen(venue, "--orders", "20", "--json", "--venue-pid", str(venue.proc.pid)))
     assert documented_fields() <= set(r), documented_fields() - set(r)

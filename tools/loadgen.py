@@ -136,6 +136,8 @@ class Stats:
     session_rejects: int = 0
     latencies: list[float] = field(default_factory=list)
     first_reject: str | None = None
+    ack_log: list[bytes] | None = None
+    """With ``--acked-log``: "SENDER CLORDID MSGTYPE ORDSTATUS" of every acknowledgement."""
     max_behind_s: float = 0.0
 
 
@@ -317,6 +319,10 @@ class _Session(asyncio.Protocol):
                 k = buf.find(b"\x0111=", j, i) + 4
                 cl = buf[k:buf.find(b"\x01", k, i)]
                 t = pending.pop(cl, None)
+                if t is not None and stats.ack_log is not None:
+                    x = buf.find(b"\x0139=", j, i) + 4
+                    st = buf[x:x + 1] if mt == 56 else b"-"
+                    stats.ack_log.append(b"%s %s %c %s" % (self.sender, cl, mt, st))
                 if mt == 57:
                     if t is not None:
                         acked += 1
@@ -352,6 +358,8 @@ class _Session(asyncio.Protocol):
                 if t is not None:
                     acked += 1
                     stats.rejected += 1
+                    if stats.ack_log is not None:
+                        stats.ack_log.append(b"%s %s j -" % (self.sender, cl))
                     if stats.measure_from <= t < stats.measure_to:
                         stats.latencies.append(now - t)
                 if stats.first_reject is None:
@@ -420,14 +428,15 @@ def _mix(flow: Flow, seed: int = 7) -> list[int]:
 
 
 async def run_load(host: str, port: int, specs: list[SessionSpec], flow: Flow, *, venue_pid: int | None = None,
-                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[dict[str, Any]], None] | None = None,
+                   ack_log: list[bytes] | None = None) -> dict[str, Any]:
     """Drive ``specs`` against the venue at host:port with ``flow``; return the figures (see
     ``FIELDS``)."""
     flow.check()
     if not specs:
         raise LoadError("no session to drive (give --session)")
     loop = asyncio.get_running_loop()
-    stats = Stats()
+    stats = Stats(ack_log=ack_log)
     run_id = _run_id()
     mix = _mix(flow)
     budgets: list[int | None] = [None] * len(specs)
@@ -648,10 +657,10 @@ def make_flow(window: int, rate: float | None, duration: float, warmup: float, o
 
 
 def run_with_progress(host: str, port: int, specs: list[SessionSpec], flow: Flow, *, venue_pid: int | None,
-                      show: bool, label: str = "load") -> dict[str, Any]:
+                      show: bool, label: str = "load", ack_log: list[bytes] | None = None) -> dict[str, Any]:
     """``run_load`` with a rich progress bar on stderr (when ``show``)."""
     if not show:
-        return asyncio.run(run_load(host, port, specs, flow, venue_pid=venue_pid))
+        return asyncio.run(run_load(host, port, specs, flow, venue_pid=venue_pid, ack_log=ack_log))
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -669,7 +678,7 @@ def run_with_progress(host: str, port: int, specs: list[SessionSpec], flow: Flow
             bar.update(task, completed=p["acked"] if bounded else min(p["elapsed"], p["warmup"] + p["duration"]),
                        info=f"{phase}  {p['acked']:,} acked  {rate:,.0f}/s")
 
-        return asyncio.run(run_load(host, port, specs, flow, venue_pid=venue_pid, progress=progress))
+        return asyncio.run(run_load(host, port, specs, flow, venue_pid=venue_pid, progress=progress, ack_log=ack_log))
 
 
 def print_figures(r: dict[str, Any]) -> None:
@@ -709,9 +718,12 @@ def print_figures(r: dict[str, Any]) -> None:
               help="Where COMPID.pem and COMPID.keyid are (the demo venue writes them there).")
 @click.option("--target", default="VENUE", show_default=True, help="The venue's CompID.")
 @click.option("--venue-pid", type=int, default=None, help="The venue's pid, on this machine: report its CPU too.")
+@click.option("--acked-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every acknowledgement here, one line each: SENDER CLORDID MSGTYPE ORDSTATUS "
+                   "(e.g. to check after a crash that no acknowledged order was lost).")
 @flow_options
 def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, target: str, venue_pid: int | None,
-            as_json: bool, **flow_kw: Any) -> None:
+            acked_log: Path | None, as_json: bool, **flow_kw: Any) -> None:
     """Drive order-entry sessions of a running venue and print orders/s and acknowledgement latency.
 
     Against the demo venue (throttle 50 messages/s per session) keep the load under it, e.g.
@@ -722,7 +734,12 @@ def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, tar
     specs = [load_session_spec(s, keys_dir, "buy" if i % 2 == 0 else "sell", target) for i, s in enumerate(sessions)]
     if venue_pid is not None and not Path(f"/proc/{venue_pid}/stat").exists():
         raise LoadError(f"--venue-pid {venue_pid}: no such process on this machine")
-    result = run_with_progress(host, port, specs, flow, venue_pid=venue_pid, show=not as_json)
+    log: list[bytes] | None = [] if acked_log is not None else None
+    try:
+        result = run_with_progress(host, port, specs, flow, venue_pid=venue_pid, show=not as_json, ack_log=log)
+    finally:
+        if acked_log is not None and log is not None:
+            acked_log.write_bytes(b"".join(line + b"\n" for line in log))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
