@@ -74,6 +74,16 @@ def test_the_acked_log_lists_every_acknowledgement_once(venue, tmp_path):
     assert all(status in "04" for _, _, mt, status in lines if mt == "8")
 
 
+def test_orders_carry_the_account_given(venue):
+    r = figures(loadgen(venue, "--orders", "20", "--account", "LG1=LG1-ACC", "--account", "LG2=LG2-ACC", "--json"))
+    assert r["acked"] == 20 and r["rejected"] == 0
+    # an account the session may not trade: every order is rejected, and the run says so
+    proc = loadgen(venue, "--orders", "4", "--account", "LG1=LG2-ACC", "--json")
+    assert json.loads(proc.stdout)["rejected"] == 2
+    res = cli(venue, "--session", "LG1", "--account", "LG9=X")
+    assert res.exit_code != 0 and "give COMPID=ACCOUNT for one of the --session CompIDs" in res.output
+
+
 def test_json_output_has_every_documented_field(venue):
     r = figures(loadgen(venue, "--orders", "20", "--json", "--venue-pid", str(venue.proc.pid)))
     assert documented_fields() <= set(r), documented_fields() - set(r)

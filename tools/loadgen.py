@@ -28,6 +28,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,11 @@ def cpu_seconds(pid: int) -> float:
 # -------------------------------------------------------------------------------------- session
 
 
+def _lit(text: str) -> bytes:
+    """A constant field value for a %-template."""
+    return text.encode().replace(b"%", b"%%")
+
+
 def _field(raw: bytes, tag: bytes, start: int, end: int) -> bytes | None:
     i = raw.find(tag, start, end)
     if i < 0:
@@ -199,21 +205,18 @@ class _Session(asyncio.Protocol):
         self.logout_text: str | None = None
         self.cl_prefix = f"{run_id}{index}-".encode()
         self.cl_n = 0
-        sender, target = spec.sender.encode(), spec.target.encode()
-        self.sender = sender
-        acct = b"1=%s\x01" % spec.account.encode() if spec.account else b""
+        self.sender = spec.sender.encode()
+        sender, target, symbol = _lit(spec.sender), _lit(spec.target), _lit(flow.symbol)
+        acct = b"1=%s\x01" % _lit(spec.account) if spec.account else b""
         side = SIDES[spec.side]
         common = b"\x0149=" + sender + b"\x0152=%s\x0156=" + target + b"\x01"
-        order = (b"55=" + flow.symbol.encode() + b"\x0154=" + side + b"\x0160=%s\x0138=%s\x0140=2\x0144="
-                 + flow.price.encode())
-        # templates: every % in the static parts is from here (CompIDs and symbols hold none)
+        order = b"55=" + symbol + b"\x0154=" + side + b"\x0160=%s\x0138=%s\x0140=2\x0144=" + _lit(flow.price)
+        # pre-encoded templates: only MsgSeqNum, SendingTime, ClOrdIDs, TransactTime, OrderQty change
         self.t_new = b"35=D\x0134=%d" + common + b"11=%s\x01" + acct + order + b"\x0159=" + TIFS[flow.tif] + b"\x01"
-        self.t_cancel = (b"35=F\x0134=%d" + common + b"41=%s\x0111=%s\x01" + acct + b"55=" + flow.symbol.encode()
+        self.t_cancel = (b"35=F\x0134=%d" + common + b"41=%s\x0111=%s\x01" + acct + b"55=" + symbol
                          + b"\x0154=" + side + b"\x0160=%s\x01")
         self.t_replace = b"35=G\x0134=%d" + common + b"41=%s\x0111=%s\x01" + acct + order + b"\x01"
         self.qty = flow.qty.encode()
-        from decimal import Decimal
-
         self.qty2 = str(Decimal(flow.qty) * 2).encode()
 
     # ---- framing out
@@ -236,6 +239,8 @@ class _Session(asyncio.Protocol):
 
     def send(self, k: int) -> None:
         """Write ``k`` requests (fewer if the bounded run's budget runs out) in one write."""
+        if k <= 0:
+            return
         if self.budget is not None:
             k = min(k, self.budget)
             self.budget -= k
@@ -717,13 +722,15 @@ def print_figures(r: dict[str, Any]) -> None:
 @click.option("--keys-dir", default="var/demo-keys", show_default=True, type=click.Path(path_type=Path),
               help="Where COMPID.pem and COMPID.keyid are (the demo venue writes them there).")
 @click.option("--target", default="VENUE", show_default=True, help="The venue's CompID.")
+@click.option("--account", "accounts", multiple=True, metavar="COMPID=ACCOUNT",
+              help="Account (tag 1) of a session's orders; needed where a session trades several accounts.")
 @click.option("--venue-pid", type=int, default=None, help="The venue's pid, on this machine: report its CPU too.")
 @click.option("--acked-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every acknowledgement here, one line each: SENDER CLORDID MSGTYPE ORDSTATUS "
                    "(e.g. to check after a crash that no acknowledged order was lost).")
 @flow_options
-def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, target: str, venue_pid: int | None,
-            acked_log: Path | None, as_json: bool, **flow_kw: Any) -> None:
+def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, target: str, accounts: tuple[str, ...],
+            venue_pid: int | None, acked_log: Path | None, as_json: bool, **flow_kw: Any) -> None:
     """Drive order-entry sessions of a running venue and print orders/s and acknowledgement latency.
 
     Against the demo venue (throttle 50 messages/s per session) keep the load under it, e.g.
@@ -732,6 +739,12 @@ def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, tar
     """
     flow = make_flow(**flow_kw)
     specs = [load_session_spec(s, keys_dir, "buy" if i % 2 == 0 else "sell", target) for i, s in enumerate(sessions)]
+    by_sender = {s.sender: s for s in specs}
+    for item in accounts:
+        sender, _, acc = item.partition("=")
+        if not acc or sender not in by_sender:
+            raise LoadError(f"--account {item!r}: give COMPID=ACCOUNT for one of the --session CompIDs")
+        by_sender[sender].account = acc
     if venue_pid is not None and not Path(f"/proc/{venue_pid}/stat").exists():
         raise LoadError(f"--venue-pid {venue_pid}: no such process on this machine")
     log: list[bytes] | None = [] if acked_log is not None else None
