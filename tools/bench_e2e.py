@@ -168,10 +168,13 @@ def command(n_sessions: int, runs: int, keep: Path | None, as_json: bool, **flow
     """Start a venue, drive it with the load generator, print orders/s, latency and CPU per order."""
     if n_sessions < 1 or runs < 1:
         raise LoadError("--sessions and --runs must be at least 1")
+    if keep is not None and (keep / "data").exists():
+        raise LoadError(f"--keep {keep}: {keep / 'data'} exists already (each run needs a fresh data directory)")
     flow = make_flow(**flow_kw)
     results = []
     for i in range(runs):
-        r = run_once(n_sessions, flow, show=not as_json, label=f"run {i + 1}/{runs}", keep=keep)
+        r = run_once(n_sessions, flow, show=not as_json, label=f"run {i + 1}/{runs}",
+                     keep=keep if i == runs - 1 else None)
         results.append(r)
         if not as_json:
             click.echo(f"-- run {i + 1}/{runs}")
