@@ -5,8 +5,10 @@ Tables (SQLAlchemy Core, own ``MetaData``):
 - ``core_journal``: one row per batch (one group commit): ``cmd_from``/``cmd_to`` (the core's command
   counter before/after the batch), ``seq_from``/``seq_to`` (first/last event seq; ``seq_to <
   seq_from`` for a batch without events), and the batch's commands and events, each a zlib-compressed
-  JSON array of positional rows ``[tag, field, field, ...]`` (events without their ``seq``, implied
-  by the position).
+  array of positional rows ``(tag, field, field, ...)`` (events without their ``seq``, implied by
+  the position). Rows are written in the binary encoding (``BINARY_MAGIC``: a version tag, then
+  the rows as one marshal version-2 list of tuples of None/bool/int/str, nothing else); the JSON
+  rows of older venues are still read.
 - ``core_snapshot``: ``Core.snapshot()`` at a batch boundary, keyed by ``cmd_count``.
 
 Recovery: the latest snapshot, then the commands of every batch after it, replayed through a fresh
@@ -27,6 +29,8 @@ import dataclasses
 import enum
 import importlib
 import json
+import marshal
+import struct
 import typing
 import zlib
 from collections.abc import Iterable, Sequence
@@ -72,8 +76,8 @@ class JournalError(RuntimeError):
 
 
 class JournalEncodeError(ValueError):
-    """One command or event cannot be written to the journal (a value JSON cannot carry, e.g. an
-    integer of thousands of digits). Raised for that one item, before anything is written, so the
+    """One command or event cannot be written to the journal (a value the rows cannot carry, e.g.
+    an integer of thousands of digits). Raised for that one item, before anything is written, so the
     caller refuses that item alone and the batch, the transaction and the connection stay sound."""
 
 
@@ -104,6 +108,8 @@ def _describe(obj, fields: Sequence[str], exc: Exception) -> str:
         v = getattr(obj, f, None)
         if _too_big(v):
             return f"{name}.{f} is an integer of about {int(v.bit_length() * 0.30103)} digits: too large to record"
+        if isinstance(v, tuple | list) and _has_too_big(v):
+            return f"{name}.{f} holds an integer of more than {_MAX_DIGITS} digits: too large to record"
     return f"{name} cannot be recorded: {type(exc).__name__}: {str(exc)[:200]}"
 
 
@@ -112,10 +118,51 @@ def _deep_tuple(v):
     return tuple(_deep_tuple(x) if isinstance(x, list) else x for x in v)
 
 
+BINARY_MAGIC = b"\x00\x02"
+"""First bytes of a blob in the binary encoding (version 2; a JSON blob starts with ``[``). What
+follows is what ``marshal.dumps(rows, 2)`` gives for a list of tuples whose items are None, True,
+False, int or str (type codes N T F i l u ( [, unchanged since Python 3.0; version 2 has no
+back-references, so rows encoded one by one concatenate into the list)."""
+_MARSHAL_VERSION = 2
+_LIST = b"["
+_BIG_ROW = 1600  # bytes: a row shorter than this cannot hold an integer of _MAX_DIGITS digits
+
+
+def _plain(v):
+    """A value as the binary rows hold it: enums by value, Decimals as str, containers deeply
+    (tuples; lists and dicts keep their type), subclasses of str and int as the plain value."""
+    t = type(v)
+    if t is str or t is int or v is None or t is bool:
+        return v
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, Decimal):
+        return str(v)
+    if t is tuple:
+        return tuple([_plain(x) for x in v])
+    if t is list:
+        return [_plain(x) for x in v]
+    if t is dict:
+        return {_plain(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, int):
+        return int(v)
+    return v
+
+
+def _has_too_big(v) -> bool:
+    if type(v) is int:
+        return _too_big(v)
+    if isinstance(v, tuple | list):
+        return any(_has_too_big(x) for x in v)
+    return False
+
+
 class _Kind:
     """How one dataclass is written as a positional row and read back."""
 
-    __slots__ = ("cls", "tag", "fields", "get", "has_seq", "decoders", "encoders")
+    __slots__ = ("cls", "tag", "fields", "get", "has_seq", "decoders", "encoders", "json_decoders", "fast_row")
 
     def __init__(self, cls: type, tag: str) -> None:
         self.cls = cls
@@ -125,39 +172,57 @@ class _Kind:
         self.fields = names[1:] if self.has_seq else names
         self.get = attrgetter(*self.fields) if len(self.fields) > 1 else None
         hints = typing.get_type_hints(cls)
-        self.decoders: list[tuple[int, typing.Any]] = []
+        self.decoders: list[tuple[int, typing.Any]] = []  # binary rows: enums and Decimals
+        self.json_decoders: list[tuple[int, typing.Any]] = []  # JSON rows: tuples too
         self.encoders: list[int] = []
+        parts: list[str] = []
         for i, name in enumerate(self.fields):
             hint = hints.get(name)
+            part = f"o.{name}"
             if typing.get_origin(hint) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(hint)):
-                self.decoders.append((i, _deep_tuple))  # JSON gives lists back
-                continue
-            members = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
-            for m in members:
-                if isinstance(m, type) and issubclass(m, enum.Enum):
-                    self.decoders.append((i, m._value2member_map_))
-                    break
-                if m is Decimal:
-                    self.decoders.append((i, Decimal))
-                    self.encoders.append(i)
-                    break
+                self.json_decoders.append((i, _deep_tuple))  # JSON gives lists back
+                part = f"_plain(o.{name})"
+            else:
+                members = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
+                for m in members:
+                    if isinstance(m, type) and issubclass(m, enum.Enum):
+                        self.decoders.append((i, m._value2member_map_))
+                        self.json_decoders.append((i, m._value2member_map_))
+                        optional = type(None) in typing.get_args(hint)
+                        part = f"(None if o.{name} is None else o.{name}._value_)" if optional else f"o.{name}._value_"
+                        break
+                    if m is Decimal:
+                        self.decoders.append((i, Decimal))
+                        self.json_decoders.append((i, Decimal))
+                        self.encoders.append(i)
+                        part = f"(None if o.{name} is None else str(o.{name}))"
+                        break
+            parts.append(part)
+        # the row of an object in one generated expression: attribute reads, enum values, no loop
+        src = f"def row(o):\n    return ({tag!r}, {''.join(p + ', ' for p in parts)})\n"
+        scope: dict[str, typing.Any] = {"_plain": _plain}
+        exec(compile(src, f"<journal row {tag}>", "exec"), scope)  # noqa: S102 - field names of a dataclass
+        self.fast_row = scope["row"]
 
-    def row(self, obj) -> list:
-        if self.get is None:
-            vals = [getattr(obj, f) for f in self.fields]
+    def row(self, obj) -> tuple:
+        """The positional row of ``obj`` as the binary encoding holds it: tag first, enums as their
+        values, Decimals as str. Built by one generated expression; an object whose values are not
+        of their declared types (a plain str for an enum) takes the generic path."""
+        try:
+            return self.fast_row(obj)
+        except AttributeError:
+            return (self.tag, *[_plain(getattr(obj, f)) for f in self.fields])
+
+    def build(self, row, seq: int | None, json_row: bool = False):
+        decoders = self.json_decoders if json_row else self.decoders
+        if decoders:
+            vals = list(row[1:])
+            for i, conv in decoders:
+                v = vals[i]
+                if v is not None:
+                    vals[i] = conv[v] if type(conv) is dict else conv(v)
         else:
-            vals = list(self.get(obj))
-        for i in self.encoders:
-            if vals[i] is not None:
-                vals[i] = str(vals[i])
-        return [self.tag, *vals]
-
-    def build(self, row: list, seq: int | None):
-        vals = row[1:]
-        for i, conv in self.decoders:
-            v = vals[i]
-            if v is not None:
-                vals[i] = conv[v] if type(conv) is dict else conv(v)
+            vals = row[1:]
         if self.has_seq:
             return self.cls(seq, *vals)
         return self.cls(*vals)
@@ -200,36 +265,56 @@ class Codec:
             kind = self.register(obj, tag)
         return kind
 
-    def encode_row(self, x) -> str:
-        """One command or event as its JSON row; JournalEncodeError (naming the field) if it cannot
-        be. Rows are encoded one by one as the core runs and joined by :meth:`pack` at commit."""
+    def encode_row(self, x) -> bytes:
+        """One command or event as its binary row; JournalEncodeError (naming the field) if it
+        cannot be. Rows are encoded one by one as the core runs and joined by :meth:`pack` at
+        commit (an integer of more than _MAX_DIGITS digits is refused, as the JSON rows did)."""
         kind = self._by_cls.get(type(x))
         try:
             if kind is None:
                 kind = self._kind(type(x))
-            return _dumps_row(kind.row(x))
+            row = kind.row(x)
+            try:
+                out = _dumps(row, _MARSHAL_VERSION)
+            except ValueError:  # a value of a subclass (an enum where a str or int is declared)
+                row = _plain(row)
+                out = _dumps(row, _MARSHAL_VERSION)
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise JournalEncodeError(_describe(x, kind.fields if kind else (), exc)) from exc
+        if len(out) > _BIG_ROW and _has_too_big(row):
+            raise JournalEncodeError(_describe(x, kind.fields, ValueError("integer too large")))
+        return out
 
     @staticmethod
-    def pack(rows: Sequence[str]) -> bytes:
+    def pack(rows: Sequence[bytes]) -> bytes:
         """Encoded rows -> the stored blob (the same bytes :meth:`encode` gives for the items)."""
-        return zlib.compress(("[" + ",".join(rows) + "]").encode(), COMPRESS_LEVEL)
+        return zlib.compress(BINARY_MAGIC + _LIST + _COUNT(len(rows)) + b"".join(rows), COMPRESS_LEVEL)
 
     def encode(self, items: Iterable) -> bytes:
         return self.pack([self.encode_row(x) for x in items])
 
     def decode(self, blob: bytes, first_seq: int | None = None) -> list:
-        rows = json.loads(zlib.decompress(blob))
+        """A stored blob -> its commands or events (binary rows, or the JSON rows of older venues)."""
+        data = zlib.decompress(blob)
+        if data[:2] == BINARY_MAGIC:
+            rows, json_rows = marshal.loads(memoryview(data)[2:]), False
+        elif data[:1] == b"[":
+            rows, json_rows = json.loads(data), True
+        else:
+            raise JournalError(f"journal blob in an unknown encoding (starts {data[:4]!r})")
         out = []
         by_tag = self._by_tag
         seq = first_seq
         for row in rows:
             kind = by_tag.get(row[0]) or self._kind_by_tag(row[0])
-            out.append(kind.build(row, seq))
+            out.append(kind.build(row, seq, json_rows))
             if seq is not None:
                 seq += 1
         return out
+
+
+_dumps = marshal.dumps
+_COUNT = struct.Struct("<i").pack
 
 
 CODEC = Codec()
@@ -296,7 +381,7 @@ class Journal:
         cmd_to, seq_to = await self.write_rows(conn, [encode(c) for c in commands], [encode(e) for e in events])
         self.committed(cmd_to, seq_to)
 
-    async def write_rows(self, conn: AsyncConnection, commands: Sequence[str], events: Sequence[str]) -> tuple[int, int]:
+    async def write_rows(self, conn: AsyncConnection, commands: Sequence[bytes], events: Sequence[bytes]) -> tuple[int, int]:
         """Insert one batch of already encoded rows (``Codec.encode_row``; the events are the next
         ones after the journal's seq, in order) into the caller's transaction, WITHOUT moving the
         counters; returns ``(cmd_to, seq_to)`` for :meth:`committed`, to call once the transaction
