@@ -17,7 +17,6 @@ journal writes, in an in-process venue over real TCP.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -28,13 +27,13 @@ from sqlalchemy import event, select
 from fix.message import Message, encode
 from tests.fixclient import FixClient, now_fix
 from tests.venue_proc import VenueProcess, free_port
+from tools.wiring import Server
 from venue import audit, config, operator
 from venue.core import commands as cmd
 from venue.core import events as ev
 from venue.core.types import Side
 from venue.db import make_engine, sqlite_url
 from venue.journal import Codec, _Kind
-from venue.server import Venue
 
 PX = "57000"
 
@@ -209,17 +208,17 @@ def venue_config(data_dir: Path) -> dict:
     return config.load(overrides={"venue": {"data_dir": str(data_dir)}, "fix": {"port": free_port()}})
 
 
-async def holdings(v: Venue) -> dict:
-    return {acc: v.stage.balances(acc) for acc in ("DEMO1-ACC", "DEMO2-ACC")}
+async def holdings(v: Server) -> dict:
+    return {acc: v.venue.stage.balances(acc) for acc in ("DEMO1-ACC", "DEMO2-ACC")}
 
 
 def test_commands_that_cannot_be_recorded_are_refused_alone_within_their_batch(tmp_path):
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         port = await v.start()
-        v.journal.codec = refusing_codec()
+        v.venue.journal.codec = refusing_codec()
         try:
             buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")
             seller = await asyncio.to_thread(signed_client, data_dir, port, "DEMO2")
@@ -234,7 +233,7 @@ def test_commands_that_cannot_be_recorded_are_refused_alone_within_their_batch(t
                                                       ("POISON-EV-1", "8"), ("GOOD-2", "0")]
             assert got[0][58].startswith("refused: NewOrder cannot be recorded"), got[0][58]
             assert got[2][58].startswith("refused: OrderAccepted cannot be recorded"), got[2][58]
-            assert v.core.order_by_cl_ord_id("DEMO1-ACC", "POISON-EV-1") is None, "the core was rewound"
+            assert v.venue.core.order_by_cl_ord_id("DEMO1-ACC", "POISON-EV-1") is None, "the core was rewound"
 
             # the seller crosses: had the refused 57100 bid stayed in the book it would fill first
             await asyncio.to_thread(seller.send, "D", nos("SELL-1", "2", "0.3", PX, tif="3"))
@@ -249,11 +248,11 @@ def test_commands_that_cannot_be_recorded_are_refused_alone_within_their_batch(t
         finally:
             await v.stop()
         # a restart recovers exactly the state the running venue had: the refused are nowhere
-        again = Venue(venue_config(data_dir))
+        again = Server(venue_config(data_dir))
         await again.start()
         try:
             assert await holdings(again) == before
-            assert again.core.order_by_cl_ord_id("DEMO1-ACC", "POISON-EV-1") is None
+            assert again.venue.core.order_by_cl_ord_id("DEMO1-ACC", "POISON-EV-1") is None
         finally:
             await again.stop()
         commands, events = await journal_of(data_dir)
@@ -278,7 +277,7 @@ def test_a_commit_the_database_fails_is_retried_whole_sending_nothing_before_and
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         port = await v.start()
         failures: list[float] = []
         fail = {"left": 0}
@@ -318,7 +317,7 @@ def test_a_commit_the_database_fails_is_retried_whole_sending_nothing_before_and
         _, events = await journal_of(data_dir)
         filled = [e.cl_ord_id for e in events if isinstance(e, ev.OrderFilled)]
         assert sorted(filled) == ["HELD-B", "HELD-S", "LATER-B", "LATER-S"]
-        again = Venue(venue_config(data_dir))  # recovery checks the journal is contiguous
+        again = Server(venue_config(data_dir))  # recovery checks the journal is contiguous
         await again.start()
         await again.stop()
 
@@ -330,7 +329,7 @@ def test_the_operator_answer_is_not_lost_when_its_commit_fails(tmp_path):
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         await v.start()
         fail = {"left": 2}
 
@@ -345,7 +344,7 @@ def test_the_operator_answer_is_not_lost_when_its_commit_fails(tmp_path):
                                                               "amount": "5"}, "ops")
             assert (await operator.wait(v.engine, rid, 10))["events"] == ["LedgerEntry"]
             assert fail["left"] == 0
-            assert v.stage.balances("DEMO1-ACC")["USDT"][0] == (10_000_000 + 5) * 10 ** 6
+            assert v.venue.stage.balances("DEMO1-ACC")["USDT"][0] == (10_000_000 + 5) * 10 ** 6
         finally:
             await v.stop()
         deposits = [c for c in (await journal_of(data_dir))[0] if isinstance(c, cmd.Deposit) and c.ref == f"operator:{rid}"]
@@ -361,17 +360,17 @@ def test_a_journal_row_names_the_field_it_cannot_store():
                         qty=10 ** 5000 - 1)
     with pytest.raises(JournalEncodeError, match=r"NewOrder\.qty is an integer of about 5000 digits"):
         CODEC.encode_row(huge)
-    assert json.loads(CODEC.encode_row(cmd.Tick(ts=5))) == ["Tick", 5]
+    assert CODEC.decode(CODEC.pack([CODEC.encode_row(cmd.Tick(ts=5))])) == [cmd.Tick(ts=5)]
 
 
 def test_an_audit_entry_that_cannot_be_stored_as_given_is_stored_with_a_note_and_the_batch_commits(tmp_path):
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         await v.start()
         try:
-            v.audit("test.unrecordable", actor="A\x00B", subject="S" * 500, details={"n": 10 ** 5000})
+            v.venue.audit("test.unrecordable", actor="A\x00B", subject="S" * 500, details={"n": 10 ** 5000})
             rid = await operator.submit(v.engine, "deposit", {"account": "DEMO1-ACC", "asset": "USDT",
                                                               "amount": "5"}, "ops")
             assert (await operator.wait(v.engine, rid, 10))["events"] == ["LedgerEntry"]
@@ -399,7 +398,7 @@ def test_a_command_that_breaks_the_core_midway_is_refused_and_its_half_done_effe
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         port = await v.start()
         try:
             buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")
@@ -418,7 +417,7 @@ def test_a_command_that_breaks_the_core_midway_is_refused_and_its_half_done_effe
             seller.close()
         finally:
             await v.stop()
-        again = Venue(venue_config(data_dir))
+        again = Server(venue_config(data_dir))
         await again.start()
         try:
             assert await holdings(again) == before
@@ -435,7 +434,7 @@ def test_a_session_whose_rows_the_database_refuses_is_cut_off_alone_and_the_othe
     data_dir = tmp_path / "data"
 
     async def main() -> None:
-        v = Venue(venue_config(data_dir))
+        v = Server(venue_config(data_dir))
         port = await v.start()
         try:
             buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")
@@ -456,7 +455,7 @@ def test_a_session_whose_rows_the_database_refuses_is_cut_off_alone_and_the_othe
             seller.close()
         finally:
             await v.stop()
-        again = Venue(venue_config(data_dir))
+        again = Server(venue_config(data_dir))
         await again.start()
         try:
             assert await holdings(again) == before, "what was acknowledged is all in the journal"

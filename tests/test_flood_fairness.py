@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from fix.message import Message, encode
 from tests.fixclient import FixClient, now_fix
+from tools.wiring import Server
 from venue import config as vconfig
 from venue.access import signing
-from venue.server import Venue
 
 BURST = 100  # the demo sessions' throttle: 50 messages/s, burst 100
 
@@ -39,7 +39,7 @@ class CountingVenue:
         cfg = vconfig.load(None, env={}, overrides={"venue": {"data_dir": str(data_dir)},
                                                     "fix": {"host": "127.0.0.1", "port": 0}})
         self.data_dir = data_dir
-        self.venue = Venue(cfg)
+        self.venue = Server(cfg)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.timeline: list[tuple[str, str]] = []  # ("batch", "") | ("msg", SenderCompID)

@@ -221,7 +221,7 @@ def test_slow_session_is_conflated_then_disconnected_without_affecting_others() 
 def test_every_message_sent_validates_against_the_venue_dictionary() -> None:
     from fix.codec import parse_frame
     from fix.dictionary import DataDictionary
-    from venue.server import dictionary_paths
+    from tools.wiring import dictionary_paths
 
     dd = DataDictionary.load(*dictionary_paths())  # the venue's dialect (FIX44.xml + venue-fix44.xml)
     app = _app()

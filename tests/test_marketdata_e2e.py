@@ -20,8 +20,8 @@ from tests.fixclient import FixClient, now_fix
 from tests.venue_proc import VenueProcess
 from tools.bench_marketdata import LoadGenerator, MarketDataHarness, _instrument
 from tools.cli import main as venue_cli
+from tools.wiring import dictionary_paths
 from venue.core.types import Side
-from venue.server import dictionary_paths
 
 SYMBOL = "BTC-USDT"
 

@@ -25,9 +25,9 @@ from fix.message import Message
 from tests.fixclient import FixClient
 from tests.venue_proc import VenueProcess
 from tools.cli import main as venue_cli
+from tools.wiring import dictionary_paths
 from venue import operator
 from venue.db import make_engine, sqlite_url
-from venue.server import dictionary_paths
 
 TRANSCRIPT: list[str] = []
 

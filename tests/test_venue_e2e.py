@@ -15,7 +15,7 @@ import pytest
 from fix.dictionary import DataDictionary
 from fix.message import Message
 from tests.venue_proc import VenueProcess
-from venue.server import dictionary_paths
+from tools.wiring import dictionary_paths
 
 
 @pytest.fixture(scope="module")

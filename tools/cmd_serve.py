@@ -41,7 +41,7 @@ def setup_logging(cfg: dict) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file over the defaults.")
 def serve(data_dir, host, port, config_file) -> None:
     """Run the venue until SIGINT/SIGTERM."""
-    from venue.server import serve as run
+    from tools.wiring import serve as run
 
     cfg = _load(config_file, data_dir=data_dir, host=host, port=port)
     setup_logging(cfg)

@@ -1,15 +1,16 @@
-"""The wiring: database, registry, core, journal, FIX acceptor and session applications.
+"""The venue: database, registry, core, journal, custody; the batch, operator requests, timers.
 
-This is the one module of ``venue/`` that imports ``fix/`` (and, to build them, the session
-applications of ``sessions/``). One batch = everything one loop turn delivered:
+It knows nothing of FIX or of the session applications: the composition root (``tools/wiring.py``)
+builds them around it and hands it their consumers (``venue.outlets.Outlets``). One batch =
+everything one loop turn delivered:
 
 1. the FIX sessions hand application messages to the session applications, which turn them into
    venue commands (:meth:`Venue.submit`);
-2. ``before_flush``: the core runs the batch's commands; the events become FIX messages queued on
-   the sessions (execution reports, drop copies, market data);
+2. ``run_core``: the core runs the batch's commands; the events go to the outlets (execution
+   reports, drop copies, market data), which queue FIX messages on the sessions;
 3. one transaction: the FIX store writes the outbound messages and sequence numbers, the journal
-   writes the commands and events, the audit log its entries;
-4. only then are the bytes written to the sockets and the MQTT feed told.
+   writes the commands and events, the audit log its entries (``write_batch``);
+4. only then are the bytes written to the sockets and the MQTT feed told (``after_commit``).
 
 A failed commit never wedges the batch loop. What one command carries is checked before it can
 reach the commit: each command is encoded for the journal before the core sees it, and its events
@@ -22,12 +23,9 @@ and commits it again, first, with the next batch (see ``_WriteSet``).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
-import signal
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,17 +34,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from fix.acceptor import Acceptor
-from fix.application import Application
-from fix.dictionary import DataDictionary
-from fix.log import log_factory
-from fix.message import Message
-from fix.session import Session, SessionConfig
-from sessions.drop_copy import DropCopyApp
-from sessions.errors import EdgeError
-from sessions.market_data import MarketDataApp
-from sessions.order_entry import OrderEntryApp, SessionRights
-from sessions.order_entry_codec import InstrumentView, cancel_reject, rejected_report
 from venue import audit, operator, refdata, registry
 from venue.access.gate import AccessGate, GateConfig
 from venue.config import database_url
@@ -66,17 +53,13 @@ from venue.custody.workflow import Custody
 from venue.db import make_engine
 from venue.demo import seed_demo
 from venue.journal import Journal, JournalEncodeError
-from venue.marketdata import Units, plain
+from venue.marketdata import MarketData, Units, plain
 from venue.mqtt_feed import MqttFeed
+from venue.outlets import Outlets
 
 log = logging.getLogger("venue")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEMO_DEPOSITS = {"BTC": "100", "ETH": "1000", "USDT": "10000000"}
-
-
-def dictionary_paths() -> list[Path]:
-    return [CONFIG_DIR / "FIX44.xml", CONFIG_DIR / "venue-fix44.xml"]
 
 
 @dataclass(slots=True)
@@ -114,25 +97,25 @@ class _WriteSet:
 
 
 class Venue:
-    """One venue process: build with a configuration, ``await start()``, ``await stop()``."""
+    """One venue: build with a configuration, ``await open()``, hand it its consumers
+    (``attach``), ``await started(port)``, and ``await stop()``. The composition root
+    (``tools/wiring.py``) builds the sessions and the FIX engine around it."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self.data_dir = Path(cfg["venue"]["data_dir"])
         self.comp_id = cfg["venue"]["comp_id"]
-        self.precision = int(cfg["fix"]["timestamp_precision"])
         self.engine = None
         self.core: Core | None = None
         self.journal: Journal | None = None
-        self.acceptor: Acceptor | None = None
-        self.port: int | None = None
-        self.views: dict[str, InstrumentView] = {}
+        self.outlets: Outlets | None = None
+        self.units: dict[str, Units] = {}
+        self.market = MarketData()  # the public books: FIX market data and the MQTT feed share them
         self.records: dict[str, registry.SessionRecord] = {}
         self._pending: list[tuple[Any, Callable[[list[Any]], None] | None]] = []
         self._ws = _WriteSet()  # this batch's rows, filling up
         self._writing: _WriteSet | None = None  # written in the transaction now committing
         self._failed: _WriteSet | None = None  # its commit failed: written again with the next
-        self._refusal_ids = 0
         self._in_flight: set[int] = set()
         self._logging_out: set[str] = set()
         self._in_core = False
@@ -144,7 +127,8 @@ class Venue:
 
     # ------------------------------------------------------------------ start / stop
 
-    async def start(self) -> int:
+    async def open(self) -> None:
+        """Database, journal and recovery, registry, access gate, custody, the public books."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = database_url(self.cfg)
         self.engine = make_engine(url)
@@ -162,7 +146,7 @@ class Venue:
         self.stage = RiskLedgerStage({}, Assets(), FeeSchedule())
         self.core = await Journal.recover(self.engine, instruments, self.stage)
         for inst in self.core.instruments():
-            self.views[inst.symbol] = InstrumentView(inst.symbol, inst.tick_size, inst.lot_size)
+            self.units[inst.symbol] = Units(inst.tick_size, inst.lot_size)
         first_start = self.journal.cmd_count == 0
         await self._run_and_journal(await self._risk_sync_commands())
         if demo and first_start:
@@ -183,43 +167,32 @@ class Venue:
         await self.custody.setup()
         await self._reconcile_custody_holds()
 
-        self.dictionary = DataDictionary.load(*dictionary_paths())
-        self.order_entry = OrderEntryApp(core=self.core, submit=self.submit, instrument=self.views.get,
-                                         rights=self._rights, sessions=self._session_of, precision=self.precision,
-                                         copy=lambda account, mt, fields: self.drop_copy.copy(account, mt, fields))
-        self.drop_copy = DropCopyApp(self._accounts_of, self.views.get, precision=self.precision,
-                                     commissions=self.order_entry.commissions, wall=time.time)
-        self.market_data = MarketDataApp(self._units, wall=time.time, backlog=lambda session: self.acceptor.write_backlog(session),
-                                         disconnect=lambda s, reason: self.acceptor.logout(s, reason))
         for inst in self.core.instruments():
             # RptSeq never goes backwards across a restart: each book continues from the journal's
             # event sequence (a client sees a jump, takes a new snapshot, and carries on)
-            self.market_data.seed(inst.symbol, [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
-                                  [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)],
-                                  inst.status, seq=self.journal.seq)
+            book = self.market.book(inst.symbol)
+            book.load([(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.BUY)],
+                      [(p, q) for p, q, _ in self.core.book_levels(inst.symbol, Side.SELL)], self.journal.seq)
+            book.status = inst.status
         # the MQTT feed shares the FIX market-data books: both carry literally the same RptSeq
-        self.feed = MqttFeed.from_config(self.cfg["mqtt"], self._units, self.market_data.market)
+        self.feed = MqttFeed.from_config(self.cfg["mqtt"], self.units.get, self.market)
         if self.feed is not None:
             self.feed.start()
 
-        app = _Router(self)
-        fixlog = self.data_dir / self.cfg["fix"]["log_dir"]
-        self.acceptor = Acceptor(self._lookup, app, self.engine, dictionary=self.dictionary,
-                                 log_factory=log_factory(fixlog))
-        await self.acceptor.store.create_tables()
-        await self._ensure_drop_copy_sessions()
-        ctx = self._ssl_context()
-        self.port = await self.acceptor.start(self.cfg["fix"]["host"], int(self.cfg["fix"]["port"]),
-                                              ssl_context=ctx, create_tables=False)
+    def attach(self, outlets: Outlets) -> None:
+        """The consumers of the venue's results, built by the composition root."""
+        self.outlets = outlets
+
+    async def started(self, port: int) -> None:
+        """The sessions are being served on ``port``: start the venue's timers."""
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         log.info("venue listening on %s:%d (database %s, journal at command %d, event %d)",
-                 self.cfg["fix"]["host"], self.port, self.engine.dialect.name, self.journal.cmd_count, self.journal.seq)
+                 self.cfg["fix"]["host"], port, self.engine.dialect.name, self.journal.cmd_count, self.journal.seq)
         await self.audit_log.append("venue.started", actor="venue", subject=self.comp_id,
-                                    details={"port": self.port, "database": self.engine.dialect.name})
-        return self.port
+                                    details={"port": port, "database": self.engine.dialect.name})
 
-    async def stop(self) -> None:
-        """Finish the batch in hand, commit, Logout to connected sessions, close."""
+    async def stop_timers(self) -> None:
+        """Stop the venue's own tasks (first, so that nothing new is submitted while stopping)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -229,9 +202,12 @@ class Venue:
                 continue
             except Exception:
                 log.exception("background task failed while stopping")
-        if self.acceptor is not None:
-            await self.acceptor.flush()
-            await self.acceptor.stop()
+        self._tasks = []
+
+    async def stop(self) -> None:
+        """Close: the MQTT feed, the audit log's checkpoint, the database (the sessions are stopped
+        first, by whoever built them, with their last batch committed)."""
+        await self.stop_timers()
         if self.feed is not None:
             await self.feed.stop()
         if self.engine is not None:
@@ -240,14 +216,6 @@ class Venue:
                 await self.audit_log.checkpoint()
             finally:
                 await self.engine.dispose()
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        cert, key = self.cfg["fix"]["tls_cert"], self.cfg["fix"]["tls_key"]
-        if not cert:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key or None)
-        return ctx
 
     # ------------------------------------------------------------------ set-up helpers
 
@@ -294,49 +262,8 @@ class Venue:
             if d.get("seq") and d.get("sending_time"):
                 self.gate.remember_logon(d.get("key_id"), "A", sender, self.comp_id, d["seq"], d["sending_time"])
 
-    async def _ensure_drop_copy_sessions(self) -> None:
-        """Drop-copy sessions exist before their broker logs on: copies are stored for them
-        (and resent on request) from the moment the registry has them."""
-        for rec in self.records.values():
-            if rec.kind == "drop_copy" and rec.enabled:
-                await self.acceptor.ensure_session("FIX.4.4", rec.target_comp_id, rec.sender_comp_id)
-
     async def _load_sessions(self) -> None:
         self.records = {r.sender_comp_id: r for r in await registry.load_sessions(self.engine)}
-
-    def _lookup(self, begin: str, ours: str, theirs: str) -> SessionConfig | None:
-        rec = self.records.get(theirs)
-        if begin != "FIX.4.4" or rec is None or rec.target_comp_id != ours or not rec.enabled:
-            return None
-        f = self.cfg["fix"]
-        return SessionConfig(
-            sender_comp_id=ours, target_comp_id=theirs,
-            min_heart_bt_int=max(int(f["heartbeat_min"]), rec.heartbeat_min),
-            max_heart_bt_int=min(int(f["heartbeat_max"]), rec.heartbeat_max),
-            timestamp_precision=self.precision, max_latency=float(f["max_latency"]),
-            logout_timeout=float(f["logout_timeout"]), extra={"kind": rec.kind},
-            persist_messages=rec.kind != "market_data",  # market data is never resent: gap fill
-        )
-
-    def _rights(self, sid: str) -> SessionRights | None:
-        rec = self.records.get(sid)
-        if rec is None or rec.kind != "order_entry":
-            return None
-        return SessionRights(tuple(rec.accounts), rec.throttle_rate, rec.throttle_burst, rec.cancel_on_disconnect,
-                             rec.spare_gtc)
-
-    def _accounts_of(self, session: Session) -> tuple[str, ...]:
-        rec = self.records.get(session.config.target_comp_id)
-        return tuple(rec.accounts) if rec else ()
-
-    def _session_of(self, sid: str) -> Session | None:
-        return self.acceptor.find_session(sid, self.comp_id) if self.acceptor else None
-
-    def _units(self, symbol: str) -> Units | None:
-        return self.views.get(symbol)
-
-    def kind_of(self, session: Session) -> str:
-        return session.config.extra.get("kind", "order_entry")
 
     # ------------------------------------------------------------------ the batch
 
@@ -349,14 +276,14 @@ class Venue:
             done([])
             return
         self._pending.append((command, done))
-        if self.acceptor is not None:
-            self.acceptor.schedule_flush()
+        if self.outlets is not None:
+            self.outlets.wake()
 
     def audit(self, kind: str, **kwargs: Any) -> None:
         """Queue an audit entry (made storable now); it is written in the batch's transaction."""
         self._ws.audit.append(audit.recordable(kind, kwargs))
-        if self.acceptor is not None:
-            self.acceptor.schedule_flush()
+        if self.outlets is not None:
+            self.outlets.wake()
 
     async def run_core(self) -> None:
         """The core's turn: every queued command in arrival order, each one's reports sent to its
@@ -370,7 +297,7 @@ class Venue:
             return
         events: list[Any] = []
         ws, encode = self._ws, self.journal.codec.encode_row
-        deliver, copy = self.order_entry.deliver, self.drop_copy.on_core_events
+        deliver = self.outlets.deliver
         self._in_core = True
         try:
             for command, done in pending:
@@ -399,13 +326,12 @@ class Venue:
                 ws.event_rows.extend(rows)
                 events.extend(out)
                 deliver(out)
-                copy(out)
                 if done is not None:
                     done(out)
         finally:
             self._in_core = False
         if events:
-            self._published.extend(self.market_data.on_core_events(events))
+            self._published.extend(self.outlets.publish(events))
 
     async def _rewind(self) -> None:
         """Rebuild the core (and the stage, in place: custody holds a reference to its ledger) as it
@@ -417,7 +343,8 @@ class Venue:
         core = await Journal.recover(self.engine, instruments, RiskLedgerStage({}, Assets(), FeeSchedule()))
         for command in (self._failed.commands if self._failed is not None else []) + self._ws.commands:
             core.process(command)
-        self.core = self.order_entry.core = Core.from_snapshot(core.snapshot(), self.stage)
+        self.core = Core.from_snapshot(core.snapshot(), self.stage)
+        self.outlets.core_replaced(self.core)
         log.warning("core rebuilt from the journal + %d uncommitted command(s) in %.3f s",
                     len(self._ws.commands) + (len(self._failed.commands) if self._failed else 0),
                     time.monotonic() - started)
@@ -434,22 +361,8 @@ class Venue:
                                                 "reason": reason})
         if done is not None:
             done([CommandRefused(name, reason)])
-            return
-        session = self._session_of(sid) if sid and self.acceptor is not None else None
-        if session is None:
-            return
-        text = f"refused: {reason}"
-        if isinstance(command, cmd.NewOrder):
-            self._refusal_ids += 1
-            fields = rejected_report(f"X{self.order_entry._id_prefix}-{self._refusal_ids}", time.time_ns(),
-                                     command.cl_ord_id, command.account, command.instrument, command.side.value,
-                                     EdgeError.BAD_VALUE, text, 99, self.precision)
-            session.send_app([(35, "8"), *fields], time.time())
-            self.drop_copy.copy(command.account, "8", fields)
-        elif isinstance(command, cmd.CancelOrder | cmd.ReplaceOrder):
-            fields = cancel_reject(command.cl_ord_id, command.orig_cl_ord_id, command.order_id,
-                                   isinstance(command, cmd.ReplaceOrder), EdgeError.BAD_VALUE, text, 99, command.account)
-            session.send_app([(35, "9"), *fields], time.time())
+        elif sid:
+            self.outlets.refuse(command, reason)
 
     def has_pending_write(self) -> bool:
         return bool(self._ws) or self._failed is not None
@@ -531,8 +444,8 @@ class Venue:
         subject = req.payload.get("account") or req.payload.get("instrument") or ""
         entry = {"actor": req.operator, "subject": str(subject), "source": "cli", "details": details}
         self._ws.answers.append((req, ok, operator.encode_result(result), entry))
-        if self.acceptor is not None:
-            self.acceptor.schedule_flush()
+        if self.outlets is not None:
+            self.outlets.wake()
 
     def _operator_request(self, req: operator.Request) -> None:
         p, now = req.payload, time.time_ns()
@@ -617,9 +530,8 @@ class Venue:
 
     def _enforce_registry(self, now: int) -> None:
         """Log out sessions whose KYC lapsed (cancelling their orders) or that were disabled."""
-        for session in list(self.acceptor.sessions.values()):
-            sid = session.config.target_comp_id
-            if not session.is_logged_on:
+        for sid, logged_on in list(self.outlets.logged_on()):
+            if not logged_on:
                 self._logging_out.discard(sid)
                 continue
             if sid in self._logging_out:
@@ -636,7 +548,7 @@ class Venue:
             log.warning("logging %s out: %s", sid, reason)
             self.audit(kind, actor="venue", subject=sid, details={"reason": reason})
             self._logging_out.add(sid)
-            self.acceptor.logout(session, "Logout")
+            self.outlets.log_out(sid, "Logout")
 
     async def _housekeeping(self) -> None:
         """Once a second: GTD expiry, registry reload, KYC re-check, market-data slow consumers."""
@@ -653,12 +565,12 @@ class Venue:
                     self.submit(cmd.Tick(ts=now))
                 await self.gate.reload(self.engine)
                 await self._load_sessions()
-                await self._ensure_drop_copy_sessions()
+                await self.outlets.sessions_changed(self.records)
                 for command in await self._risk_sync_commands():
                     self.submit(command)
                 self._enforce_registry(now)
-                self.market_data.on_timer()
-                self.acceptor.schedule_flush()
+                self.outlets.on_timer()
+                self.outlets.wake()
                 await self._custody_turn(now)
             except asyncio.CancelledError:
                 raise
@@ -671,133 +583,3 @@ def _wallet_passphrase(tier: str) -> str:
     if not value:
         raise RuntimeError(f"VENUE_CUSTODY_{tier.upper()}_PASSPHRASE is not set: cannot sign from the {tier} wallet")
     return value
-
-
-def _peer_ip(peer: Any) -> str:
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "")
-
-
-class _Router(Application):
-    """The acceptor's one application: access checks here, then each session kind's own app."""
-
-    def __init__(self, venue: Venue) -> None:
-        self.v = venue
-
-    def _app(self, session: Session) -> Application:
-        kind = self.v.kind_of(session)
-        if kind == "drop_copy":
-            return self.v.drop_copy
-        if kind == "market_data":
-            return self.v.market_data
-        return self.v.order_entry
-
-    def on_create(self, session: Session) -> None:
-        self._app(session).on_create(session)
-
-    def accept_connection(self, peer_addr: Any) -> bool:
-        ip = _peer_ip(peer_addr)
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if self.v.gate.allows_address(ip):
-            return True
-        log.warning("connection from %s refused: no session allows this address", ip)
-        self.v.audit("connection.refused", actor=ip, subject="", source=ip,
-                     details={"reason": "address not in any session's allow-list"})
-        return False
-
-    def on_logon_request(self, session: Session, logon: Message, peer_addr: Any) -> str | None:
-        ip = _peer_ip(peer_addr)
-        fields = {t: v.decode("latin-1") for t, v in logon.fields}
-        sender = session.config.target_comp_id
-        # SendingTime is judged against when the Logon's bytes arrived, not when its turn came
-        received = int(session.received_at * 1e9) if session.received_at else None
-        decision = self.v.gate.check_logon(sender, session.config.sender_comp_id, fields, ip, time.time_ns(),
-                                           received)
-        kind = "logon.accepted" if decision.ok else "logon.refused"
-        details = {**decision.audit_details(), "seq": fields.get(34, ""), "sending_time": fields.get(52, "")}
-        self.v.audit(kind, actor=sender, subject=sender, source=ip, details=details)
-        if decision.ok:
-            return None
-        log.warning("logon of %s from %s refused: %s", sender, ip, decision.reason)
-        return decision.reason
-
-    # what the FIX engine says when it refuses a Logon itself (fix/acceptor.py, fix/session.py) -> audit code
-    _ENGINE_REFUSALS = (
-        ("Unknown session", ""),  # no such session: the gate says why (unknown, disabled, wrong target)
-        ("already logged on", "duplicate_logon"),
-        ("already in progress", "duplicate_logon"),
-        ("SendingTime accuracy", "sending_time_out_of_range"),
-        ("CompID problem", "wrong_comp_id"),
-        ("MsgSeqNum too low", "seq_too_low"),
-        ("HeartBtInt", "heartbeat_out_of_range"),
-        ("Incorrect BeginString", "wrong_begin_string"),
-        ("not a Logon", "not_a_logon"),
-    )
-
-    def on_logon_refused(self, peer_addr: Any, begin: str, sender: str, target: str, reason: str) -> None:
-        """Every Logon the engine refuses before asking us is audited too (``logon.refused``, with
-        the gate's code and reason where the registry explains it, else the engine's reason)."""
-        ip = _peer_ip(peer_addr)
-        code = next((c for text, c in self._ENGINE_REFUSALS if text in reason), "invalid_logon")
-        if code:
-            details: dict[str, Any] = {"result": "refused", "code": code, "reason": reason}
-        else:
-            decision = self.v.gate.refuse_unbound(begin, sender, target)
-            details = {**decision.audit_details(), "engine": reason}
-        details.update(begin_string=begin, target=target)
-        log.warning("logon of %s from %s refused: %s", sender or "?", ip, details["reason"])
-        self.v.audit("logon.refused", actor=sender, subject=sender, source=ip, details=details)
-
-    def on_logon(self, session: Session) -> None:
-        self._app(session).on_logon(session)
-
-    def on_logout(self, session: Session, reason: str) -> None:
-        self.v.audit("session.logout", actor=session.config.target_comp_id, subject=session.config.target_comp_id,
-                     details={"reason": reason})
-        self._app(session).on_logout(session, reason)
-
-    def from_app(self, session: Session, msg: Message) -> None:
-        self._app(session).from_app(session, msg)
-
-    async def before_flush(self) -> None:
-        await self.v.run_core()
-
-    def has_pending_write(self) -> bool:
-        return self.v.has_pending_write()
-
-    async def write_batch(self, conn) -> None:
-        await self.v.write_batch(conn)
-
-    def write_failed(self, exc: Exception) -> None:
-        self.v.write_failed(exc)
-
-    async def after_flush(self) -> None:
-        self.v.after_commit()
-
-
-async def serve(cfg: dict[str, Any], ready: Callable[[Venue], None] | None = None) -> None:
-    """Run until SIGINT or SIGTERM."""
-    from venue import lock as writer_lock
-
-    # one writer per database: raises VenueLocked (naming the holder's pid) if a venue runs on it
-    held = await writer_lock.acquire(database_url(cfg), "venue serve")
-    try:
-        venue = Venue(cfg)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await venue.start()
-        if ready is not None:
-            ready(venue)
-        try:
-            await stop.wait()
-        finally:
-            log.info("stopping")
-            await venue.stop()
-    finally:
-        await held.release()
