@@ -256,3 +256,48 @@ def test_concurrent_appends_keep_one_unbroken_chain(backend, tmp_path):
     with database(backend, tmp_path) as url:
         problems, n = asyncio.run(main(url))
     assert (problems, n) == ([], 20)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_of_entries_is_one_insert_chained_and_checkpointed_as_appends_one_by_one(backend, tmp_path):
+    """``append_many`` (the venue's batch): one INSERT statement for all the entries, and the very
+    seqs, hashes and checkpoints that appending them one by one gives."""
+    from sqlalchemy import event
+
+    key = signing.generate_key()
+    batch = [("test.event", {"actor": "op", "subject": f"S{i}", "source": None if i % 2 else "127.0.0.1",
+                             "details": {"i": i}, "time_ns": 1_000 + i}) for i in range(1, 8)]
+
+    async def main(url, many):
+        engine = engine_for(url)
+        try:
+            await audit.create_schema(engine)
+            audit.AuditLog(engine, key, checkpoint_every=3, checkpoint_interval_s=3600)
+            await audit.append(engine, "test.first", time_ns=999)
+            inserts = []
+            event.listen(engine.sync_engine, "before_cursor_execute",
+                         lambda conn, cur, stmt, params, ctx, executemany: inserts.append(stmt)
+                         if stmt.lstrip().upper().startswith("INSERT INTO AUDIT_LOG") else None)
+            async with engine.begin() as conn:
+                if many:
+                    await audit.append_many(conn, batch)
+                else:
+                    for kind, kw in batch:
+                        await audit.append(conn, kind, **kw)
+            rows = [(e.seq, e.time_ns, e.kind, e.source, e.details, e.prev_hash, e.hash)
+                    for e in await audit.entries(engine)]
+            cps = [(c.seq, c.entry_hash) for c in await audit.checkpoints(engine)]
+            return rows, cps, len(inserts), await audit.verify(engine, key.public_key())
+        finally:
+            await engine.dispose()
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    with database(backend, tmp_path / "one") as url:
+        one_by_one = asyncio.run(main(url, False))
+    with database(backend, tmp_path / "many") as url:
+        batched = asyncio.run(main(url, True))
+    assert batched[3] == [] and one_by_one[3] == []
+    assert batched[0] == one_by_one[0] and [r[0] for r in batched[0]] == list(range(1, 9))
+    assert batched[1] == one_by_one[1] and [seq for seq, _ in batched[1]] == [1, 3, 6]  # 1: none before it
+    assert (one_by_one[2], batched[2]) == (7, 1), "one INSERT for the batch"
