@@ -384,12 +384,11 @@ class Venue:
                 except JournalEncodeError as exc:  # the journal alone still recovers the core
                     log.error("snapshot skipped: %s", exc)
                     self._events_since_snapshot = 0
-        for kind, kwargs in ws.audit:
-            await audit.append(conn, kind, **kwargs)
+        entries = list(ws.audit)
         for req, ok, result, details in ws.answers:
             await operator.answer(conn, req.id, ok, result)
-            kind, entry = audit.recordable(f"operator.{req.kind}", details)
-            await audit.append(conn, kind, **entry)
+            entries.append(audit.recordable(f"operator.{req.kind}", details))
+        await audit.append_many(conn, entries)  # one INSERT for the batch's entries
 
     def _committed(self, ws: _WriteSet) -> None:
         if ws.journaled is not None:
