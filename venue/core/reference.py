@@ -103,9 +103,6 @@ class PyRow:
     def __setitem__(self, i: int, v: Any) -> None:
         setattr(self, FIELDS[i], v)
 
-    def copy(self) -> PyRow:
-        return PyRow(*self[:])
-
 
 class _Market:
     """Per-instrument state: the book, the waiting stops (price -> rows in arrival order), the last
