@@ -181,7 +181,7 @@ class _Kind:
             part = f"o.{name}"
             if typing.get_origin(hint) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(hint)):
                 self.json_decoders.append((i, _deep_tuple))  # JSON gives lists back
-                part = f"_plain(o.{name})"
+                part = f"o.{name}"  # plain tuples as they are (an enum inside: the generic path)
             else:
                 members = [a for a in typing.get_args(hint) if isinstance(a, type)] or [hint]
                 for m in members:
