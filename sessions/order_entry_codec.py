@@ -105,15 +105,39 @@ def _units(value: Decimal, unit: Decimal) -> tuple[int, bool]:
     return (n, not r) if n <= MAX_UNITS else (MAX_UNITS + 1, False)
 
 
+_MEMO = 4096  # formatted values an InstrumentView keeps per kind (forgotten all at once beyond)
+
+
 class InstrumentView(Units):
     """What the edge needs of an instrument: the market-data formatting (``px``, ``qty``) plus
     exact Decimal -> integer conversions that refuse off-grid values with a venue error code."""
 
-    __slots__ = ("symbol",)
+    __slots__ = ("symbol", "_px", "_qty", "_avg")
 
     def __init__(self, symbol: str, tick: Decimal, lot: Decimal) -> None:
         super().__init__(tick, lot)
         self.symbol = symbol
+        # formatted values remembered: a book trades at few prices and sizes, and every report
+        # formats four to six of them (Decimal arithmetic and formatting, ~1 us each)
+        self._px: dict[int, str] = {}
+        self._qty: dict[int, str] = {}
+        self._avg: dict[tuple[int, int], str] = {}
+
+    def px(self, ticks: int) -> str:
+        text = self._px.get(ticks)
+        if text is None:
+            if len(self._px) >= _MEMO:
+                self._px.clear()
+            text = self._px[ticks] = plain(ticks * self.tick)
+        return text
+
+    def qty(self, lots: int) -> str:
+        text = self._qty.get(lots)
+        if text is None:
+            if len(self._qty) >= _MEMO:
+                self._qty.clear()
+            text = self._qty[lots] = plain(lots * self.lot)
+        return text
 
     def ticks(self, price: Decimal, tag: int = 44) -> int:
         n, exact = _units(price, self.tick)
@@ -136,7 +160,14 @@ class InstrumentView(Units):
     def avg_px(self, cum_notional: int, cum_qty: int) -> str:
         if cum_qty == 0:
             return "0"
-        return plain((Decimal(cum_notional) * self.tick / cum_qty).quantize(self.tick / 10**6).normalize())
+        key = (cum_notional, cum_qty)
+        text = self._avg.get(key)
+        if text is None:
+            if len(self._avg) >= _MEMO:
+                self._avg.clear()
+            text = self._avg[key] = plain(
+                (Decimal(cum_notional) * self.tick / cum_qty).quantize(self.tick / 10**6).normalize())
+        return text
 
 
 

@@ -69,6 +69,7 @@ snapshot_table = Table(
 )
 
 COMPRESS_LEVEL = 1
+_INSERT_BATCH = journal_table.insert()
 
 
 class JournalError(RuntimeError):
@@ -389,10 +390,10 @@ class Journal:
         (with later ones appended) can be written again."""
         cmd_from, seq_from = self.cmd_count, self.seq + 1
         cmd_to, seq_to = cmd_from + len(commands), self.seq + len(events)
-        await conn.execute(journal_table.insert().values(
-            cmd_from=cmd_from, cmd_to=cmd_to, seq_from=seq_from, seq_to=seq_to,
-            commands=self.codec.pack(commands), events=self.codec.pack(events),
-        ))
+        await conn.execute(_INSERT_BATCH, {  # one statement, built once (its compiled form cached)
+            "cmd_from": cmd_from, "cmd_to": cmd_to, "seq_from": seq_from, "seq_to": seq_to,
+            "commands": self.codec.pack(commands), "events": self.codec.pack(events),
+        })
         return cmd_to, seq_to
 
     def committed(self, cmd_to: int, seq_to: int) -> None:
