@@ -335,7 +335,7 @@ def test_the_operator_answer_is_not_lost_when_its_commit_fails(tmp_path):
 
         @event.listens_for(v.engine.sync_engine, "before_cursor_execute")
         def flaky(conn, cursor, statement, params, context, executemany):
-            if statement.startswith("UPDATE operator_requests") and fail["left"] > 0:
+            if statement.startswith("UPDATE mailbox") and fail["left"] > 0:
                 fail["left"] -= 1
                 raise sqlite3.OperationalError("database is locked (injected)")
 

@@ -1,7 +1,7 @@
 """The composition root: the venue, the session applications and the FIX acceptor, put together.
 
 ``venue/`` knows neither the FIX engine nor the session applications; this module, where the
-process starts (``venue serve``), builds them around a :class:`venue.server.Venue` and hands the
+process starts (``venue serve``), builds them around a :class:`venue.venue.Venue` and hands the
 venue their consumers through :class:`Outlets` (the shape ``venue.outlets`` asks for). The
 acceptor's one application is :class:`Router`: access checks, then each session kind's own app.
 """
@@ -32,7 +32,7 @@ from sessions.order_entry_codec import InstrumentView, cancel_reject, rejected_r
 from venue import registry
 from venue.config import database_url
 from venue.core import commands as cmd
-from venue.server import Venue
+from venue.venue import Venue
 
 log = logging.getLogger("venue")
 
@@ -297,20 +297,21 @@ class Router(Application):
     def from_app(self, session: Session, msg: Message) -> None:
         self._app(session).from_app(session, msg)
 
+    # the venue's pipeline rides in the acceptor's flush (see docs/architecture.md, "Not yet")
     async def before_flush(self) -> None:
-        await self.v.run_core()
+        await self.v.pipeline.run_core()
 
     def has_pending_write(self) -> bool:
-        return self.v.has_pending_write()
+        return self.v.pipeline.has_pending_write()
 
     async def write_batch(self, conn) -> None:
-        await self.v.write_batch(conn)
+        await self.v.pipeline.write_batch(conn)
 
     def write_failed(self, exc: Exception) -> None:
-        self.v.write_failed(exc)
+        self.v.pipeline.write_failed(exc)
 
     async def after_flush(self) -> None:
-        self.v.after_commit()
+        self.v.pipeline.after_commit()
 
 
 async def serve(cfg: dict[str, Any], ready: Callable[[Server], None] | None = None) -> None:

@@ -1,6 +1,7 @@
-"""The custody inbox: how tools hand signed instructions to a running venue.
+"""The custody inbox: how tools hand signed instructions to a running venue (letters to
+``custody`` in the venue's one mailbox, ``venue/mailbox.py``).
 
-A tool (the ``venue`` CLI) writes a row (a signed withdrawal request, a signed operator decision, a
+A tool (the ``venue`` CLI) posts a letter (a signed withdrawal request, a signed operator decision, a
 signed whitelist addition, a top-up or sweep proposal); the venue's ``Custody.process`` drains the
 inbox through the same methods as everything else and writes the answer back; the tool waits for it.
 The signatures travel as they are: the venue verifies them, not the tool.
@@ -8,16 +9,13 @@ The signatures travel as they are: the venue verifies them, not the tool.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from venue.custody import store
+from venue import mailbox
 from venue.custody.requests import (
     AddressAddition,
     Approval,
@@ -60,25 +58,21 @@ def decode_request(d: dict[str, Any]) -> SignedRequest:
 async def submit(engine: AsyncEngine, kind: str, payload: dict[str, Any], actor: str) -> int:
     if kind not in KINDS:
         raise InboxError(f"unknown instruction kind {kind!r}")
-    async with engine.begin() as conn:
-        res = await conn.execute(insert(store.inbox).values(created_at=time.time_ns(), kind=kind, actor=actor,
-                                                            payload=json.dumps(payload), state="pending"))
-        return int(res.inserted_primary_key[0])
+    return await mailbox.post(engine, "custody", kind, payload, actor)
 
 
 async def wait(engine: AsyncEngine, item: int, timeout: float = 15.0) -> dict[str, Any]:
     """The venue's answer; InboxError with its reason on refusal, or when it does not answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with engine.connect() as conn:
-            row = (await conn.execute(select(store.inbox.c.state, store.inbox.c.result)
-                                      .where(store.inbox.c.id == item))).first()
-        if row is not None and row.state != "pending":
-            result = json.loads(row.result or "{}")
-            if row.state == "failed":
-                rid = result.get("request_id")
-                raise InboxError(result.get("error", "refused") + (f" (request {rid})" if rid else ""))
-            return result
-        if time.monotonic() > deadline:
-            raise InboxError("the venue did not answer: is custody running in it (Custody.process)?")
-        await asyncio.sleep(0.05)
+    try:
+        got = await mailbox.wait(engine, item, timeout)
+    except mailbox.NoAnswer:
+        raise InboxError("the venue did not answer: is custody running in it (Custody.process)?") from None
+    if not got.ok:
+        rid = got.result.get("request_id")
+        raise InboxError(got.result.get("error", "refused") + (f" (request {rid})" if rid else ""))
+    return got.result
+
+
+async def pending(db: AsyncEngine | AsyncConnection) -> list[mailbox.Letter]:
+    """The custody instructions not answered yet, oldest first."""
+    return await mailbox.pending(db, "custody")

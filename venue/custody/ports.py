@@ -172,7 +172,7 @@ async def venue_running(engine: AsyncEngine) -> bool:
 
 
 def venue_submit(submit: Callable[[Any, Callable[[list[Any]], None]], None]) -> Submit:
-    """Adapt a running venue's ``submit(command, done)`` (venue.server.Venue.submit) to the
+    """Adapt a running venue's ``submit(command, done)`` (venue.pipeline.Pipeline.submit) to the
     ``CoreLedger`` submit: an awaitable of the command's events."""
     import asyncio
 

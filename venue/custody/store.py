@@ -151,17 +151,6 @@ sealed_keys = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
-inbox = Table(
-    "custody_inbox", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("created_at", BigInteger, nullable=False),
-    Column("kind", String(16), nullable=False),  # request | decision | address | topup | sweep
-    Column("actor", String(64), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("state", String(8), nullable=False, default="pending"),  # pending | done | failed
-    Column("result", Text),
-)
-
 # ---- the simulated chain's own state -----------------------------------------------------------
 
 chain_meta = Table(
@@ -195,9 +184,13 @@ chain_txs = Table(
 
 
 async def create_all(engine: AsyncEngine) -> None:
+    """Custody's tables, and the venue's mailbox its instructions arrive in."""
+    from venue import mailbox
+
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await conn.run_sync(_add_missing_columns)
+        await mailbox.create_schema(conn)
 
 
 def _add_missing_columns(sync_conn) -> None:

@@ -146,7 +146,7 @@ class Custody:
             await self._recover_settling()
 
     async def _recover_settling(self) -> None:
-        """Before the venue reconciles holds with requests (venue/server.py: a hold no request holds
+        """Before the venue reconciles holds with requests (venue/custody/scheduler.py: a hold no request holds
         is released, a request's missing hold is taken again): a hold still open is "held" again
         (process() settles it), a hold the recovered ledger no longer has was settled before the stop."""
         r = store.requests
@@ -598,19 +598,19 @@ class Custody:
 
     async def drain_inbox(self, now: int) -> int:
         """Carry out the instructions tools left in the inbox; write each answer back. Returns how many."""
-        ib = store.inbox
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(ib).where(ib.c.state == "pending").order_by(ib.c.id))).all()
+        from venue import mailbox
+        from venue.custody import inbox
+
+        rows = await inbox.pending(self.engine)
         for row in rows:
             try:
-                result, state = await self._instruction(row.kind, json.loads(row.payload), row.actor, now), "done"
+                result, ok = await self._instruction(row.kind, row.payload, row.actor, now), True
             except Refused as exc:
-                result, state = {"error": exc.reason, "request_id": exc.request_id}, "failed"
+                result, ok = {"error": exc.reason, "request_id": exc.request_id}, False
             except (ValueError, KeyError, TypeError, RequestFormatError, PolicyError) as exc:
-                result, state = {"error": f"bad instruction: {exc}"}, "failed"
+                result, ok = {"error": f"bad instruction: {exc}"}, False
             async with self.engine.begin() as conn:
-                await conn.execute(update(ib).where(ib.c.id == row.id, ib.c.state == "pending").values(
-                    state=state, result=json.dumps(result)))
+                await mailbox.answer(conn, row.id, ok, result)
         return len(rows)
 
     async def _instruction(self, kind: str, p: dict[str, Any], actor: str, now: int) -> dict[str, Any]:
