@@ -70,7 +70,7 @@ async def core_statuses(engine: AsyncEngine) -> dict[str, TradingStatus]:
         result = await conn.stream(select(journal_table.c.seq_from, journal_table.c.events)
                                    .where(journal_table.c.cmd_from >= start).order_by(journal_table.c.cmd_from))
         async for seq_from, blob in result:
-            if b'"TradingStatusChanged"' not in zlib.decompress(blob):
+            if b"TradingStatusChanged" not in zlib.decompress(blob):  # the tag, in JSON and binary rows
                 continue  # most batches: no status change, no decoding
             for e in CODEC.decode(blob, seq_from):
                 if isinstance(e, TradingStatusChanged):
