@@ -3,7 +3,11 @@
 Each socket read is handed to its session at once (``data_received``); the flusher then runs once
 per loop turn for everything that arrived: ``await app.before_flush()``, one DB transaction
 (``store.flush(conn)`` + ``await app.write_batch(conn)``), and only after the commit one
-``transport.write`` per socket. A connection must start with a valid Logon for a known session that
+``transport.write`` per socket. Driven by an owner instead (:meth:`Acceptor.driven_by`: the
+venue's pipeline), the acceptor has no flusher of its own: it is one producer (its sessions hand
+the application their input when the owner's turn begins, :meth:`begin_batch`) and one writer
+(:meth:`stage_batch`, :meth:`write_staged` in the owner's transaction, then
+:meth:`staged_committed` writes the bytes, or :meth:`staged_failed` keeps them for the retry). A connection must start with a valid Logon for a known session that
 is not already connected, otherwise it is closed without a reply; connect-and-close probes are
 harmless.
 """
@@ -177,6 +181,8 @@ class Acceptor:
         self._unsent: list[tuple[str, _Connection | None, Any]] = []  # a batch whose commit failed
         self._failures = 0  # failed commits in a row
         self.batches = 0
+        self._driver: Any = None  # an owner running the batches (driven_by), else our own flusher
+        self._staged: list[tuple[str, _Connection | None, Any]] = []  # the owner's turn: our output
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,8 +200,9 @@ class Acceptor:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
         self._servers.append(server)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop())
+        if self._ticker is None:
+            if self._driver is None:
+                self._flusher = asyncio.create_task(self._flush_loop())
             self._ticker = asyncio.create_task(self._tick_loop())
         return server.sockets[0].getsockname()[1]
 
@@ -287,8 +294,49 @@ class Acceptor:
         return await self._get_session(begin, ours, theirs)
 
     async def flush(self) -> None:
-        """Run one flush now (normally the background flusher does this)."""
+        """Run one flush now (normally the background flusher, or the owner, does this)."""
+        if self._driver is not None:
+            await self._driver.flush()
+            return
         await self._flush_once()
+
+    def driven_by(self, driver: Any) -> None:
+        """Let an owner run the batches (before :meth:`start`): ``driver.wake()`` when the acceptor
+        has work (input, output, timers), ``await driver.flush()`` to run one batch now. The owner's
+        turn calls :meth:`begin_batch`, then :meth:`stage_batch`, :meth:`write_staged` inside its
+        transaction and :meth:`staged_committed` or :meth:`staged_failed`."""
+        self._driver = driver
+
+    async def begin_batch(self) -> None:
+        """Start of the owner's turn: held input slices handed to their sessions, resends done."""
+        if self._held:
+            await asyncio.sleep(0)  # what the other sockets sent joins the held slices' batch
+        self._next_slices()
+        for session in list(self._dirty):
+            while session.resend_wanted is not None:
+                begin, end = session.resend_wanted
+                rows = await self.store.fetch(session.key, begin, end)
+                session.complete_resend(rows, self.clock())
+
+    def stage_batch(self) -> bool:
+        """Take every session's output of this turn (after a failed turn's, first) into the message
+        store's staging; True if there is any to write."""
+        self._staged = keyed = self._take_output()
+        return bool(keyed)
+
+    async def write_staged(self, conn: AsyncConnection) -> None:
+        """The staged output's rows and sequence numbers, in the owner's transaction."""
+        await self.store.flush(conn)
+
+    async def staged_failed(self, exc: Exception) -> None:
+        """The owner's transaction failed: nothing was sent; keep the output for its retry."""
+        await self._commit_failed(self._staged, exc)
+        self._staged = []
+
+    def staged_committed(self) -> None:
+        """The owner's transaction committed: now the bytes."""
+        keyed, self._staged = self._staged, []
+        self._committed([(c, out) for _, c, out in keyed])
 
     # ------------------------------------------------------------------ internals
 
@@ -298,6 +346,9 @@ class Acceptor:
         task.add_done_callback(self._tasks.discard)
 
     def _wake(self) -> None:
+        if self._driver is not None:
+            self._driver.wake()
+            return
         self._event.set()
 
     async def _get_session(self, begin: str, ours: str, theirs: str) -> Session | None:
@@ -505,7 +556,7 @@ class Acceptor:
 
     def _on_dirty(self, session: Session) -> None:
         self._dirty.add(session)
-        self._event.set()
+        self._wake()
 
     async def _flush_locked(self) -> None:
         for session in list(self._dirty):
@@ -514,6 +565,37 @@ class Acceptor:
                 rows = await self.store.fetch(session.key, begin, end)
                 session.complete_resend(rows, self.clock())
         await self.application.before_flush()
+        keyed = self._take_output()
+        batch = [(c, out) for _, c, out in keyed]
+        if not batch and not self.application.has_pending_write():
+            return
+        conn = self._conn
+        try:
+            if conn is None or conn.closed:
+                conn = self._conn = await self.engine.connect()
+            if self._journals:
+                async with conn.begin():
+                    await self.store.flush(conn)
+                    await self.application.write_batch(conn)
+            else:
+                await self.store.commit_alone(conn)
+        except Exception as exc:
+            self.application.write_failed(exc)
+            try:
+                if conn is not None:
+                    await conn.close()
+            except Exception:
+                log.debug("closing the failed connection", exc_info=True)
+            finally:
+                self._conn = None
+            await self._commit_failed(keyed, exc)
+            return
+        self._committed(batch)
+        await self.application.after_flush()
+
+    def _take_output(self) -> list[tuple[str, _Connection | None, Any]]:
+        """Every session's output of this batch, staged in the message store (a failed batch's
+        first, whole): ``(session key, its connection, its output)``."""
         store = self.store
         bound = self._bound
         unsent, self._unsent = self._unsent, []
@@ -526,46 +608,31 @@ class Acceptor:
                 out = session.take_outbound()
                 store.stage(session.key, out)
                 keyed.append((session.key, bound.get(session.key), out))
-        batch = [(c, out) for _, c, out in keyed]
-        if not batch and not self.application.has_pending_write():
-            return
-        conn = self._conn
-        try:
-            if conn is None or conn.closed:
-                conn = self._conn = await self.engine.connect()
-            if self._journals:
-                async with conn.begin():
-                    await store.flush(conn)
-                    await self.application.write_batch(conn)
-            else:
-                await store.commit_alone(conn)
-        except Exception as exc:
-            # Nothing of this batch was committed, so nothing of it is sent. Keep it whole (store
-            # rows, seqnums, bytes; the application keeps its rows) and commit it again, first,
-            # with the next batch, on a fresh connection: a transient failure only delays the
-            # batch, no session is disconnected and every seqnum stays as the clients will see it.
-            # (What one message carries cannot fail here: the application refuses that message
-            # when it is handled, before the commit. If the same batch keeps failing, _isolate
-            # looks for one session whose own rows the database refuses.)
-            self._unsent = keyed
-            store.discard()
-            self._failures += 1
-            if self._failures == 1:
-                log.exception("Batch commit failed; %d session output(s) held back, retrying", len(batch))
-            elif self._failures & (self._failures - 1) == 0:  # 2, 4, 8, ...: a lasting outage logs little
-                log.warning("Batch commit failed again (%d in a row): %r", self._failures, exc)
-            self.application.write_failed(exc)
-            try:
-                if conn is not None:
-                    await conn.close()
-            except Exception:
-                log.debug("closing the failed connection", exc_info=True)
-            finally:
-                self._conn = None
-            if self._failures % ISOLATE_AFTER == 0 and self._journals and len(keyed) > 0:
-                await self._isolate()
+        return keyed
+
+    async def _commit_failed(self, keyed: list[tuple[str, _Connection | None, Any]], exc: Exception) -> None:
+        """Nothing of this batch was committed, so nothing of it is sent. Keep it whole (store
+        rows, seqnums, bytes; the application keeps its rows) and commit it again, first, with the
+        next batch, on a fresh connection: a transient failure only delays the batch, no session
+        is disconnected and every seqnum stays as the clients will see it. (What one message
+        carries cannot fail here: the application refuses that message when it is handled, before
+        the commit. If the same batch keeps failing, _isolate looks for one session whose own rows
+        the database refuses.)"""
+        self._unsent = keyed
+        self.store.discard()
+        self._failures += 1
+        if self._failures == 1:
+            log.exception("Batch commit failed; %d session output(s) held back, retrying", len(keyed),
+                          exc_info=exc)
+        elif self._failures & (self._failures - 1) == 0:  # 2, 4, 8, ...: a lasting outage logs little
+            log.warning("Batch commit failed again (%d in a row): %r", self._failures, exc)
+        if self._failures % ISOLATE_AFTER == 0 and self._journals and len(keyed) > 0:
+            await self._isolate()
+        if self._driver is None:  # an owner retries on its own schedule
             asyncio.get_running_loop().call_later(min(0.05 * 2 ** min(self._failures, 5), 1.0), self._wake)
-            return
+
+    def _committed(self, batch: list[tuple[_Connection | None, Any]]) -> None:
+        """The batch committed: write its bytes, one ``transport.write`` per socket."""
         if self._failures:
             log.warning("Batch commit succeeded after %d failed attempt(s)", self._failures)
             self._failures = 0
@@ -585,7 +652,6 @@ class Acceptor:
             if out.close:
                 conn.close(out.close)
         self._flush_logs()
-        await self.application.after_flush()
 
     def _flush_logs(self) -> None:
         """Write the batch's log lines; close the logs of sessions no longer connected (a log

@@ -2,7 +2,7 @@
 
 The real venue runs in this process (its event loop in a thread) so that its work can be counted:
 every dictionary validation, every message a session handles (its message log), and every batch
-(``before_flush``). Clients are real FIX initiators over TCP on 127.0.0.1.
+(the pipeline's ``run_core``). Clients are real FIX initiators over TCP on 127.0.0.1.
 
 - A throttled message is answered without being validated, and once the flood's Logout is decided
   what the flooder still sends is dropped unanswered (nothing stored for it), while its MsgSeqNums
@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from fix.message import Message, encode
-from tests.fixclient import FixClient, now_fix
+from tests.fix_client import FixClient, now_fix
 from tools.wiring import Server
 from venue import config as vconfig
 from venue.access import signing
@@ -49,7 +49,7 @@ class CountingVenue:
         self.thread.start()
         self.port = self.call(self.venue.start())
         v = self.venue
-        validate, before_flush, make_log = v.dictionary.validate, v.acceptor.application.before_flush, v.acceptor.log_factory
+        validate, run_core, make_log = v.dictionary.validate, v.venue.pipeline.run_core, v.acceptor.log_factory
         timeline = self.timeline
 
         def counting_validate(msg, *a, **kw):
@@ -71,14 +71,14 @@ class CountingVenue:
             def __getattr__(self, name: str):
                 return getattr(self.log, name)
 
-        async def marking_before_flush():
+        async def marking_run_core():
             timeline.append(("batch", ""))
-            await before_flush()
+            await run_core()
 
         # sessions are created at their first logon, after this: they pick these up
         v.dictionary.validate = counting_validate
         v.acceptor.log_factory = RecordingLog
-        v.acceptor.application.before_flush = marking_before_flush
+        v.venue.pipeline.run_core = marking_run_core
         return self
 
     def call(self, coro, timeout: float = 60.0):

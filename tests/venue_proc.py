@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from tests.fixclient import FixClient
+from tests.fix_client import FixClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ class VenueProcess:
         def pump() -> None:
             for line in self.proc.stdout:
                 self.output.append(line)
-                if re.search(r"venue listening on", line):
+                if re.search(r"venue (listening on|running without FIX)", line):
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()

@@ -39,7 +39,10 @@ def setup_logging(cfg: dict) -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="FIX port (default 9876).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML file over the defaults.")
-def serve(data_dir, host, port, config_file) -> None:
+@click.option("--no-fix", is_flag=True,
+              help="Open no FIX port: the venue still carries out operator requests, custody and its timers "
+                   "(GTD expiry, KYC), e.g. during maintenance.")
+def serve(data_dir, host, port, config_file, no_fix) -> None:
     """Run the venue until SIGINT/SIGTERM."""
     from tools.wiring import serve as run
 
@@ -47,13 +50,13 @@ def serve(data_dir, host, port, config_file) -> None:
     setup_logging(cfg)
 
     def ready(v) -> None:
-        click.echo(f"venue listening on {cfg['fix']['host']}:{v.port} "
-                   f"(data in {Path(cfg['venue']['data_dir']).resolve()}, database {v.engine.dialect.name})",
-                   err=False)
+        where = "running without FIX" if no_fix else f"listening on {cfg['fix']['host']}:{v.port}"
+        click.echo(f"venue {where} (data in {Path(cfg['venue']['data_dir']).resolve()}, "
+                   f"database {v.engine.dialect.name})", err=False)
         sys.stdout.flush()
 
     try:
-        asyncio.run(run(cfg, ready))
+        asyncio.run(run(cfg, ready, fix=not no_fix))
     except VenueLocked as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     except OSError as exc:

@@ -46,10 +46,13 @@ def dictionary_paths() -> list[Path]:
 
 class Server:
     """One venue process: the venue, its session applications and the acceptor serving them.
-    Build with a configuration, ``await start()`` (returns the FIX port), ``await stop()``."""
+    Build with a configuration, ``await start()`` (returns the FIX port), ``await stop()``.
+    ``fix=False``: no acceptor (no FIX port); the venue still runs operator requests, custody and
+    its timers through its own pipeline."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], *, fix: bool = True) -> None:
         self.cfg = cfg
+        self.fix = fix
         self.venue = Venue(cfg)
         self.comp_id = cfg["venue"]["comp_id"]
         self.precision = int(cfg["fix"]["timestamp_precision"])
@@ -76,10 +79,16 @@ class Server:
         self.market_data = MarketDataApp(v.units.get, v.market, wall=time.time,
                                          backlog=lambda session: self.acceptor.write_backlog(session),
                                          disconnect=lambda s, reason: self.acceptor.logout(s, reason))
+        if not self.fix:
+            v.attach(Outlets(self))
+            await v.started(None)
+            return 0
         fixlog = v.data_dir / self.cfg["fix"]["log_dir"]
         self.acceptor = Acceptor(self._lookup, Router(self), v.engine, dictionary=self.dictionary,
                                  log_factory=log_factory(fixlog))
-        v.attach(Outlets(self))
+        # the venue's pipeline runs the batches; the acceptor is one producer and one writer in them
+        self.acceptor.driven_by(v.pipeline)
+        v.attach(Outlets(self), writers=[self.acceptor])
         await self.acceptor.store.create_tables()
         await self.ensure_drop_copy_sessions(v.records)
         self.port = await self.acceptor.start(self.cfg["fix"]["host"], int(self.cfg["fix"]["port"]),
@@ -188,9 +197,11 @@ class Outlets:
         self.s.order_entry.core = core
 
     def wake(self) -> None:
-        self.s.acceptor.schedule_flush()
+        self.s.venue.pipeline.wake()
 
     def logged_on(self) -> Iterable[tuple[str, bool]]:
+        if self.s.acceptor is None:
+            return []
         return [(session.config.target_comp_id, session.is_logged_on)
                 for session in list(self.s.acceptor.sessions.values())]
 
@@ -203,7 +214,8 @@ class Outlets:
         self.s.market_data.on_timer()
 
     async def sessions_changed(self, records: dict[str, registry.SessionRecord]) -> None:
-        await self.s.ensure_drop_copy_sessions(records)
+        if self.s.acceptor is not None:
+            await self.s.ensure_drop_copy_sessions(records)
 
 
 def _peer_ip(peer: Any) -> str:
@@ -297,31 +309,23 @@ class Router(Application):
     def from_app(self, session: Session, msg: Message) -> None:
         self._app(session).from_app(session, msg)
 
-    # the venue's pipeline rides in the acceptor's flush (see docs/architecture.md, "Not yet")
-    async def before_flush(self) -> None:
-        await self.v.pipeline.run_core()
-
-    def has_pending_write(self) -> bool:
-        return self.v.pipeline.has_pending_write()
-
+    # The venue's pipeline drives the batches (Acceptor.driven_by): the acceptor only calls these
+    # when it probes which session's rows the database refuses (its rows, then the venue's).
     async def write_batch(self, conn) -> None:
         await self.v.pipeline.write_batch(conn)
 
     def write_failed(self, exc: Exception) -> None:
         self.v.pipeline.write_failed(exc)
 
-    async def after_flush(self) -> None:
-        self.v.pipeline.after_commit()
 
-
-async def serve(cfg: dict[str, Any], ready: Callable[[Server], None] | None = None) -> None:
-    """Run until SIGINT or SIGTERM."""
+async def serve(cfg: dict[str, Any], ready: Callable[[Server], None] | None = None, *, fix: bool = True) -> None:
+    """Run until SIGINT or SIGTERM (``fix`` False: without the FIX acceptor)."""
     from venue import lock as writer_lock
 
     # one writer per database: raises VenueLocked (naming the holder's pid) if a venue runs on it
     held = await writer_lock.acquire(database_url(cfg), "venue serve")
     try:
-        server = Server(cfg)
+        server = Server(cfg, fix=fix)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from venue import registry
 
 
@@ -43,3 +45,24 @@ class Outlets(Protocol):
 
     async def sessions_changed(self, records: dict[str, registry.SessionRecord]) -> None:
         """The registry's sessions as now loaded (create the stores of drop-copy sessions)."""
+
+
+class Writer(Protocol):
+    """A producer and writer in the pipeline's turn (the FIX acceptor: ``fix.acceptor.Acceptor``
+    driven by the pipeline). It wakes the pipeline when it has work; the pipeline's turn calls
+    these in order, its transaction around ``write_staged``."""
+
+    async def begin_batch(self) -> None:
+        """The turn begins: hand this turn's input to the producers (commands get submitted)."""
+
+    def stage_batch(self) -> bool:
+        """The core has run: take this turn's output; True if there is any to write."""
+
+    async def write_staged(self, conn: AsyncConnection) -> None:
+        """Write it in the turn's transaction."""
+
+    async def staged_failed(self, exc: Exception) -> None:
+        """The transaction failed: nothing was sent; keep the output for the retry."""
+
+    def staged_committed(self) -> None:
+        """The transaction committed: send."""

@@ -1,15 +1,19 @@
 """The pipeline (the sequencer): commands in arrival order through the core, results to their
 consumers, one transaction for everything the batch produced, and only then the bytes.
 
-One batch = everything one loop turn delivered:
+The pipeline owns the batch loop (:meth:`Pipeline.run`); one turn = everything that arrived since
+the last one:
 
-1. producers queue commands (:meth:`Pipeline.submit`): the session applications, operator
-   requests, custody, the venue's timers;
-2. :meth:`Pipeline.run_core`: the core runs them; each command's events go to the outlets (execution
-   reports, drop copies), the batch's to market data;
-3. one transaction (:meth:`Pipeline.write_batch`, inside the FIX store's): the journal's commands
-   and events, audit entries, the answers to mailbox letters;
-4. :meth:`Pipeline.after_commit`: the journal's counters move, the MQTT feed is told.
+1. producers queue commands (:meth:`Pipeline.submit`, which wakes the loop): operator requests,
+   custody, the venue's timers, and the writers' sessions, whose input is handed over when the
+   turn begins (``Writer.begin_batch``: the FIX acceptor is one producer among them);
+2. :meth:`Pipeline.run_core`: the core runs the queue; each command's events go to the outlets
+   (execution reports, drop copies), the batch's to market data;
+3. one transaction for everything the turn produced: each writer's rows (the FIX message store:
+   outbound messages, sequence numbers) and the pipeline's (:meth:`Pipeline.write_batch`: the
+   journal's commands and events, audit entries, the answers to mailbox letters);
+4. only after the commit: each writer sends its bytes, the journal's counters move, the MQTT feed
+   is told (:meth:`Pipeline.after_commit`).
 
 A failed commit never wedges the pipeline. What one command carries is checked before it can reach
 the commit: each command is encoded for the journal before the core sees it, and its events right
@@ -21,6 +25,7 @@ commits it again, first, with the next batch (see ``_WriteSet``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +39,7 @@ from venue.core.fees import FeeSchedule
 from venue.core.stage import RiskLedgerStage
 from venue.journal import Journal, JournalEncodeError
 from venue.mqtt_feed import MqttFeed
-from venue.outlets import Outlets
+from venue.outlets import Outlets, Writer
 
 log = logging.getLogger("venue")
 
@@ -104,10 +109,93 @@ class Pipeline:
         self._in_core = False
         self._published: list[Any] = []
         self._events_since_snapshot = 0
+        self.writers: list[Writer] = []  # who writes in the turn's transaction and sends after it
+        self.turns = 0  # committed turns
+        self._event = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._conn: Any = None  # the loop's own connection, kept open
+        self._failures = 0  # failed commits in a row
 
-    def _wake(self) -> None:
-        if self.outlets is not None:
-            self.outlets.wake()
+    def wake(self) -> None:
+        """Something to run or write: a turn soon."""
+        self._event.set()
+
+    _wake = wake
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        """The batch loop: one turn per wake-up, until cancelled."""
+        event = self._event
+        while True:
+            await event.wait()
+            event.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pipeline turn failed")
+                await asyncio.sleep(0.1)
+                event.set()
+
+    async def flush(self) -> None:
+        """Run one turn now (the loop does this when woken)."""
+        async with self._lock:
+            await self._turn()
+
+    async def _turn(self) -> None:
+        writers = self.writers
+        for w in writers:
+            await w.begin_batch()
+        await self.run_core()
+        staged = [w.stage_batch() for w in writers]
+        if not any(staged) and not self.has_pending_write():
+            return
+        conn = self._conn
+        try:
+            if conn is None or conn.closed:
+                conn = self._conn = await self.engine.connect()
+            async with conn.begin():
+                for w in writers:
+                    await w.write_staged(conn)
+                await self.write_batch(conn)
+        except Exception as exc:
+            self.write_failed(exc)
+            self._conn = None
+            try:
+                await conn.close()
+            except Exception:
+                log.debug("closing the failed connection", exc_info=True)
+            for w in writers:
+                await w.staged_failed(exc)  # (may probe which session's rows the database refuses)
+            self._failures += 1
+            if not writers:
+                log.warning("commit failed (%d in a row): %r", self._failures, exc)
+            asyncio.get_running_loop().call_later(min(0.05 * 2 ** min(self._failures, 5), 1.0), self.wake)
+            return
+        self._failures = 0
+        self.turns += 1
+        for w in writers:
+            w.staged_committed()
+        self.after_commit()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        """Stop the loop between turns (never inside one), then close its connection."""
+        task, self._task = getattr(self, "_task", None), None
+        if task is not None:
+            async with self._lock:
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     # ------------------------------------------------------------------ producers
 
@@ -243,12 +331,11 @@ class Pipeline:
                 except JournalEncodeError as exc:  # the journal alone still recovers the core
                     log.error("snapshot skipped: %s", exc)
                     self._events_since_snapshot = 0
-        for kind, kwargs in ws.audit:
-            await audit.append(conn, kind, **kwargs)
+        entries = list(ws.audit)
         for r in ws.replies:
             await mailbox.answer(conn, r.letter, r.ok, r.result)
-            kind, entry = r.audit
-            await audit.append(conn, kind, **entry)
+            entries.append(r.audit)
+        await audit.append_many(conn, entries)  # the batch's entries in one INSERT, in this order
 
     def _committed(self, ws: _WriteSet) -> None:
         if ws.journaled is not None:

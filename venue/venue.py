@@ -38,7 +38,7 @@ from venue.journal import Journal
 from venue.marketdata import MarketData, Units
 from venue.mqtt_feed import MqttFeed
 from venue.operator_requests import OperatorRequests
-from venue.outlets import Outlets
+from venue.outlets import Outlets, Writer
 from venue.pipeline import Pipeline
 
 log = logging.getLogger("venue")
@@ -127,15 +127,19 @@ class Venue:
         if self.feed is not None:
             self.feed.start()
 
-    def attach(self, outlets: Outlets) -> None:
-        """The consumers of the venue's results, built by the composition root."""
+    def attach(self, outlets: Outlets, writers: list[Writer] = ()) -> None:
+        """The consumers of the venue's results and the writers in its transaction (the FIX
+        acceptor), built by the composition root; the pipeline's loop starts."""
         self.pipeline.outlets = outlets
+        self.pipeline.writers = list(writers)
+        self.pipeline.start()
 
-    async def started(self, port: int) -> None:
-        """The sessions are being served on ``port``: start the venue's timers."""
+    async def started(self, port: int | None) -> None:
+        """The sessions are being served on ``port`` (None: no FIX): start the venue's timers."""
         self._tasks.append(asyncio.create_task(self.housekeeping.run()))
-        log.info("venue listening on %s:%d (database %s, journal at command %d, event %d)",
-                 self.cfg["fix"]["host"], port, self.engine.dialect.name, self.journal.cmd_count, self.journal.seq)
+        where = f"listening on {self.cfg['fix']['host']}:{port}" if port is not None else "running without FIX"
+        log.info("venue %s (database %s, journal at command %d, event %d)",
+                 where, self.engine.dialect.name, self.journal.cmd_count, self.journal.seq)
         await self.audit_log.append("venue.started", actor="venue", subject=self.comp_id,
                                     details={"port": port, "database": self.engine.dialect.name})
 
@@ -156,6 +160,9 @@ class Venue:
         """Close: the MQTT feed, the audit log's checkpoint, the database (the sessions are stopped
         first, by whoever built them, with their last batch committed)."""
         await self.stop_timers()
+        if self.pipeline is not None:
+            await self.pipeline.flush()  # what the timers left
+            await self.pipeline.stop()
         if self.feed is not None:
             await self.feed.stop()
         if self.engine is not None:
