@@ -137,9 +137,38 @@ class Stats:
     session_rejects: int = 0
     latencies: list[float] = field(default_factory=list)
     first_reject: str | None = None
-    ack_log: list[bytes] | None = None
-    """With ``--acked-log``: "SENDER CLORDID MSGTYPE ORDSTATUS" of every acknowledgement."""
+    ack_log: AckLog | None = None
+    """With ``--acked-log``: where every acknowledgement (and fill) is written as it arrives."""
     max_behind_s: float = 0.0
+
+
+class AckLog:
+    """The ``--acked-log`` file: one line per acknowledgement, "SENDER CLORDID MSGTYPE ORDSTATUS"
+    (with ``fills``, also "SENDER CLORDID fill ORDSTATUS TRADEID" per fill report after it).
+
+    Written as the acknowledgements arrive (the lines of one read from the socket in one unbuffered
+    write at its end), not at the end of the run: a run stopped by a crashed venue, or killed
+    itself, leaves a file that lists what it had been told, e.g. to check after a kill -9 of the
+    venue that no acknowledged order was lost."""
+
+    __slots__ = ("lines", "fills", "_file")
+
+    def __init__(self, path: Path, fills: bool = False) -> None:
+        self.lines: list[bytes] = []
+        self.fills = fills
+        self._file = open(path, "wb", buffering=0)  # closed by close()
+
+    def append(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if self.lines:
+            self._file.write(b"".join(line + b"\n" for line in self.lines))
+            self.lines.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
 
 
 def _pct(ordered: list[float], q: float) -> float | None:
@@ -351,6 +380,9 @@ class _Session(asyncio.Protocol):
                     else:
                         if status == 50 or status == 49:  # "2" filled, "1" partial
                             stats.fills += 1
+                            if stats.ack_log is not None and stats.ack_log.fills:
+                                trade = _field(buf, b"\x01880=", j, end) or b"-"
+                                stats.ack_log.append(b"%s %s fill %c %s" % (self.sender, cl, status, trade))
                         if self.track and status != 49:  # filled, cancelled, expired: no longer resting
                             self.resting.pop(cl, None)
             elif mt == 48:  # "0" Heartbeat
@@ -383,6 +415,8 @@ class _Session(asyncio.Protocol):
                     self.transport.close()
             pos = end
         self.buf = buf[pos:] if pos < n else b""
+        if stats.ack_log is not None:
+            stats.ack_log.flush()
         if acked:
             stats.acked += acked
             if stats.measuring:
@@ -434,7 +468,7 @@ def _mix(flow: Flow, seed: int = 7) -> list[int]:
 
 async def run_load(host: str, port: int, specs: list[SessionSpec], flow: Flow, *, venue_pid: int | None = None,
                    progress: Callable[[dict[str, Any]], None] | None = None,
-                   ack_log: list[bytes] | None = None) -> dict[str, Any]:
+                   ack_log: AckLog | None = None) -> dict[str, Any]:
     """Drive ``specs`` against the venue at host:port with ``flow``; return the figures (see
     ``FIELDS``)."""
     flow.check()
@@ -665,7 +699,7 @@ def make_flow(window: int, rate: float | None, duration: float, warmup: float, o
 
 
 def run_with_progress(host: str, port: int, specs: list[SessionSpec], flow: Flow, *, venue_pid: int | None,
-                      show: bool, label: str = "load", ack_log: list[bytes] | None = None) -> dict[str, Any]:
+                      show: bool, label: str = "load", ack_log: AckLog | None = None) -> dict[str, Any]:
     """``run_load`` with a rich progress bar on stderr (when ``show``)."""
     if not show:
         return asyncio.run(run_load(host, port, specs, flow, venue_pid=venue_pid, ack_log=ack_log))
@@ -729,11 +763,13 @@ def print_figures(r: dict[str, Any]) -> None:
               help="Account (tag 1) of a session's orders; needed where a session trades several accounts.")
 @click.option("--venue-pid", type=int, default=None, help="The venue's pid, on this machine: report its CPU too.")
 @click.option("--acked-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every acknowledgement here, one line each: SENDER CLORDID MSGTYPE ORDSTATUS "
-                   "(e.g. to check after a crash that no acknowledged order was lost).")
+              help="Write every acknowledgement here as it arrives, one line each: SENDER CLORDID MSGTYPE "
+                   "ORDSTATUS (e.g. to check after a crash that no acknowledged order was lost).")
+@click.option("--log-fills", is_flag=True,
+              help="With --acked-log, also a line per fill report: SENDER CLORDID fill ORDSTATUS TRADEID.")
 @flow_options
 def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, target: str, accounts: tuple[str, ...],
-            venue_pid: int | None, acked_log: Path | None, as_json: bool, **flow_kw: Any) -> None:
+            venue_pid: int | None, acked_log: Path | None, log_fills: bool, as_json: bool, **flow_kw: Any) -> None:
     """Drive order-entry sessions of a running venue and print orders/s and acknowledgement latency.
 
     Against the demo venue (throttle 50 messages/s per session) keep the load under it, e.g.
@@ -750,12 +786,17 @@ def command(host: str, port: int, sessions: tuple[str, ...], keys_dir: Path, tar
         by_sender[sender].account = acc
     if venue_pid is not None and not Path(f"/proc/{venue_pid}/stat").exists():
         raise LoadError(f"--venue-pid {venue_pid}: no such process on this machine")
-    log: list[bytes] | None = [] if acked_log is not None else None
+    if log_fills and acked_log is None:
+        raise LoadError("--log-fills needs --acked-log")
+    try:
+        log = AckLog(acked_log, fills=log_fills) if acked_log is not None else None
+    except OSError as exc:
+        raise LoadError(f"--acked-log {acked_log}: {exc.strerror or exc}") from None
     try:
         result = run_with_progress(host, port, specs, flow, venue_pid=venue_pid, show=not as_json, ack_log=log)
     finally:
-        if acked_log is not None and log is not None:
-            acked_log.write_bytes(b"".join(line + b"\n" for line in log))
+        if log is not None:
+            log.close()
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
