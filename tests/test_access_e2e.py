@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.fixclient import FixClient
+from tests.fix_client import FixClient
 from tests.venue_proc import VenueProcess
 from tools.cli import main as venue_cli
 from venue.access import signing

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import event, select
 
 from fix.message import Message, encode
-from tests.fixclient import FixClient, now_fix
+from tests.fix_client import FixClient, now_fix
 from tests.venue_proc import VenueProcess, free_port
 from tools.wiring import Server
 from venue import audit, config, operator

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from tests.fixclient import FixClient
+from tests.fix_client import FixClient
 from tests.venue_proc import VenueProcess
 from venue.core import events as ev
 from venue.db import make_engine, sqlite_url

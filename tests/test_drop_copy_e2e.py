@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fix.message import Message
-from tests.fixclient import FixClient, now_fix
+from tests.fix_client import FixClient, now_fix
 from tests.venue_proc import VenueProcess
 from venue import registry
 from venue.db import make_engine, sqlite_url

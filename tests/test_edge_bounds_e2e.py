@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.fixclient import FixClient, now_fix
+from tests.fix_client import FixClient, now_fix
 from tests.venue_proc import VenueProcess
 from venue.access.signing import signed_logon_fields
 

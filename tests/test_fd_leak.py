@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixclient import FixClient
+from tests.fix_client import FixClient
 from tests.venue_proc import VenueProcess
 from venue import registry
 from venue.access import signing

@@ -11,7 +11,7 @@ from fix.acceptor import Acceptor
 from fix.session import SessionConfig
 from fix.store import outbound_messages
 from sessions.echo import EchoApplication
-from tests.fix_aclient import AsyncFixClient
+from tests.fix_client import AsyncFixClient
 from tests.test_fix_session import DD
 from venue.db import make_engine, sqlite_url
 

@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from fix.acceptor import Acceptor
 from sessions.echo import EchoApplication
-from tests.fix_aclient import AsyncFixClient
+from tests.fix_client import AsyncFixClient
 from tests.test_fix_acceptor import lookup
 from tests.test_fix_session import DD
 from venue.db import make_engine, sqlite_url

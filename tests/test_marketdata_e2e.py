@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from fix.dictionary import DataDictionary
 from fix.message import Message
-from tests.fixclient import FixClient, now_fix
+from tests.fix_client import FixClient, now_fix
 from tests.venue_proc import VenueProcess
 from tools.bench_marketdata import LoadGenerator, MarketDataHarness, _instrument
 from tools.cli import main as venue_cli

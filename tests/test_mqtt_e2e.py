@@ -10,7 +10,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.fixclient import now_fix
+from tests.fix_client import now_fix
 from tests.venue_proc import VenueProcess
 from venue.mqtt_feed import BookFollower
 

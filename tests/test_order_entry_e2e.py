@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from fix.dictionary import DataDictionary
 from fix.message import Message
-from tests.fixclient import FixClient
+from tests.fix_client import FixClient
 from tests.venue_proc import VenueProcess
 from tools.cli import main as venue_cli
 from tools.wiring import dictionary_paths
@@ -128,7 +128,7 @@ def clients(venue, dictionary, exported_dictionary):
 
 
 def now() -> str:
-    from tests.fixclient import now_fix
+    from tests.fix_client import now_fix
 
     return now_fix()
 

@@ -174,7 +174,7 @@ def test_sigterm_sends_logout_to_connected_sessions_and_exits_cleanly(tmp_path):
 def test_fix_over_tls_when_a_certificate_is_configured(tmp_path, dictionary):
     import ssl
 
-    from tests.fixclient import FixClient
+    from tests.fix_client import FixClient
     from tests.test_fix_tls import _self_signed
 
     cert, key = _self_signed(tmp_path)
@@ -197,7 +197,7 @@ def test_fix_over_tls_when_a_certificate_is_configured(tmp_path, dictionary):
 
 def test_replies_keep_the_order_of_the_requests_within_one_read(venue, dictionary):
     from fix.message import encode
-    from tests.fixclient import now_fix
+    from tests.fix_client import now_fix
 
     c = venue.client("DEMO1")
 
@@ -231,7 +231,7 @@ def test_orders_refused_at_the_edge_are_copied_to_drop_copy_in_order(venue, dict
 
 def test_a_signed_logon_cannot_be_replayed_after_a_restart(tmp_path):
     from fix.message import encode
-    from tests.fixclient import FixClient, now_fix
+    from tests.fix_client import FixClient, now_fix
     from venue.access.signing import signed_logon_fields
 
     env = {"VENUE_ACCESS_LOGON_WINDOW": "30"}  # wide enough to span the restart
@@ -265,7 +265,7 @@ def test_a_signed_logon_cannot_be_replayed_after_a_restart(tmp_path):
 def test_a_drop_copy_session_added_while_running_collects_copies_before_its_first_logon(venue, tmp_path):
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from tests.fixclient import FixClient
+    from tests.fix_client import FixClient
 
     key_file = tmp_path / "newdc.pem"
     out = subprocess.run([sys.executable, "-m", "tools.cli", "session", "create", "NEWDC", "--firm", "DEMO",
