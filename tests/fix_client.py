@@ -167,7 +167,7 @@ def _valid_time(text: bytes) -> bool:
     return True
 
 
-class _Codec:
+class _Endpoint:
     """What both transports share: CompIDs, the outgoing MsgSeqNum, framing and the checked inbox."""
 
     sender: str
@@ -227,7 +227,7 @@ class _Codec:
 # ------------------------------------------------------------------------------------- blocking
 
 
-class FixClient(_Codec):
+class FixClient(_Endpoint):
     """A blocking initiator over TCP (or TLS) for end-to-end tests against a real venue."""
 
     def __init__(self, host: str, port: int, sender: str, target: str = "VENUE", timeout: float = 5.0,
@@ -340,7 +340,7 @@ class FixClient(_Codec):
 # --------------------------------------------------------------------------------------- asyncio
 
 
-class AsyncFixClient(_Codec):
+class AsyncFixClient(_Endpoint):
     """An asyncio initiator, for tests running in the same event loop as the acceptor."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sender: str, target: str) -> None:
