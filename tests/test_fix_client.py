@@ -37,7 +37,7 @@ def reframed(raw: bytes, *, body_length: int | None = None, checksum: str | None
 
 @contextlib.contextmanager
 def fake_venue(*writes: bytes) -> Iterator[int]:
-    """A server that accepts one connection, writes ``writes`` one by one, then waits for the close."""
+    """A server that accepts one connection, writes ``writes`` one by one, then waits for the client to close."""
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -53,9 +53,9 @@ def fake_venue(*writes: bytes) -> Iterator[int]:
     thread.start()
     try:
         yield server.getsockname()[1]
-    finally:
-        server.close()
+    finally:  # the client has closed by now: the server's last read returns
         thread.join(10)
+        server.close()
 
 
 def test_a_well_formed_stream_is_read_whole_however_it_is_split():
