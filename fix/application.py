@@ -3,16 +3,23 @@
 QuickFIX vocabulary. The acceptor and the session call these hooks; every method has a harmless
 default, so an application overrides only what it needs. Sync hooks are called from inside the
 session's processing of a message (``from_app`` may call ``session.send_app(...)`` and the reply gets
-the next sequence number at once, in order). Async hooks are the batch seam:
+the next sequence number at once, in order).
+
+Standalone (the certification echo, the benchmarks) the acceptor runs its own batch loop and the async
+hooks are its batch seam:
 
 1. the acceptor hands every byte one socket read / loop turn delivered to the sessions (which call
    ``from_app`` etc.);
-2. ``await app.before_flush()`` — the venue runs its matching core on the batch and queues the
-   resulting messages on sessions with ``session.send_app``;
+2. ``await app.before_flush()`` — the application does the batch's work and queues the resulting
+   messages on sessions with ``session.send_app``;
 3. one database transaction: the FIX store writes all pending outbound messages and both seqnums of
-   every session (``store.flush(conn)``) and ``await app.write_batch(conn)`` journals the venue's
-   events in the same transaction;
+   every session (``store.flush(conn)``) and ``await app.write_batch(conn)`` adds the application's
+   rows to the same transaction;
 4. only after the commit are the bytes written to the sockets (one write per socket per batch).
+
+Driven by an owner (``Acceptor.driven_by``: the venue's pipeline owns the loop turn), the acceptor is
+one producer and one writer of that turn instead: the owner asks it for its input, lets it stage its
+output, commits everything in its own transaction and then has it write the bytes.
 """
 
 from __future__ import annotations
