@@ -33,9 +33,9 @@ def serve(data_dir, env: dict[str, str] | None = None, timeout: float = 30) -> s
                           capture_output=True, text=True, timeout=timeout)
 
 
-def second_serve_is_refused(first: VenueProcess, env: dict[str, str] | None = None) -> None:
+def second_serve_is_refused(first: VenueProcess, env: dict[str, str] | None = None, data_dir=None) -> None:
     try:
-        out = serve(first.data_dir, env)
+        out = serve(data_dir or first.data_dir, env)
     except subprocess.TimeoutExpired as exc:  # it started and ran beside the first
         raise AssertionError("a second venue ran on the same database") from exc
     assert out.returncode != 0
@@ -79,6 +79,23 @@ def test_a_second_serve_on_the_same_data_dir_exits_naming_the_holder(tmp_path):
     # stopped cleanly, the lock is free again: the same data directory serves again
     again = VenueProcess(tmp_path / "data").start()
     assert again.stop() == 0
+
+
+def test_a_data_dir_whose_database_is_a_symlink_to_a_live_one_is_refused(tmp_path):
+    """The finding: `mkdir v3; ln -s v/venue.db v3/venue.db; venue serve --data-dir v3` started beside
+    the venue on v, re-seeded the demo keys (retiring the live ones) and signed with another key."""
+    first = VenueProcess(tmp_path / "v").start()
+    try:
+        (tmp_path / "v3").mkdir()
+        (tmp_path / "v3" / "venue.db").symlink_to(first.data_dir / "venue.db")
+        second_serve_is_refused(first, data_dir=tmp_path / "v3")
+        c = first.client("DEMO1")  # its key was not retired by a second venue's seeding
+        c.send("D", [(11, "S1"), (55, "BTC-USDT"), (54, "1"), (60, "20261125-00:00:00.000"), (38, "0.1"),
+                     (40, "2"), (44, "60000"), (59, "1")])
+        assert c.expect("8").get(150) == b"0"
+        c.close()
+    finally:
+        assert first.stop() == 0
 
 
 def test_commands_that_need_the_venue_stopped_are_refused_while_it_runs(tmp_path):
@@ -249,57 +266,3 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
     assert "custody.error" not in venue_cli("audit", "tail", "-n", "100000", "--kind", "custody.error",
                                             "--data-dir", d, env=env).stdout
 
-
-def test_a_hold_left_settling_by_a_stop_is_settled_exactly_once(tmp_path):
-    """The running venue's custody records an ended request's intent (funds "consuming") and the
-    core consumes its hold after the commit. A stop between the two is picked up on start: a hold
-    the recovered ledger still has is consumed once; one it no longer has is only recorded."""
-    from sqlalchemy import update
-
-    from tests.access_db import database, engine_for
-    from tests.custody_env import BTC, T0, make_env
-    from venue.core.commands import HoldFunds
-    from venue.custody import store
-    from venue.custody.workflow import Custody
-
-    async def main(url: str) -> None:
-        engine = engine_for(url)
-        try:
-            env = await make_env(engine)
-            await env.deposit("A1", 5 * BTC)
-            view = await env.custody.request_withdrawal(env.request("A1", BTC // 2), T0)
-            await env.settle(T0)
-            assert (await env.custody.get(view.id)).funds == "consumed"
-            assert env.balance("A1") == (5 * BTC - BTC // 2, 0)
-
-            async def restart_with(funds: str) -> Custody:
-                async with engine.begin() as conn:
-                    await conn.execute(update(store.requests).where(store.requests.c.id == view.id)
-                                       .values(funds=funds))
-                again = Custody(engine, env.chain, env.custody.ledger, env.custody.directory, env.custody.signer,
-                                env.custody.assets)
-                await again.setup()
-                return again
-
-            # stopped after the core consumed the hold, before the record: recorded, never consumed again
-            again = await restart_with("consuming")
-            assert (await again.get(view.id)).funds == "consumed"
-            await again.process(T0)
-            assert env.balance("A1") == (5 * BTC - BTC // 2, 0)
-
-            # stopped before the core consumed it: the hold is still open, "held" again on start (the
-            # venue's reconciliation keeps it), then consumed by the next pass, once
-            env.core.process(HoldFunds(T0, "A1", "BTC", BTC // 2, view.id))
-            assert env.balance("A1") == (5 * BTC - BTC // 2, BTC // 2)
-            again = await restart_with("consuming")
-            assert (await again.get(view.id)).funds == "held"
-            await again.process(T0)
-            await again.process(T0)
-            assert (await again.get(view.id)).funds == "consumed"
-            assert env.balance("A1") == (5 * BTC - BTC, 0)
-            assert view.id not in await again.ledger.open_holds()
-        finally:
-            await engine.dispose()
-
-    with database("sqlite", tmp_path) as url:
-        asyncio.run(main(url))

@@ -1,9 +1,10 @@
 """One writer per database: the running venue holds a lock that a second venue, and every command
 that needs the venue stopped, respects.
 
-- SQLite: an exclusive ``fcntl.flock`` on ``<database file>.lock`` beside the database (in the data
-  directory). The kernel drops it when the holder exits, ``kill -9`` included, so a crash never
-  leaves a stale lock. The file carries the holder's pid and role for the refusal message.
+- SQLite: an exclusive ``fcntl.flock`` on ``<database file>.lock`` beside the database, the real
+  file with symlinks resolved (a symlinked ``venue.db`` or data directory meets the same lock). The
+  kernel drops it when the holder exits, ``kill -9`` included, so a crash never leaves a stale lock.
+  The file carries the holder's pid and role for the refusal message.
 - PostgreSQL: a session-level ``pg_advisory_lock`` held on a dedicated connection (dropped with the
   connection, so with the process); that connection's ``application_name`` carries the pid and role.
 
@@ -81,7 +82,9 @@ class WriterLock:
 
 
 def lock_path(db_file: str | Path) -> Path:
-    p = Path(db_file)
+    """The lock file of a database: beside the file the path really names (symlinks resolved), so a
+    data directory whose ``venue.db`` is a symlink to a live venue's database meets that venue's lock."""
+    p = Path(os.path.realpath(db_file))
     return p.with_name(p.name + ".lock")
 
 
