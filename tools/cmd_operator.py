@@ -35,6 +35,7 @@ from venue.core.types import TradingStatus
 def _ask(ctx: Ctx, kind: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     async def body(engine):
         await operator.create_schema(engine)
+        await operator.require_running(engine)
         rid = await operator.submit(engine, kind, payload, ctx.actor)
         return await operator.wait(engine, rid, timeout)
 

@@ -30,7 +30,9 @@ letters = Table(
     Column("actor", String(64), nullable=False),  # who posted it (operator name, custody actor)
     Column("kind", String(64), nullable=False),
     Column("payload", Text, nullable=False),
-    Column("state", String(16), nullable=False, default="pending"),  # pending, done, failed
+    # pending -> taken (the venue is carrying it out) -> done | failed; pending -> withdrawn (the
+    # tool gave up waiting before the venue took it: never carried out). See take() and withdraw().
+    Column("state", String(16), nullable=False, default="pending"),
     Column("result", Text),
 )
 
@@ -84,17 +86,44 @@ async def wait(engine: AsyncEngine, letter_id: int, timeout: float) -> Answer:
         async with engine.connect() as conn:
             row = (await conn.execute(select(letters.c.state, letters.c.result)
                                       .where(letters.c.id == letter_id))).first()
-        if row is not None and row.state != "pending":
+        if row is not None and row.state in ("done", "failed"):
             return Answer(row.state == "done", json.loads(row.result or "{}"))
         if time.monotonic() > deadline:
             raise NoAnswer(letter_id)
         await asyncio.sleep(0.05)
 
 
-async def pending(db: AsyncEngine | AsyncConnection, to: str) -> list[Letter]:
-    """The letters for ``to`` not answered yet, oldest first."""
+async def withdraw(engine: AsyncEngine, letter_id: int) -> bool:
+    """Withdraw a letter the venue has not taken: True when it is now withdrawn (it will never be
+    carried out), False when the venue took or answered it first (the one UPDATE decides)."""
+    async with engine.begin() as conn:
+        res = await conn.execute(update(letters).where(letters.c.id == letter_id, letters.c.state == "pending")
+                                 .values(state="withdrawn", result='{"error": "withdrawn: no answer in time"}'))
+        return res.rowcount == 1
+
+
+async def take(engine: AsyncEngine, letter_ids: list[int]) -> list[int]:
+    """Mark pending letters as taken by the venue before carrying them out; returns those taken
+    (a letter its tool withdrew meanwhile is not). With withdraw(), one of the two wins, never both."""
+    taken = []
+    async with engine.begin() as conn:
+        for i in letter_ids:
+            res = await conn.execute(update(letters).where(letters.c.id == i, letters.c.state == "pending")
+                                     .values(state="taken"))
+            if res.rowcount == 1:
+                taken.append(i)
+    return taken
+
+
+async def state(engine: AsyncEngine, letter_id: int) -> str | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(letters.c.state).where(letters.c.id == letter_id))).scalar()
+
+
+async def pending(db: AsyncEngine | AsyncConnection, to: str, state: str = "pending") -> list[Letter]:
+    """The letters for ``to`` in ``state`` (not answered yet: pending, or taken), oldest first."""
     async def _q(conn: AsyncConnection) -> list[Letter]:
-        rows = (await conn.execute(select(letters).where(letters.c.state == "pending", letters.c.recipient == to)
+        rows = (await conn.execute(select(letters).where(letters.c.state == state, letters.c.recipient == to)
                                    .order_by(letters.c.id))).mappings().all()
         return [Letter(r["id"], r["recipient"], r["actor"], r["kind"], _payload(r["payload"])) for r in rows]
 
@@ -125,5 +154,5 @@ def encode_result(result: dict[str, Any]) -> str:
 async def answer(conn: AsyncConnection, letter_id: int, ok: bool, result: dict[str, Any] | str) -> None:
     """Write the venue's answer (``result`` a dict, or the text ``encode_result`` made), once."""
     text = result if isinstance(result, str) else encode_result(result)
-    await conn.execute(update(letters).where(letters.c.id == letter_id, letters.c.state == "pending")
+    await conn.execute(update(letters).where(letters.c.id == letter_id, letters.c.state.in_(("pending", "taken")))
                        .values(state="done" if ok else "failed", result=text))

@@ -27,11 +27,23 @@ class OperatorRequests:
         self.pipeline = pipeline
         self.gate = gate
         self._in_flight: set[int] = set()
+        self._started = False
         pipeline.on_replied = self._in_flight.discard
 
     async def poll(self) -> None:
-        for req in await operator.pending(self.engine):
-            if req.id in self._in_flight:
+        if not self._started:
+            self._started = True
+            # taken by a venue that stopped before answering: not carried out (the answer commits
+            # with the journal), and its tool has reported a failure or an unknown outcome by now
+            for req in await mailbox.pending(self.engine, "operator", state="taken"):
+                self._in_flight.add(req.id)
+                self.answer(req, False, {"error": "not carried out: the venue stopped before answering it"})
+        fresh = [r for r in await operator.pending(self.engine) if r.id not in self._in_flight]
+        if not fresh:
+            return
+        taken = set(await mailbox.take(self.engine, [r.id for r in fresh]))  # withdrawn ones are not
+        for req in fresh:
+            if req.id not in taken:
                 continue
             self._in_flight.add(req.id)
             account = req.payload.get("account")
