@@ -164,6 +164,13 @@ class MessageStore:
                 await conn.execute(insert(outbound_messages),
                                    [{"session_key": k, "seq": q, "raw": r} for k, q, r in rows])
 
+    def take_sqlite_statements(self) -> list[tuple[str, list]]:
+        """Everything staged as plain ``sqlite3`` statements (and forgotten here), for an owner that
+        runs its whole transaction in one call on the driver's thread (see ``write_all_and_commit``)."""
+        staged, rows, resets = self._staged, self._rows, self._resets
+        self._staged, self._rows, self._resets = {}, [], []
+        return _sqlite_statements(staged, rows, resets) if (staged or rows or resets) else []
+
     async def commit_alone(self, conn: AsyncConnection) -> None:
         """Write everything staged AND commit it, for a batch whose transaction holds nothing
         else (the application does not journal): on SQLite that is a single hop to aiosqlite's

@@ -29,6 +29,7 @@ from tests.fix_client import FixClient, now_fix
 from tests.venue_proc import VenueProcess, free_port
 from tools.wiring import Server
 from venue import audit, config, operator
+from venue import pipeline as pipeline_module
 from venue.core import commands as cmd
 from venue.core import events as ev
 from venue.core.types import Side
@@ -273,7 +274,7 @@ def test_commands_that_cannot_be_recorded_are_refused_alone_within_their_batch(t
 # ----------------------------------------------- in process: the database fails a few commits
 
 
-def test_a_commit_the_database_fails_is_retried_whole_sending_nothing_before_and_dropping_no_one(tmp_path):
+def test_a_commit_the_database_fails_is_retried_whole_sending_nothing_before_and_dropping_no_one(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
 
     async def main() -> None:
@@ -288,6 +289,17 @@ def test_a_commit_the_database_fails_is_retried_whole_sending_nothing_before_and
                 fail["left"] -= 1
                 failures.append(time.monotonic())
                 raise sqlite3.OperationalError("disk I/O error (injected)")
+
+        one_hop = pipeline_module.write_and_commit
+
+        def flaky_one_hop(sqlconn, statements):  # the turn's transaction in one call on the DB thread
+            if any(sql.startswith("INSERT INTO core_journal") for sql, _ in statements) and fail["left"] > 0:
+                fail["left"] -= 1
+                failures.append(time.monotonic())
+                raise sqlite3.OperationalError("disk I/O error (injected)")
+            one_hop(sqlconn, statements)
+
+        monkeypatch.setattr(pipeline_module, "write_and_commit", flaky_one_hop)
 
         try:
             buyer = await asyncio.to_thread(signed_client, data_dir, port, "DEMO1")

@@ -70,6 +70,8 @@ snapshot_table = Table(
 
 COMPRESS_LEVEL = 1
 _INSERT_BATCH = journal_table.insert()
+_INSERT_BATCH_QMARK = ("INSERT INTO core_journal (cmd_from, cmd_to, seq_from, seq_to, commands, events)"
+                       " VALUES (?, ?, ?, ?, ?, ?)")
 
 
 class JournalError(RuntimeError):
@@ -395,6 +397,15 @@ class Journal:
             "commands": self.codec.pack(commands), "events": self.codec.pack(events),
         })
         return cmd_to, seq_to
+
+    def rows_statement(self, commands: Sequence[bytes], events: Sequence[bytes]) -> tuple[str, tuple, tuple[int, int]]:
+        """:meth:`write_rows` as one plain DBAPI statement (qmark style: SQLite's ``sqlite3``), for a
+        caller that writes the whole batch in one call on the driver's thread: ``(sql, params,
+        (cmd_to, seq_to))``; the counters do not move (see :meth:`committed`)."""
+        cmd_from, seq_from = self.cmd_count, self.seq + 1
+        cmd_to, seq_to = cmd_from + len(commands), self.seq + len(events)
+        pack = self.codec.pack
+        return _INSERT_BATCH_QMARK, (cmd_from, cmd_to, seq_from, seq_to, pack(commands), pack(events)), (cmd_to, seq_to)
 
     def committed(self, cmd_to: int, seq_to: int) -> None:
         """The batch written up to ``cmd_to``/``seq_to`` is committed: continue after it."""

@@ -37,6 +37,7 @@ from venue.core.assets import Assets
 from venue.core.engine import Core
 from venue.core.fees import FeeSchedule
 from venue.core.stage import RiskLedgerStage
+from venue.db import write_and_commit
 from venue.journal import Journal, JournalEncodeError
 from venue.mqtt_feed import MqttFeed
 from venue.outlets import Outlets, Writer
@@ -156,10 +157,14 @@ class Pipeline:
         try:
             if conn is None or conn.closed:
                 conn = self._conn = await self.engine.connect()
-            async with conn.begin():
-                for w in writers:
-                    await w.write_staged(conn)
-                await self.write_batch(conn)
+            driver = await self._one_hop_driver(conn, staged)
+            if driver is not None:
+                await self._write_one_hop(driver, staged)
+            else:
+                async with conn.begin():
+                    for w in writers:
+                        await w.write_staged(conn)
+                    await self.write_batch(conn)
         except Exception as exc:
             self.write_failed(exc)
             self._conn = None
@@ -179,6 +184,38 @@ class Pipeline:
         for w in writers:
             w.staged_committed()
         self.after_commit()
+
+    async def _one_hop_driver(self, conn: Any, staged: list[bool]) -> Any:
+        """The aiosqlite connection when this turn's transaction can run as ONE call on its thread
+        (SQLite; every writer with output gives plain statements; the write set is journal rows
+        only: no audit entries, answers or snapshot, which keep the general path); else None.
+        A writer whose ``stage_batch`` returned False writes nothing."""
+        if conn.dialect.name != "sqlite" or conn.in_transaction():
+            return None
+        if not all(hasattr(w, "staged_statements") for w, s in zip(self.writers, staged, strict=True) if s):
+            return None
+        ws, failed = self._ws, self._failed
+        if ws.audit or ws.replies or (failed is not None and (failed.audit or failed.replies)):
+            return None
+        events = len(ws.event_rows) + (len(failed.event_rows) if failed is not None else 0)
+        if events and self._events_since_snapshot + events >= self.snapshot_every:
+            return None
+        driver = (await conn.get_raw_connection()).driver_connection
+        return driver if hasattr(driver, "_execute") and hasattr(driver, "_conn") else None
+
+    async def _write_one_hop(self, driver: Any, staged: list[bool]) -> None:
+        """The turn's transaction as one function on the database thread: the writers' statements,
+        the journal's one row, the commit (``venue.db.write_and_commit``)."""
+        statements: list[tuple[str, Any]] = []
+        for w, s in zip(self.writers, staged, strict=True):
+            if s:
+                statements.extend(w.staged_statements())
+        ws = self._take_write_set()
+        if ws.command_rows:
+            sql, params, ws.journaled = self.journal.rows_statement(ws.command_rows, ws.event_rows)
+            statements.append((sql, params))
+        if statements:
+            await driver._execute(write_and_commit, driver._conn, statements)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run())
@@ -214,6 +251,22 @@ class Pipeline:
         """Queue an audit entry (made storable now); it is written in the batch's transaction."""
         self._ws.audit.append(audit.recordable(kind, kwargs))
         self._wake()
+
+    def process_now(self, command: Any) -> list[Any]:
+        """Run one command through the core at once, from inside the turn's transaction (custody's
+        transactions, venue/custody/turns.py): its journal rows join this turn's write set, so they
+        commit with the participant's rows. Never from outside a turn."""
+        encode = self.journal.codec.encode_row
+        row = encode(command)
+        out = self.core.process(command)
+        rows = [encode(e) for e in out]
+        ws = self._ws
+        ws.commands.append(command)
+        ws.command_rows.append(row)
+        ws.event_rows.extend(rows)
+        self.outlets.deliver(out)
+        self._published.extend(self.outlets.publish(out))
+        return out
 
     def reply(self, reply: Reply) -> None:
         """Queue the answer to a mailbox letter (with its audit entry) for the batch's transaction."""
@@ -316,12 +369,7 @@ class Pipeline:
 
     async def write_batch(self, conn) -> None:
         """Write the batch (after any write set whose commit failed) into the writer's transaction."""
-        if self._writing is not None:  # committed, though the writer did not get to after_commit
-            self._committed(self._writing)
-        ws, self._ws = self._ws, _WriteSet()
-        if self._failed is not None:
-            ws, self._failed = self._failed.then(ws), None
-        self._writing = ws
+        ws = self._take_write_set()
         if ws.command_rows:
             ws.journaled = await self.journal.write_rows(conn, ws.command_rows, ws.event_rows)
             if self._events_since_snapshot + len(ws.event_rows) >= self.snapshot_every:
@@ -336,6 +384,16 @@ class Pipeline:
             await mailbox.answer(conn, r.letter, r.ok, r.result)
             entries.append(r.audit)
         await audit.append_many(conn, entries)  # the batch's entries in one INSERT, in this order
+
+    def _take_write_set(self) -> _WriteSet:
+        """This batch's write set (after a failed one, first), now the one being written."""
+        if self._writing is not None:  # committed, though the writer did not get to after_commit
+            self._committed(self._writing)
+        ws, self._ws = self._ws, _WriteSet()
+        if self._failed is not None:
+            ws, self._failed = self._failed.then(ws), None
+        self._writing = ws
+        return ws
 
     def _committed(self, ws: _WriteSet) -> None:
         if ws.journaled is not None:
