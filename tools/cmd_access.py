@@ -64,11 +64,21 @@ MAX_AMOUNT_UNITS = 2**62
 #: Longest amount as typed, and the largest exponent a typed amount may carry (1e400 is refused).
 MAX_AMOUNT_CHARS = 40
 MAX_AMOUNT_EXPONENT = 30
-_AMOUNT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only ("١٢٣" is not 123), no '+' and no spaces; '-' parses so that the command can
+# say "must be positive" instead of "no such option".
+_AMOUNT_RE = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+AMOUNT_HELP = ("AMOUNT is a decimal of ASCII digits 0-9 (e.g. 12.5): no sign, spaces, NaN or Infinity; "
+               "exponent notation is read (1e2 is 100) and amounts are always printed in plain notation.")
+
+
+def plain(amount: Decimal) -> str:
+    """An amount in plain notation, as the CLI prints every amount (never ``1E+2``)."""
+    return format(amount, "f")
 
 
 class AmountType(click.ParamType):
-    """A decimal amount as typed (``0.25``, ``-5``): refuses NaN, Infinity, an exponent beyond
+    """A decimal amount as typed (``0.25``, ``1e2``; see AMOUNT_HELP): refuses other characters than
+    ASCII digits, '.', an exponent and a leading '-', NaN, Infinity, an exponent beyond
     MAX_AMOUNT_EXPONENT and more than MAX_AMOUNT_CHARS characters. The sign is the command's to
     judge (with ``context_settings=AMOUNT_ARGS`` a negative amount parses instead of looking like
     an option); ``amount_units`` then checks it against the asset."""
@@ -78,18 +88,19 @@ class AmountType(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
         if isinstance(value, Decimal):
             return value
-        text = str(value).strip()
+        text = str(value)
         if len(text) > MAX_AMOUNT_CHARS:
             self.fail(f"{text[:20]}... has {len(text)} characters: an amount has at most {MAX_AMOUNT_CHARS}",
                       param, ctx)
         if not _AMOUNT_RE.fullmatch(text):
-            self.fail(f"{text!r} is not an amount (a decimal number such as 0.25; no NaN or Infinity)", param, ctx)
+            self.fail(f"{text!r} is not an amount (a decimal number of ASCII digits such as 0.25: no sign, "
+                      "spaces, NaN or Infinity)", param, ctx)
         d = Decimal(text)
         if d and not -MAX_AMOUNT_EXPONENT <= d.adjusted() <= MAX_AMOUNT_EXPONENT:
             self.fail(f"{text!r} is out of range: an amount is between 10**-{MAX_AMOUNT_EXPONENT} and "
                       f"10**{MAX_AMOUNT_EXPONENT}",
                       param, ctx)
-        return d
+        return Decimal(plain(d))  # 1e2 is 100, and prints so
 
 
 AMOUNT = AmountType()
@@ -107,17 +118,17 @@ def amount_units(asset: str, amount: Decimal, what: str = "the amount", hint: st
     except AssetError as exc:
         raise click.BadParameter(str(exc), param_hint=hint) from None
     if amount <= 0:
-        raise click.BadParameter(f"{what} must be positive, got {amount}", param_hint=hint)
+        raise click.BadParameter(f"{what} must be positive, got {plain(amount)}", param_hint=hint)
     if amount.adjusted() > MAX_AMOUNT_EXPONENT:
         raise click.BadParameter(f"{amount} {a.code} is beyond the ledger's maximum of "
-                                 f"{a.to_decimal(MAX_AMOUNT_UNITS)} {a.code}", param_hint=hint)
+                                 f"{plain(a.to_decimal(MAX_AMOUNT_UNITS))} {a.code}", param_hint=hint)
     try:
         units = a.to_units(amount)
     except AssetError as exc:
         raise click.BadParameter(str(exc), param_hint=hint) from None
     if units > MAX_AMOUNT_UNITS:
-        raise click.BadParameter(f"{amount} {a.code} is beyond the ledger's maximum of "
-                                 f"{a.to_decimal(MAX_AMOUNT_UNITS)} {a.code}", param_hint=hint)
+        raise click.BadParameter(f"{plain(amount)} {a.code} is beyond the ledger's maximum of "
+                                 f"{plain(a.to_decimal(MAX_AMOUNT_UNITS))} {a.code}", param_hint=hint)
     return units
 
 
@@ -398,11 +409,15 @@ def account_create(
 @click.argument("account_id")
 @click.option("--status", type=click.Choice(registry.KYC_STATUSES), required=True)
 @click.option("--tier", type=int, default=None)
-@click.option("--expires", default=None, help="KYC expiry date, YYYY-MM-DD.")
+@click.option("--expires", default=None, help="KYC expiry date, YYYY-MM-DD (not in the past, unless --force).")
+@click.option("--force", is_flag=True, help="Accept an expiry date in the past.")
 @common
-def account_kyc(ctx: Ctx, account_id: str, status: str, tier: int | None, expires: str | None) -> None:
+def account_kyc(ctx: Ctx, account_id: str, status: str, tier: int | None, expires: str | None, force: bool) -> None:
     """Set an account's KYC status (and tier, expiry). A running venue logs out affected sessions."""
     exp = _parse_date(expires)
+    if exp is not None and exp < datetime.now(UTC).date() and not force:
+        raise click.BadParameter(f"{expires} is in the past: the KYC would be expired at once "
+                                 "(use --force if that is meant)", param_hint="--expires")
 
     async def op(conn: AsyncConnection) -> registry.AccountRecord:
         return await registry.set_kyc(conn, account_id, status, tier=tier, expires=exp)

@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tools.cmd_access import (
     AMOUNT,
     AMOUNT_ARGS,
+    AMOUNT_HELP,
     Ctx,
     account,
     amount_units,
     check_known,
     common,
     console,
+    plain,
     run_db,
 )
 from venue import operator, refdata
@@ -48,7 +50,7 @@ def _ask(ctx: Ctx, kind: str, payload: dict[str, Any], timeout: float = 10.0) ->
 def _amount(asset: str, amount: Decimal) -> str:
     """The amount as the venue takes it (a plain decimal), once bounded for ``asset``."""
     units = amount_units(asset, amount)
-    return str(Assets()[asset.upper()].to_decimal(units))
+    return plain(Assets()[asset.upper()].to_decimal(units))
 
 
 async def core_statuses(engine: AsyncEngine) -> dict[str, TradingStatus]:
@@ -123,7 +125,7 @@ def kill_switch(ctx: Ctx, account_id: str, state: str) -> None:
     click.echo(f"kill switch {state} for {account_id}; {res.get('cancelled', 0)} orders cancelled")
 
 
-@account.command("deposit", context_settings=AMOUNT_ARGS)
+@account.command("deposit", context_settings=AMOUNT_ARGS, epilog=AMOUNT_HELP)
 @click.argument("account_id")
 @click.argument("asset")
 @click.argument("amount", type=AMOUNT)
@@ -135,10 +137,10 @@ def deposit(ctx: Ctx, account_id: str, asset: str, amount: Decimal, ref: str) ->
     value = _amount(asset, amount)
     check_known(ctx, accounts=(account_id,))
     _ask(ctx, "deposit", {"account": account_id, "asset": asset.upper(), "amount": value, "ref": ref})
-    click.echo(f"deposited {amount} {asset.upper()} to {account_id}")
+    click.echo(f"deposited {plain(amount)} {asset.upper()} to {account_id}")
 
 
-@account.command("withdraw", context_settings=AMOUNT_ARGS)
+@account.command("withdraw", context_settings=AMOUNT_ARGS, epilog=AMOUNT_HELP)
 @click.argument("account_id")
 @click.argument("asset")
 @click.argument("amount", type=AMOUNT)
@@ -150,7 +152,7 @@ def withdraw(ctx: Ctx, account_id: str, asset: str, amount: Decimal, ref: str) -
     value = _amount(asset, amount)
     check_known(ctx, accounts=(account_id,))
     _ask(ctx, "withdraw", {"account": account_id, "asset": asset.upper(), "amount": value, "ref": ref})
-    click.echo(f"withdrew {amount} {asset.upper()} from {account_id}")
+    click.echo(f"withdrew {plain(amount)} {asset.upper()} from {account_id}")
 
 
 @account.command("balances")

@@ -67,8 +67,8 @@ class Flow:
     def check(self) -> None:
         if self.window < 1:
             raise LoadError("--window must be at least 1")
-        if self.rate is not None and self.rate <= 0:
-            raise LoadError("--rate must be positive")
+        if self.rate is not None and not 0 < self.rate < float("inf"):  # NaN fails both comparisons
+            raise LoadError(f"--rate must be a positive finite number of requests per second, got {self.rate}")
         if not (0 <= self.cancel_pct <= 100 and 0 <= self.replace_pct <= 100
                 and self.cancel_pct + self.replace_pct <= 100):
             raise LoadError("--cancel and --replace are percentages adding up to at most 100")

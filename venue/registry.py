@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -247,16 +249,56 @@ def parse_networks(cidrs: Iterable[str]) -> list[str]:
     return out
 
 
+#: Bounds on what the registry takes, so no limit or setting can make the core raise on an order
+#: (a limit of 1e999999 overflowed the decimal context on every order of its account): a limit is
+#: a plain positive decimal of ASCII digits, at most MAX_LIMIT (2**62, the ledger's bound on a
+#: quantity in units: a larger limit limits nothing) with at most MAX_LIMIT_DECIMALS decimals.
+MAX_LIMIT = Decimal(2**62)
+MAX_LIMIT_DECIMALS = 18
+_LIMIT_RE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)
+#: Integers are within 32 bits; throttle rate in messages per second, a finite number in this range.
+MAX_TIER = 2**31 - 1
+MAX_HEARTBEAT = 86_400
+MIN_THROTTLE_RATE = 0.01
+MAX_THROTTLE_RATE = 10_000_000.0
+MAX_THROTTLE_BURST = 10_000_000
+#: A CompID travels in FIX fields (SOH-delimited tag=value) and logs: printable ASCII, no '|'/'='.
+_COMP_ID_RE = re.compile(r"[!-~]([ -~]{0,62}[!-~])?", re.ASCII)
+
+
 def _decimal(value: Decimal | str | int | None, what: str) -> str | None:
     if value is None or value == "":
         return None
+    text = str(value)
+    if isinstance(value, str) and not _LIMIT_RE.fullmatch(text):
+        raise RegistryError(f"{what} must be a plain positive decimal number (ASCII digits, no sign or "
+                            f"exponent), got {value!r}")
     try:
-        dec = Decimal(str(value))
-    except InvalidOperation:
+        dec = Decimal(text)
+    except (InvalidOperation, ValueError):
         raise RegistryError(f"{what} must be a decimal number, got {value!r}") from None
     if not dec.is_finite() or dec <= 0:
         raise RegistryError(f"{what} must be positive, got {value!r}")
-    return str(dec)
+    if dec > MAX_LIMIT:
+        raise RegistryError(f"{what} must be at most {MAX_LIMIT}, got {text[:40]}")
+    if dec.as_tuple().exponent < -MAX_LIMIT_DECIMALS:  # type: ignore[operator]  # finite: an int
+        raise RegistryError(f"{what} has more than {MAX_LIMIT_DECIMALS} decimals, got {text[:60]}")
+    return format(dec, "f")
+
+
+def _bounded_int(value: int, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RegistryError(f"{what} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def check_comp_id(comp_id: str, what: str = "CompID") -> str:
+    """A CompID: 1 to 64 printable ASCII characters, no surrounding spaces, no '|' or '=' (no SOH
+    or any control character: it is written into FIX messages)."""
+    if not isinstance(comp_id, str) or not _COMP_ID_RE.fullmatch(comp_id) or "|" in comp_id or "=" in comp_id:
+        raise RegistryError(f"{what} must be 1 to 64 printable ASCII characters without '|', '=', control "
+                            f"characters or surrounding spaces, got {comp_id!r}")
+    return comp_id
 
 
 def _dec_or_none(text: str | None) -> Decimal | None:
@@ -339,8 +381,8 @@ async def create_account(
 def _check_kyc(status: str, tier: int | None) -> None:
     if status not in KYC_STATUSES:
         raise RegistryError(f"KYC status must be one of {', '.join(KYC_STATUSES)}, got {status!r}")
-    if tier is not None and tier < 0:
-        raise RegistryError(f"tier must be 0 or more, got {tier}")
+    if tier is not None:
+        _bounded_int(tier, "tier", 0, MAX_TIER)
 
 
 async def set_kyc(
@@ -391,6 +433,7 @@ async def set_tier_limits(
     max_daily_notional: Decimal | str | None,
 ) -> None:
     """Set the order-notional limits (per order, per day) that a KYC tier allows."""
+    _bounded_int(tier, "tier", 0, MAX_TIER)
     async with connect(db) as conn:
         await conn.execute(delete(kyc_tiers).where(kyc_tiers.c.tier == tier))
         await conn.execute(
@@ -426,14 +469,24 @@ async def create_session(
     """Register a FIX session; every entitled account must belong to ``firm_id``."""
     if not sender_comp_id or not target_comp_id:
         raise RegistryError("a session needs a SenderCompID and a TargetCompID")
+    check_comp_id(sender_comp_id, "SenderCompID")
+    check_comp_id(target_comp_id, "TargetCompID")
     if kind not in SESSION_KINDS:
         raise RegistryError(f"session kind must be one of {', '.join(SESSION_KINDS)}, got {kind!r}")
+    _bounded_int(heartbeat_min, "heartbeat min", 1, MAX_HEARTBEAT)
+    _bounded_int(heartbeat_max, "heartbeat max", 1, MAX_HEARTBEAT)
     if not 0 < heartbeat_min <= heartbeat_max:
         raise RegistryError(
             f"heartbeat bounds must satisfy 0 < min <= max, got {heartbeat_min}..{heartbeat_max}"
         )
-    if throttle_rate <= 0 or throttle_burst < 1:
-        raise RegistryError("throttle rate must be positive and burst at least 1")
+    try:
+        rate = float(throttle_rate)
+    except (TypeError, ValueError):
+        raise RegistryError(f"throttle rate must be a number, got {throttle_rate!r}") from None
+    if not (math.isfinite(rate) and MIN_THROTTLE_RATE <= rate <= MAX_THROTTLE_RATE):
+        raise RegistryError(f"throttle rate must be a finite number of messages per second from "
+                            f"{MIN_THROTTLE_RATE:g} to {MAX_THROTTLE_RATE:g}, got {throttle_rate!r}")
+    _bounded_int(throttle_burst, "throttle burst", 1, MAX_THROTTLE_BURST)
     networks = parse_networks(allowed_networks)
     async with connect(db) as conn:
         if not await conn.scalar(select(firms.c.firm_id).where(firms.c.firm_id == firm_id)):
