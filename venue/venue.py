@@ -131,7 +131,8 @@ class Venue:
         """The consumers of the venue's results and the writers in its transaction (the FIX
         acceptor), built by the composition root; the pipeline's loop starts."""
         self.pipeline.outlets = outlets
-        self.pipeline.writers = list(writers)
+        # custody's transactions first: they run inside the turn's, with the journal rows they make
+        self.pipeline.writers = [self.custody.turns, *writers]
         self.pipeline.start()
 
     async def started(self, port: int | None) -> None:

@@ -1,10 +1,10 @@
-"""Custody inside the running venue: set up with the venue, holds reconciled after recovery, and
-one pass of custody's pump per housekeeping turn (its mailbox letters, approvals, broadcasts,
-deposits, the hot wallet) once a policy exists.
+"""Custody inside the running venue: set up with the venue, its holds checked against its requests
+after recovery, and one pass of custody's pump per housekeeping turn (its mailbox letters,
+approvals, broadcasts, deposits, the hot wallet) once a policy exists.
 
-Customer funds move through the core (holds journaled like orders); the chain adapter is the
-simulated one (no node can run here). Wallet keys unlock with VENUE_CUSTODY_<TIER>_PASSPHRASE when a
-transfer must be signed.
+Customer funds move through the core (holds journaled like orders) in the venue's turn transaction,
+with custody's own rows (venue/custody/turns.py); the chain adapter is the simulated one (no node
+can run here). Wallet keys unlock with VENUE_CUSTODY_<TIER>_PASSPHRASE when a transfer must be signed.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import select
 
 from venue import audit
-from venue.core import commands as cmd
 from venue.custody import store as custody_store
 from venue.custody.chain import SimulatedChain
 from venue.custody.policy import PolicyError
-from venue.custody.ports import CoreLedger, RegistryDirectory, venue_submit
+from venue.custody.ports import RegistryDirectory, venue_submit
+from venue.custody.turns import TurnLedger, TurnTransactions
 from venue.custody.wallets import WalletSigner
-from venue.custody.workflow import Custody
+from venue.custody.workflow import SETTLING, Custody
 from venue.pipeline import Pipeline
 
 log = logging.getLogger("venue")
@@ -45,36 +45,41 @@ class CustodyScheduler:
         self.audit_log = audit_log
         self.block_seconds = block_seconds
         self.chain = SimulatedChain(engine)
-        self.custody = Custody(engine, self.chain, CoreLedger(venue_submit(pipeline.submit), pipeline.stage.ledger),
-                               RegistryDirectory(engine), WalletSigner(engine, wallet_passphrase))
+        self.turns = TurnTransactions(pipeline)  # the pipeline's first writer (venue.venue.Venue.attach)
+        self.custody = Custody(engine, self.chain, TurnLedger(pipeline, venue_submit(pipeline.submit)),
+                               RegistryDirectory(engine), WalletSigner(engine, wallet_passphrase),
+                               transaction=self.turns.transaction)
+        self.mismatches: list[str] = []  # what the start-up check found (nothing, in normal operation)
         self._next_block = 0.0
         self._idle_logged = False
 
     async def setup(self) -> None:
         await self.custody.setup()
-        await self._reconcile_holds()
+        self.mismatches = await self.check_holds()
 
-    async def _reconcile_holds(self) -> None:
-        """After recovery, make the ledger's custody holds match custody's requests: custody commits
-        its request and the core journals its hold in two transactions, so a crash between them can
-        leave one without the other. A hold with no request holding funds is released; a request
-        holding funds the ledger does not hold is held again (refused if the balance moved on,
-        which `venue custody status` then reports)."""
+    async def check_holds(self) -> list[str]:
+        """After recovery: does every open hold of the ledger belong to a request holding funds, and
+        every such request have its hold, of the same account, asset and amount? A request, its hold
+        and its state change commit in one transaction (venue/custody/turns.py), so this finds
+        nothing; what it finds is logged, audited (``custody.holds_mismatch``) and returned, never
+        repaired behind anyone's back (``venue custody status`` shows it as a breach too)."""
         r = custody_store.requests
         async with self.engine.connect() as conn:
             held = {row.id: (row.account, row.asset, int(row.amount)) for row in (await conn.execute(
-                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(r.c.funds == "held"))).all()}
-        holds = dict(self.pipeline.stage.ledger.holds)
-        now = time.time_ns()
-        cmds: list[Any] = [cmd.ReleaseHold(ts=now, ref=ref) for ref in sorted(holds) if ref not in held]
-        cmds += [cmd.HoldFunds(ts=now, account=a, asset=asset, amount=n, ref=rid)
-                 for rid, (a, asset, n) in sorted(held.items()) if rid not in holds]
-        if cmds:
-            log.warning("custody holds reconciled after recovery: %s",
-                        ", ".join(f"{type(c).__name__} {c.ref}" for c in cmds))
-            await self.pipeline.run_and_journal(cmds)
-            await self.audit_log.append("custody.holds_reconciled", actor="venue", subject="custody",
-                                        details={"commands": [[type(c).__name__, c.ref] for c in cmds]})
+                select(r.c.id, r.c.account, r.c.asset, r.c.amount).where(
+                    r.c.funds.in_(("held", *SETTLING))))).all()}
+        holds = {ref: tuple(h) for ref, h in self.pipeline.stage.ledger.holds.items()}
+        found = [f"ledger hold {ref} {holds[ref]} without a custody request holding it"
+                 for ref in sorted(holds) if ref not in held]
+        found += [f"request {rid} holds {held[rid]} but the ledger has no such hold"
+                  for rid in sorted(held) if rid not in holds]
+        found += [f"hold {ref}: ledger {holds[ref]}, custody {held[ref]}"
+                  for ref in sorted(set(holds) & set(held)) if holds[ref] != held[ref]]
+        if found:
+            log.error("custody holds do not match custody's requests: %s", "; ".join(found))
+            await self.audit_log.append("custody.holds_mismatch", actor="venue", subject="custody",
+                                        details={"mismatches": found})
+        return found
 
     async def turn(self, now: int) -> None:
         """Custody's pass (its letters, approvals, broadcasts, deposits, hot wallet), once a policy exists."""

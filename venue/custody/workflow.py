@@ -63,6 +63,7 @@ from venue.custody.states import (  # re-exported: the state machine's public na
     State,
     TransitionError,
 )
+from venue.custody.turns import Recorder
 from venue.custody.wallets import (
     TIERS,
     AssetStatus,
@@ -75,7 +76,8 @@ from venue.custody.wallets import (
 
 S = State
 INTERNAL_DOMAIN = "venue/custody/internal-transfer/v1"
-#: funds of an ended request whose hold the core has not settled yet -> what they become once it has
+#: funds of an ended request whose hold the core had not settled yet (the earlier commit-first
+#: design; no longer written): ``status`` and the venue's start-up check still read them
 SETTLING = {"consuming": "consumed", "releasing": "released"}
 
 
@@ -83,7 +85,7 @@ class Custody:
     """The custody service: withdrawals, approvals, internal transfers, deposits, status."""
 
     def __init__(self, engine: AsyncEngine, chain: ChainAdapter, ledger: CustomerLedger, directory: Directory,
-                 signer: WalletSigner, assets: Assets | None = None) -> None:
+                 signer: WalletSigner, assets: Assets | None = None, transaction: Any = None) -> None:
         self.engine = engine
         self.chain = chain
         self.ledger = ledger
@@ -91,71 +93,35 @@ class Custody:
         self.signer = signer
         self.assets = assets or Assets()
         self._lock = asyncio.Lock()
-        # A ledger journaling in custody's own transaction (JournalLedger, venue stopped) is called
-        # inside it, atomically. The running venue's (CoreLedger) answers at the venue's next batch,
-        # whose commit needs the database's write lock (SQLite; on PostgreSQL the audit log's next
-        # seq) that a custody transaction holds once it wrote: awaited inside, each waited for the
-        # other until the busy timeout failed the venue's batch. So with it, custody commits first
-        # and then asks the core (deposits, holds), or records the intent (funds "consuming" /
-        # "releasing") and settles once committed (_txn, _settle; process() finishes any left over).
-        self._ledger_in_txn = bool(getattr(ledger, "journals_in_caller_transaction", False))
-        self._settle_after: dict[int, list[tuple[str, int]]] = {}
+        # Every custody transaction that moves customer funds journals its ledger command in the
+        # same transaction as its own rows: the caller's (JournalLedger, the venue stopped) or the
+        # venue's turn (``transaction``: venue/custody/turns.py, TurnLedger), where the body runs
+        # inside the turn and the core answers at once, so no custody transaction waits for the core.
+        # (A plain CoreLedger over a bare core, in tests, journals nothing.)
+        self._transaction = transaction
 
     @asynccontextmanager
     async def _txn(self) -> AsyncIterator[AsyncConnection]:
-        """A custody transaction; the holds its moves ended are settled once it has committed."""
-        settle: list[tuple[str, int]] = []
-        async with self.engine.begin() as conn:
-            self._settle_after[id(conn)] = settle
-            try:
+        """A custody transaction: the venue's turn (running venue) or its own (venue stopped)."""
+        if self._transaction is not None:
+            async with self._transaction() as conn:
                 yield conn
-            finally:
-                self._settle_after.pop(id(conn), None)
-        if settle:
-            await self._settle(settle)
-
-    async def _settle(self, items: list[tuple[str, int]]) -> None:
-        """Consume (confirmed) or release (any other end) the hold of each ended request whose
-        funds are "consuming" / "releasing", then record it. A hold the ledger no longer has was
-        settled before a restart; a refusal otherwise is audited and left for the next pass."""
-        r = store.requests
-        for rid, now in items:
-            async with self.engine.connect() as conn:
-                funds = (await conn.execute(select(r.c.funds).where(r.c.id == rid))).scalar()
-            if funds not in SETTLING:
-                continue
-            try:
-                if funds == "consuming":
-                    await self.ledger.consume(now, rid)
-                else:
-                    await self.ledger.release(now, rid)
-            except LedgerRefused as exc:
-                if rid in await self.ledger.open_holds():
-                    await audit.append(self.engine, "custody.error", subject=rid, time_ns=now,
-                                       details={"error": f"settling the hold ({funds}): {exc.reason}"})
-                    continue
+        else:
             async with self.engine.begin() as conn:
-                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == funds).values(funds=SETTLING[funds]))
+                yield conn
+
+    async def _audit(self, conn: Any, kind: str, **kw: Any) -> None:
+        """An audit entry in the transaction: handed to the turn's write set if the body completes
+        (venue/custody/turns.py), else appended in the caller's transaction."""
+        if isinstance(conn, Recorder):
+            conn.audit.append(audit.recordable(kind, kw))
+        else:
+            await audit.append(conn, kind, **kw)
 
     async def setup(self) -> None:
-        """Create the custody and audit tables if missing; in the running venue, pick up the holds a
-        stop left between an ended request's commit and the core settling its hold."""
+        """Create the custody and audit tables if missing."""
         await store.create_all(self.engine)
         await audit.create_schema(self.engine)
-        if not self._ledger_in_txn:
-            await self._recover_settling()
-
-    async def _recover_settling(self) -> None:
-        """Before the venue reconciles holds with requests (venue/custody/scheduler.py: a hold no request holds
-        is released, a request's missing hold is taken again): a hold still open is "held" again
-        (process() settles it), a hold the recovered ledger no longer has was settled before the stop."""
-        r = store.requests
-        holds = await self.ledger.open_holds()
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(select(r.c.id, r.c.funds).where(r.c.funds.in_(tuple(SETTLING))))).all()
-            for rid, funds in rows:
-                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == funds).values(
-                    funds="held" if rid in holds else SETTLING[funds]))
 
     async def set_policy(self, policy: Policy, by: str, now: int) -> Policy:
         async with self.engine.begin() as conn:
@@ -298,23 +264,10 @@ class Custody:
             await self._log(conn, rid, "", S.REQUESTED, now, f"account:{req.account}",
                             {"amount": req.amount, "asset": req.asset, "destination": req.destination,
                              "submitted_by": submitted_by})
-            if self._ledger_in_txn:  # the hold journaled with the request, atomically
-                problem = await self._hold(req.account, req.asset, amount, rid, now, conn)
-                problem = await self._route(conn, policy, req.account, req.asset, req.destination, amount, rid,
-                                            now, problem)
-        if not self._ledger_in_txn:  # committed first, then held by the core (see __init__)
-            problem = await self._hold(req.account, req.asset, amount, rid, now, None)
-            try:
-                async with self._txn() as conn:
-                    problem = await self._route(conn, policy, req.account, req.asset, req.destination, amount,
-                                                rid, now, problem)
-            except BaseException:
-                if problem is None:  # held but never recorded: give it back (a restart would too)
-                    try:
-                        await self.ledger.release(now, rid)
-                    except LedgerRefused:
-                        pass
-                raise
+            # the hold journaled with the request, atomically
+            problem = await self._hold(req.account, req.asset, amount, rid, now, conn)
+            problem = await self._route(conn, policy, req.account, req.asset, req.destination, amount, rid,
+                                        now, problem)
         if problem is not None:
             raise Refused(problem, rid)
         return await self.get(rid)
@@ -455,7 +408,7 @@ class Custody:
         await conn.execute(insert(store.approvals).values(
             request_id=a.request_id, operator=a.operator, decision=a.decision, nonce=a.nonce,
             expiry=a.expiry * NS, signature=signed.signature, ts=now))
-        await audit.append(conn, f"custody.{a.decision}", actor=a.operator, subject=a.request_id,
+        await self._audit(conn, f"custody.{a.decision}", actor=a.operator, subject=a.request_id,
                            details={"nonce": a.nonce, "expiry": a.expiry, "digest": a.digest}, time_ns=now)
         if a.decision == "reject":
             await self._move(conn, a.request_id, S.PENDING_APPROVAL, S.REJECTED, now,
@@ -551,16 +504,6 @@ class Custody:
         async with self._lock:
             policy = await self.policy()
             r = store.requests
-            if not self._ledger_in_txn:  # holds left unsettled (a refusal, a restart)
-                async with self.engine.begin() as conn:
-                    ended = (await conn.execute(select(r.c.id, r.c.state).where(
-                        r.c.state.in_(tuple(TERMINAL)), r.c.funds == "held"))).all()
-                    for rid, state in ended:
-                        await conn.execute(update(r).where(r.c.id == rid, r.c.funds == "held").values(
-                            funds="consuming" if state == S.CONFIRMED else "releasing"))
-                    left = (await conn.execute(select(r.c.id).where(
-                        r.c.funds.in_(tuple(SETTLING))))).scalars().all()
-                await self._settle([(rid, now) for rid in left])
             async with self.engine.connect() as conn:
                 due = (r.c.state.in_((S.APPROVED, S.SIGNING, S.BROADCAST))
                        | ((r.c.state == S.PENDING_APPROVAL) & (r.c.expiry <= now)))
@@ -713,32 +656,19 @@ class Custody:
             w = by_address[inc.destination]
             account = inc.memo
             kyc = await self.directory.kyc(account) if account else None
-            in_txn = self._ledger_in_txn  # else: the record commits first, then the core credits (__init__)
-            async with self.engine.begin() as conn:
+            async with self._txn() as conn:  # the record and the credit, atomically
                 await adjust(conn, w.asset, w.tier, inc.amount)
                 await conn.execute(insert(store.deposits).values(
                     txid=inc.txid, account=account if kyc is not None else "", asset=inc.asset,
                     amount=inc.amount, credited_at=now))
                 if kyc is None:
-                    await audit.append(conn, "custody.deposit_unattributed", subject=inc.txid, time_ns=now,
+                    await self._audit(conn, "custody.deposit_unattributed", subject=inc.txid, time_ns=now,
                                        details={"asset": inc.asset, "amount": inc.amount, "memo": inc.memo})
                     continue
-                await audit.append(conn, "custody.deposit", actor="chain", subject=account, time_ns=now,
+                await self._audit(conn, "custody.deposit", actor="chain", subject=account, time_ns=now,
                                    details={"txid": inc.txid, "asset": inc.asset, "amount": inc.amount,
                                             "wallet": w.tier})
-                if in_txn:
-                    await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}",
-                                              conn=conn)
-            if not in_txn:
-                try:
-                    await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}")
-                except LedgerRefused as exc:  # undone: the next pass tries it again
-                    async with self.engine.begin() as conn:
-                        await conn.execute(store.deposits.delete().where(store.deposits.c.txid == inc.txid))
-                        await adjust(conn, w.asset, w.tier, -inc.amount)
-                        await audit.append(conn, "custody.deposit_refused", actor="venue", subject=account,
-                                           time_ns=now, details={"txid": inc.txid, "reason": exc.reason})
-                    continue
+                await self.ledger.deposit(now, account, inc.asset, inc.amount, f"deposit:{inc.txid}", conn=conn)
             credited.append(inc.txid)
         return credited
 
@@ -763,12 +693,7 @@ class Custody:
             raise TransitionError(f"{rid}: no longer {frm} (moved concurrently)")
         if to in TERMINAL:
             row = await self._row(conn, rid)
-            after = None if self._ledger_in_txn else self._settle_after.get(id(conn))
-            if row.funds == "held" and after is not None:  # settled once this transaction commits
-                await conn.execute(update(r).where(r.c.id == rid, r.c.funds == "held").values(
-                    funds="consuming" if to == S.CONFIRMED else "releasing"))
-                after.append((rid, now))
-            elif row.funds == "held":
+            if row.funds == "held":  # settled in this transaction, with the move
                 if to == S.CONFIRMED:
                     await self.ledger.consume(now, rid, conn=conn)
                     settled = "consumed"
@@ -782,7 +707,7 @@ class Custody:
                    details: dict[str, Any]) -> None:
         await conn.execute(insert(store.transitions).values(request_id=rid, ts=now, from_state=str(frm),
                                                             to_state=str(to), reason=str(details.get("reason", ""))))
-        await audit.append(conn, f"custody.{to}", actor=actor, subject=rid, time_ns=now,
+        await self._audit(conn, f"custody.{to}", actor=actor, subject=rid, time_ns=now,
                            details={"from": str(frm), **details})
 
     # ---- queries --------------------------------------------------------------------------------
