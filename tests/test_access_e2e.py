@@ -241,12 +241,16 @@ def test_lockout_after_repeated_failures(venue):
         c = connect(venue, "ELOCK")
         c.signed_logon(key, kid, sign_seq=100 + i)
         expect_refused(c)
-    good = connect(venue, "ELOCK")
-    good.signed_logon(key, kid)  # a perfectly good logon, but locked out now
-    expect_refused(good)
+    guess = connect(venue, "ELOCK")
+    guess.signed_logon(key, kid, sign_seq=200)  # one more guess: locked out now
+    expect_refused(guess)
     entry = refusal(venue, "ELOCK", "locked_out")
     assert entry.source == "127.0.0.18" and "locked out" in entry.data["reason"]
     assert len([r for r in audit_rows(venue, "logon.refused", "ELOCK") if r.data["code"] == "bad_signature"]) == 3
+    good = connect(venue, "ELOCK")
+    good.signed_logon(key, kid)  # a signature cannot be guessed: never refused for a lockout
+    assert good.expect("A")
+    good.close()
 
 
 def test_key_rotation_without_downtime(venue):

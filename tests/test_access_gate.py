@@ -186,36 +186,42 @@ def test_kyc_valid_through_its_expiry_day():
     assert World(expires=TODAY).logon().ok
 
 
-def test_lockout_after_repeated_failures_even_with_a_good_logon():
+def test_lockout_after_repeated_failures_refuses_guesses_but_never_a_good_signature():
     w = World(config=GateConfig(lockout_failures=3, lockout_seconds=60))
     for i in range(3):
         assert w.logon(w.fields(seq=i + 1, key_id="0000000000000000")).code == "unknown_key"
-    d = w.logon(w.fields(seq=10))
-    assert (d.ok, d.code) == (False, "locked_out")
     assert w.gate.is_locked_out("127.0.0.1", None, NOW)
+    assert not w.gate.is_locked_out(None, "C1", NOW)  # an unknown key id counts against the address only
+    d = w.logon(w.fields(seq=9, key_id="0000000000000000"))
+    assert (d.ok, d.code) == (False, "locked_out")
+    assert w.logon(w.fields(seq=10)).ok  # a signature cannot be guessed: never refused for a lockout
+    assert w.logon(w.fields(seq=11, key_id="0000000000000000")).code == "locked_out"  # and it lifts nothing
 
 
 def test_lockout_expires_after_the_configured_time():
     w = World(config=GateConfig(lockout_failures=3, lockout_seconds=60))
     for i in range(3):
         w.logon(w.fields(seq=i + 1, key_id="0000000000000000"))
+    assert w.logon(w.fields(seq=9, key_id="0000000000000000")).code == "locked_out"
     later = NOW + 61 * S
-    assert w.logon(w.fields(seq=10, sent=later), now=later).ok
+    assert w.logon(w.fields(seq=10, sent=later, key_id="0000000000000000"), now=later).code == "unknown_key"
 
 
-def test_lockout_counts_failures_per_comp_id_across_addresses():
+def test_lockout_counts_bad_signatures_per_comp_id_across_addresses():
     w = World(networks=("127.0.0.0/8",), config=GateConfig(lockout_failures=3, lockout_seconds=60))
-    for i in range(3):
-        w.logon(w.fields(seq=i + 1, key_id="0000000000000000"), ip=f"127.0.0.{10 + i}")
-    d = w.logon(w.fields(seq=10), ip="127.0.0.50")
+    forger = signing.generate_key()
+    for i in range(3):  # its real key id, signed with another key
+        assert w.logon(w.fields(seq=i + 1, key=forger), ip=f"127.0.0.{10 + i}").code == "bad_signature"
+    d = w.logon(w.fields(seq=9, key=forger), ip="127.0.0.50")
     assert d.code == "locked_out" and "CompID C1" in d.reason
+    assert w.logon(w.fields(seq=10), ip="127.0.0.51").ok  # its owner's signature still logs on
 
 
 def test_lockout_counts_failures_per_address_across_comp_ids():
     w = World(config=GateConfig(lockout_failures=3, lockout_seconds=60))
     for i in range(3):
         w.logon(w.fields(sender=f"X{i}"), sender=f"X{i}")  # unknown CompIDs from one address
-    d = w.logon()
+    d = w.logon(w.fields(seq=9, key_id="0000000000000000"))
     assert d.code == "locked_out" and "address 127.0.0.1" in d.reason
 
 
@@ -225,7 +231,7 @@ def test_failures_older_than_the_window_do_not_add_up():
         t = NOW + i * 11 * S
         w.logon(w.fields(seq=i + 1, sent=t, key_id="0000000000000000"), now=t)
     t = NOW + 40 * S
-    assert w.logon(w.fields(seq=10, sent=t), now=t).ok
+    assert w.logon(w.fields(seq=10, sent=t, key_id="0000000000000000"), now=t).code == "unknown_key"
 
 
 def test_unsigned_logon_accepted_only_for_sessions_that_do_not_require_signatures():

@@ -1,8 +1,10 @@
 """Lockouts against the real `venue serve` over TCP: a stranger locks out only itself.
 
-Failed logons count against their source address; against a CompID only when they come from an
-address that session allows and attempt its credentials. Clients connect from chosen loopback
-addresses (Linux routes all of 127/8 to lo), so "another machine" is 127.0.0.2.
+Lockouts stop guessing, and a signature cannot be guessed: a logon signed with an active key of its
+session is never refused for a lockout. Failed logons count against their source address; against a
+CompID only a bad signature under one of its key ids from an address the session allows; KYC and
+SendingTime refusals count nowhere. Clients connect from chosen loopback addresses (Linux routes
+all of 127/8 to lo), so "another machine" is 127.0.0.2.
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ from venue.access import signing
 from venue.access.gate import GateConfig
 
 FAILURES = 5  # the default lockout_failures
+ACCOUNTS = {"LKYC": "LKYC-ACC"}  # else DEMO1-ACC
 # session -> the networks it allows
 SESSIONS = {
     "LSTRANGER": ["127.0.0.2/32"],  # a legitimate session elsewhere: 127.0.0.2 may connect at all
     "LSHARED": ["127.0.0.32/30"],  # 127.0.0.32 .. 127.0.0.35
     "LUNSIGNED": ["127.0.0.40/30"],
     "LSTALE": ["127.0.0.44/32"],
+    "LNOKEY": ["127.0.0.48/30"],
+    "LNAT1": ["127.0.0.52/32"],  # two firms' sessions behind one NAT address
+    "LNAT2": ["127.0.0.52/32"],
+    "LKYC": ["127.0.0.56/32"],  # its account becomes KYC-pending; LKYCNEIGHBOUR shares the address
+    "LKYCNEIGHBOUR": ["127.0.0.56/32"],
     "LPROBE": ["127.0.0.1/32"],  # created last: once the venue knows it, it knows all of them
 }
 
@@ -53,23 +61,30 @@ def logon(v: VenueProcess, sender: str, ip: str, **kw) -> Client:
 
 
 def logs_on(v: VenueProcess, sender: str, ip: str) -> bool:
+    """A signed logon is accepted (then logged out, so the session can log on again at once)."""
     c = logon(v, sender, ip)
     msg = c.recv(5)
+    if msg is None or msg.msg_type != "A":
+        c.close()
+        return False
+    c.send("5")
+    c.expect("5")
+    assert c.closed()
     c.close()
-    return msg is not None and msg.msg_type == "A"
+    return True
 
 
-def unsigned_logon(v: VenueProcess, sender: str, ip: str) -> None:
+def unsigned_logon(v: VenueProcess, sender: str, ip: str, extra: tuple = ()) -> None:
     c = Client(v.port, sender, ip)
-    c.send("A", [(98, 0), (108, 30), (141, "Y")])
+    c.send("A", [(98, 0), (108, 30), (141, "Y"), *extra])
     expect_refused(c)
 
 
-def refusals(v: VenueProcess, sender: str, source: str, code: str, count: int) -> list:
+def refusals(v: VenueProcess, sender: str, source: str, code: str, count: int, timeout: float = 5) -> list:
     """Wait until ``count`` logon.refused entries of ``code`` for ``sender`` from ``source`` are in."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + timeout
     while True:
-        rows = [r for r in audit_rows(v, "logon.refused", sender) if r.source == source and r.data["code"] == code]
+        rows = [r for r in audit_rows(v, "logon.refused", sender, timeout) if r.source == source and r.data["code"] == code]
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
@@ -82,8 +97,9 @@ def venue(tmp_path_factory):
                                 "VENUE_ACCESS_LOCKOUT_SECONDS": "300"}).start()
     try:
         cli(data, "session", "allow", "DEMO1", "--replace", "127.0.0.1/32")
+        cli(data, "account", "create", "LKYC-ACC", "--firm", "DEMO", "--status", "verified")
         for sender, networks in SESSIONS.items():
-            cli(data, "session", "create", sender, "--firm", "DEMO", "--account", "DEMO1-ACC",
+            cli(data, "session", "create", sender, "--firm", "DEMO", "--account", ACCOUNTS.get(sender, "DEMO1-ACC"),
                 *[a for n in networks for a in ("--allow", n)],
                 "--key-out", str(data / "lockout-keys" / f"{sender}.pem"))
         deadline = time.monotonic() + 10
@@ -103,11 +119,12 @@ def test_unsigned_logons_claiming_a_comp_id_from_another_address_lock_out_only_t
     assert len(refusals(venue, "DEMO1", "127.0.0.2", "address_not_allowed", FAILURES)) == FAILURES
     # the real DEMO1, from its own address, is not locked out
     assert logs_on(venue, "DEMO1", "127.0.0.1")
-    # the stranger's address is: even a good logon of the session that allows it is refused
-    c = logon(venue, "LSTRANGER", "127.0.0.2")
-    expect_refused(c)
+    # the stranger's address is, for anything not signed by a session's key ...
+    unsigned_logon(venue, "LSTRANGER", "127.0.0.2")
     [locked] = refusals(venue, "LSTRANGER", "127.0.0.2", "locked_out", 1)
     assert "address 127.0.0.2 is locked out" in locked.data["reason"]
+    # ... but a signature cannot be guessed: the session that allows it logs on there
+    assert logs_on(venue, "LSTRANGER", "127.0.0.2")
 
 
 @pytest.mark.timeout(60)
@@ -116,7 +133,7 @@ def test_unsigned_logons_from_an_allowed_address_do_not_lock_out_the_comp_id(ven
         unsigned_logon(venue, "LUNSIGNED", "127.0.0.40")
     assert len(refusals(venue, "LUNSIGNED", "127.0.0.40", "signature_missing", FAILURES)) == FAILURES
     assert logs_on(venue, "LUNSIGNED", "127.0.0.41")  # its other address
-    assert not logs_on(venue, "LUNSIGNED", "127.0.0.40")  # the address that failed is locked
+    unsigned_logon(venue, "LUNSIGNED", "127.0.0.40")  # the address that failed is locked
     [locked] = refusals(venue, "LUNSIGNED", "127.0.0.40", "locked_out", 1)
     assert "address 127.0.0.40" in locked.data["reason"]
 
@@ -127,10 +144,58 @@ def test_bad_signatures_from_allowed_addresses_still_lock_out_the_comp_id(venue)
         c = logon(venue, "LSHARED", f"127.0.0.{32 + i % 3}", sign_seq=100 + i)  # signed for another MsgSeqNum
         expect_refused(c)
     assert sum(len(refusals(venue, "LSHARED", f"127.0.0.{32 + i}", "bad_signature", 1)) for i in range(3)) == FAILURES
-    c = logon(venue, "LSHARED", "127.0.0.35")  # a good logon from a fresh allowed address
+    c = logon(venue, "LSHARED", "127.0.0.35", sign_seq=200)  # one more guess from a fresh allowed address
     expect_refused(c)
     [locked] = refusals(venue, "LSHARED", "127.0.0.35", "locked_out", 1)
     assert "CompID LSHARED is locked out" in locked.data["reason"]
+    assert logs_on(venue, "LSHARED", "127.0.0.35")  # its owner's signature is never refused for a lockout
+
+
+@pytest.mark.timeout(60)
+def test_logons_under_a_key_id_the_comp_id_does_not_have_lock_out_no_comp_id(venue):
+    """The attack: from an allowed address, knowing nothing, `95=4|96=AAAA|553=nosuchkey` five times
+    locked the CompID out everywhere for 300 s, renewable forever."""
+    for _ in range(FAILURES):
+        unsigned_logon(venue, "LNOKEY", "127.0.0.48", extra=((95, 4), (96, "AAAA"), (553, "nosuchkey")))
+    assert len(refusals(venue, "LNOKEY", "127.0.0.48", "unknown_key", FAILURES)) == FAILURES
+    assert logs_on(venue, "LNOKEY", "127.0.0.49")  # from its other address
+    assert logs_on(venue, "LNOKEY", "127.0.0.48")  # and from the attacker's: the signature is no guess
+    unsigned_logon(venue, "LNOKEY", "127.0.0.48", extra=((95, 4), (96, "AAAA"), (553, "nosuchkey")))
+    [locked] = refusals(venue, "LNOKEY", "127.0.0.48", "locked_out", 1)  # the guesser's address is locked
+    assert "address 127.0.0.48" in locked.data["reason"]
+
+
+@pytest.mark.timeout(60)
+def test_unsigned_logons_from_a_shared_address_refuse_no_correctly_signed_logon_there(venue):
+    """The attack: 5 unsigned logons claiming a CompID from address A locked A, and then the real,
+    correctly signed session (and every other firm behind that NAT address) was refused for 300 s."""
+    for _ in range(FAILURES):
+        unsigned_logon(venue, "LNAT1", "127.0.0.52")
+    assert len(refusals(venue, "LNAT1", "127.0.0.52", "signature_missing", FAILURES)) == FAILURES
+    assert logs_on(venue, "LNAT1", "127.0.0.52")
+    assert logs_on(venue, "LNAT2", "127.0.0.52")
+    assert not refusals(venue, "LNAT2", "127.0.0.52", "locked_out", 1)
+
+
+@pytest.mark.timeout(60)
+def test_kyc_refusals_of_an_owners_signed_logon_count_nowhere(venue):
+    """An auto-reconnecting client whose account became KYC-pending must not lock out the other
+    sessions at its address (nor, once KYC is verified again, itself)."""
+    cli(venue.data_dir, "account", "kyc", "LKYC-ACC", "--status", "pending")
+    deadline = time.monotonic() + 10
+    while logs_on(venue, "LKYC", "127.0.0.56"):  # the venue reloads its registry once a second
+        assert time.monotonic() < deadline, "the venue never picked up the KYC change"
+        time.sleep(0.2)
+    for _ in range(FAILURES):
+        expect_refused(logon(venue, "LKYC", "127.0.0.56"))
+    assert len(refusals(venue, "LKYC", "127.0.0.56", "kyc", FAILURES + 1)) == FAILURES + 1
+    assert logs_on(venue, "LKYCNEIGHBOUR", "127.0.0.56")
+    cli(venue.data_dir, "account", "kyc", "LKYC-ACC", "--status", "verified")
+    deadline = time.monotonic() + 10
+    while not logs_on(venue, "LKYC", "127.0.0.56"):
+        assert time.monotonic() < deadline, "refused after KYC was verified again"
+        time.sleep(0.2)
+    assert not refusals(venue, "LKYC", "127.0.0.56", "locked_out", 1, timeout=0)
 
 
 @pytest.mark.timeout(60)

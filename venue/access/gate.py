@@ -4,11 +4,12 @@ Built from the registry (``await AccessGate.load(engine, config)``, ``await gate
 its checks are synchronous and take the time as an argument, so the acceptor can call them inline.
 The client only ever learns "refused"; the exact ``reason`` goes to the audit log.
 
-Lockouts must not let a stranger deny service to a client, so failures are counted where they can
-come from (see :data:`COUNTS_AGAINST_COMP_ID`): every counted failure against its source address,
-and against a CompID only those from an address the session's allow-list allows and that are an
-attempt at its credentials (or its owner's own signed logon). SendingTime refusals count nowhere:
-they follow a verified signature (no guess), and a stale one may be the venue's own delay.
+Lockouts exist to stop guessing, and must not let a stranger deny service to a client. An Ed25519
+signature cannot be guessed, so a logon whose signature verifies under an active key of its session
+is never refused for a lockout. Failures are counted where they can come from (see
+:data:`COUNTS_AGAINST_COMP_ID`): every counted failure against its source address, and against a
+CompID only a bad signature under one of its key ids from an address its allow-list allows.
+SendingTime and KYC refusals count nowhere: they follow a verified signature (no guess).
 """
 
 from __future__ import annotations
@@ -82,18 +83,18 @@ class Decision:
         return out
 
 
-NOT_COUNTED = frozenset({"locked_out", "sending_time_stale", "sending_time_future"})
-"""Refusals that count toward no lockout: a lockout refusal itself, and SendingTime outside the window
-(the signature verified, so it is no guess; a stale one may be the venue's own delay, and a future one
-the client's clock)."""
+NOT_COUNTED = frozenset({"locked_out", "sending_time_stale", "sending_time_future", "kyc"})
+"""Refusals that count toward no lockout: a lockout refusal itself, and those that follow a verified
+signature (no guess): SendingTime outside the window (a stale one may be the venue's own delay, a
+future one the client's clock) and KYC (an auto-reconnecting client whose account became KYC-pending
+must not lock out the other sessions behind its address)."""
 
-COUNTS_AGAINST_COMP_ID = frozenset({"unknown_key", "key_retired", "bad_signature", "kyc"})
-"""Refusals that also count against the CompID, when they come from an address the session allows:
-attempts at its credentials (a key id and a signature were presented) and its owner's own signed
-logons refused for KYC. Anything a stranger can send from anywhere (an unknown or disabled CompID, a
-wrong TargetCompID, an address outside the allow-list, a logon without signature, a replay) counts
-against the source address only, so five unsigned logons claiming a CompID lock out their sender,
-never the CompID's owner."""
+COUNTS_AGAINST_COMP_ID = frozenset({"bad_signature"})
+"""The one refusal that also counts against the CompID: a signature that does not verify under a key
+id that exists for that session, from an address the session allows (an attempt at its credentials).
+Anything a stranger can send knowing nothing (an unknown or disabled CompID, a wrong TargetCompID, an
+address outside the allow-list, no signature, an unknown key id, a replay) counts against the source
+address only; and a CompID lockout never refuses a logon signed with one of its active keys."""
 
 
 def parse_utc_timestamp(value: str) -> int:
@@ -179,76 +180,95 @@ class AccessGate:
 
         ``received_ns`` is when the Logon's bytes arrived (default ``now_ns``): SendingTime is judged
         against it (but at most ``max_backlog_s`` before ``now_ns``), so the time the venue took to get
-        round to this logon (a logon storm) refuses nobody. Checks in order: address locked out, session known and enabled (and TargetCompID),
-        address allowed, CompID locked out, signature (present, key id known and active, valid),
-        SendingTime window, replay, KYC. Failures are counted as the module docstring says."""
+        round to this logon (a logon storm) refuses nobody.
+
+        Lockouts exist to stop guessing, and an Ed25519 signature cannot be guessed: a logon whose
+        signature verifies under an active key of its session is never refused for a lockout. So the
+        cheap structural checks come first (session known and enabled, TargetCompID, address in its
+        allow-list, signature and key id present), then the signature (one verify, ~50 µs, even from
+        a locked address), then the lockouts (address, CompID) for anything not so verified, then
+        SendingTime window, replay and KYC. Failures are counted as :meth:`_count` says."""
         addr = str(normalize_ip(peer_ip) or peer_ip)
         session = self.sessions.get(sender_comp_id)
         owner_address = session is not None and session.allows(addr)
         arrived = now_ns if received_ns is None else max(received_ns, now_ns - self._backlog_ns)
-
-        def refuse(code: str, reason: str, key_id: str | None = None) -> Decision:
-            self._count(code, addr, sender_comp_id if owner_address else None, now_ns)
-            return Decision(False, reason, session, code, key_id)
-
-        locked = self._locked(self._by_addr, addr, "address", now_ns)
-        if locked:
-            return refuse("locked_out", locked)
-        if session is None:
-            return refuse("unknown_session", f"unknown SenderCompID {sender_comp_id!r}")
-        if not session.enabled:
-            return refuse("session_disabled", f"session {sender_comp_id} is disabled")
-        if target_comp_id != session.target_comp_id:
-            return refuse(
-                "wrong_target", f"TargetCompID {target_comp_id!r}, expected {session.target_comp_id!r}"
-            )
-        if not owner_address:
-            return refuse(
-                "address_not_allowed", f"address {addr} is not in the allow-list of {sender_comp_id}"
-            )
-        locked = self._locked(self._by_comp, sender_comp_id, "CompID", now_ns)
-        if locked:
-            return refuse("locked_out", locked)
-
         key_id = fields.get(TAG_USERNAME) or None
         signature = fields.get(TAG_RAW_DATA)
-        seq = fields.get(34, "")
-        sending_time = fields.get(52, "")
-        msg_type = fields.get(35, "A")
         signed = signature is not None or key_id is not None
-        if session.require_signature or signed:
-            if not signature:
-                return refuse("signature_missing", "logon carries no signature (RawData 96)", key_id)
-            if not key_id:
-                return refuse("key_id_missing", "logon carries no key id (Username 553)")
-            length = fields.get(TAG_RAW_DATA_LENGTH)
-            if length is not None and length != str(len(signature)):
-                return refuse("bad_signature", f"RawDataLength {length} does not match RawData ({len(signature)})",
-                              key_id)
-            state, pub = self._keys.get((sender_comp_id, key_id), (None, None))
-            if state is None or pub is None:
-                return refuse(
-                    "unknown_key", f"key id {key_id!r} is not registered for {sender_comp_id}", key_id
-                )
-            if state != "active":
-                return refuse("key_retired", f"key {key_id} of {sender_comp_id} is retired", key_id)
-            if not verify_logon(pub, signature, msg_type, sender_comp_id, target_comp_id, seq, sending_time):
-                return refuse("bad_signature", f"signature does not verify with key {key_id}", key_id)
+        key_exists = False  # the key id names a key (any state) of this session
+
+        def refuse(code: str, reason: str, key_id: str | None = None) -> Decision:
+            self._count(code, addr, sender_comp_id if owner_address and key_exists else None, now_ns)
+            return Decision(False, reason, session, code, key_id)
+
+        problem: tuple[str, str, str | None] | None = None
+        verified = False
+        if session is None:
+            problem = "unknown_session", f"unknown SenderCompID {sender_comp_id!r}", None
+        elif not session.enabled:
+            problem = "session_disabled", f"session {sender_comp_id} is disabled", None
+        elif target_comp_id != session.target_comp_id:
+            problem = ("wrong_target", f"TargetCompID {target_comp_id!r}, expected {session.target_comp_id!r}",
+                       None)
+        elif not owner_address:
+            problem = "address_not_allowed", f"address {addr} is not in the allow-list of {sender_comp_id}", None
+        elif session.require_signature or signed:
+            problem = self._check_signature(sender_comp_id, target_comp_id, fields, key_id, signature)
+            verified = problem is None
+            key_exists = (sender_comp_id, key_id or "") in self._keys
+
+        if not verified:
+            locked = self._locked(self._by_addr, addr, "address", now_ns)
+            if not locked and owner_address:
+                locked = self._locked(self._by_comp, sender_comp_id, "CompID", now_ns)
+            if locked:
+                return refuse("locked_out", locked, key_id)
+        if problem is not None:
+            return refuse(*problem)
 
         if signed:
+            assert session is not None
             stale = self._check_time_and_replay(
-                msg_type, sender_comp_id, target_comp_id, seq, sending_time, key_id, arrived, now_ns
+                fields.get(35, "A"), sender_comp_id, target_comp_id, fields.get(34, ""), fields.get(52, ""),
+                key_id, arrived, now_ns,
             )
             if stale is not None:
                 return refuse(*stale, key_id)
 
-        problem = self._kyc_problem(session, now_ns)
-        if problem:
-            return refuse("kyc", problem, key_id)
+        assert session is not None
+        kyc = self._kyc_problem(session, now_ns)
+        if kyc:
+            return refuse("kyc", kyc, key_id)
 
-        self._by_addr.pop(addr, None)
-        self._by_comp.pop(sender_comp_id, None)
+        # a success resets the failure counts, but never lifts a lockout (a verified logon from a
+        # locked address must not reopen it to guessing)
+        for table, name in ((self._by_addr, addr), (self._by_comp, sender_comp_id)):
+            f = table.get(name)
+            if f is not None and f.locked_until <= now_ns:
+                del table[name]
         return Decision(True, "accepted", session, "accepted", key_id)
+
+    def _check_signature(
+        self, sender: str, target: str, fields: Mapping[int, str], key_id: str | None, signature: str | None
+    ) -> tuple[str, str, str | None] | None:
+        """None when the logon's signature verifies under an active key of ``sender``, else the refusal."""
+        if not signature:
+            return "signature_missing", "logon carries no signature (RawData 96)", key_id
+        if not key_id:
+            return "key_id_missing", "logon carries no key id (Username 553)", None
+        length = fields.get(TAG_RAW_DATA_LENGTH)
+        if length is not None and length != str(len(signature)):
+            return ("bad_signature", f"RawDataLength {length!r} does not match RawData ({len(signature)})",
+                    key_id)
+        state, pub = self._keys.get((sender, key_id), (None, None))
+        if state is None or pub is None:
+            return "unknown_key", f"key id {key_id!r} is not registered for {sender}", key_id
+        if state != "active":
+            return "key_retired", f"key {key_id} of {sender} is retired", key_id
+        if not verify_logon(pub, signature, fields.get(35, "A"), sender, target, fields.get(34, ""),
+                            fields.get(52, "")):
+            return "bad_signature", f"signature does not verify with key {key_id}", key_id
+        return None
 
     def refuse_unbound(self, begin_string: str, sender_comp_id: str, target_comp_id: str) -> Decision:
         """The decision on a Logon the FIX acceptor found no session for (unknown, disabled, wrong
@@ -360,8 +380,9 @@ class AccessGate:
     # ---- failures, lockouts, replay memory -----------------------------------------------
 
     def _count(self, code: str, addr: str, owner_comp_id: str | None, now_ns: int) -> None:
-        """Count a refusal: against the address, and against ``owner_comp_id`` (None when the logon
-        did not come from an address its session allows) only for :data:`COUNTS_AGAINST_COMP_ID`."""
+        """Count a refusal: against the address, and against ``owner_comp_id`` (None unless the logon
+        came from an address its session allows under a key id of that session) only for
+        :data:`COUNTS_AGAINST_COMP_ID`."""
         if code in NOT_COUNTED:
             return
         self._fail(self._by_addr, addr, now_ns)
