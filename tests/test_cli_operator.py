@@ -137,3 +137,16 @@ def test_instrument_list_shows_the_status_the_core_has(tmp_path):
         assert status_in_list(v, "ETH-USDT") == "open"
     finally:
         assert v.stop() == 0
+
+
+def test_a_refused_withdrawal_names_amounts_in_the_asset_not_in_ledger_units(venue):
+    """Before: "withdraw 99999999999000000 USDT: available 9171083000000" (integer ledger units)."""
+    out = refused(cli(venue, "account", "withdraw", "DEMO1-ACC", "USDT", "99999999999"))
+    import re
+
+    m = re.search(r"withdraw (\S+) USDT: available (\S+) USDT", out)
+    assert m is not None, out
+    from decimal import Decimal
+
+    assert Decimal(m[1]) == Decimal("99999999999")
+    assert Decimal(m[2]) < Decimal("99999999999") and len(m[2].split(".")[0]) < 13, out

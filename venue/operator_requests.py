@@ -4,6 +4,7 @@ and reason) are written in the batch's transaction (``Pipeline.reply``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -16,6 +17,18 @@ from venue.marketdata import plain
 from venue.pipeline import Pipeline, Reply
 
 REFUSALS = ("LedgerRejected", "OrderRejected", "CommandRefused")  # events that mean "not done"
+_LEDGER_UNITS = re.compile(r"(withdraw|deposit|hold) (\d+) ([A-Z0-9]+): available (-?\d+)")
+
+
+def in_asset_terms(text: str) -> str:
+    """A ledger refusal in the asset's terms for the operator (the core counts in integer units:
+    "withdraw 99999999999000000 USDT: available 9171083000000" -> "... 99999999999 USDT: available
+    9171083 USDT")."""
+    m = _LEDGER_UNITS.fullmatch(text)
+    if m is None or m[3] not in Assets():
+        return text
+    a = Assets()[m[3]]
+    return f"{m[1]} {plain(a.to_decimal(int(m[2])))} {a.code}: available {plain(a.to_decimal(int(m[4])))} {a.code}"
 
 
 class OperatorRequests:
@@ -80,7 +93,7 @@ class OperatorRequests:
             refused = [getattr(e, "text", "") for e in events if type(e).__name__ in REFUSALS]
             cancelled = sum(1 for n in names if n == "OrderCancelled")
             if refused:
-                self.answer(req, False, {"error": refused[0], "events": names})
+                self.answer(req, False, {"error": in_asset_terms(refused[0]), "events": names})
             else:
                 self.answer(req, True, {"events": names, "cancelled": cancelled})
 
