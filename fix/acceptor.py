@@ -119,7 +119,7 @@ class _Connection(asyncio.Protocol):
     def close(self, reason: str, abort: bool = False) -> None:
         """Close after the pending bytes are written (``abort``: drop them, close now)."""
         if not self.closed:
-            log.info("Closing connection from %s: %s", self.peer, reason)
+            log.info("Closing connection from %s: %r", self.peer, reason)  # %r: reason may hold CompIDs
             self.closed = True
             if self.transport is not None:
                 if abort:
@@ -448,7 +448,7 @@ class Acceptor:
                 session = await self._get_session(begin, ours, theirs)
                 failed = ""
             except Exception:
-                log.exception("Session lookup failed for %s", key)
+                log.exception("Session lookup failed for %r", key)
                 session, failed = None, " (session lookup failed)"
             if conn.closed:
                 return
