@@ -224,6 +224,17 @@ def _peer_ip(peer: Any) -> str:
     return str(peer or "")
 
 
+# control characters (C0, DEL, C1) and Unicode line/paragraph separators, escaped
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _loggable(text: str) -> str:
+    """An untrusted value (a CompID, a reason built from one) as one line of the venue log: a Logon
+    with ``49=EVIL\\n<forged log line>`` must not write a line of its own."""
+    return text.translate(_UNPRINTABLE)
+
+
 class Router(Application):
     """The acceptor's one application: access checks here, then each session kind's own app."""
 
@@ -268,7 +279,7 @@ class Router(Application):
         self.v.audit(kind, actor=sender, subject=sender, source=ip, details=details)
         if decision.ok:
             return None
-        log.warning("logon of %s from %s refused: %s", sender, ip, decision.reason)
+        log.warning("logon of %s from %s refused: %s", _loggable(sender), _loggable(ip), _loggable(decision.reason))
         return decision.reason
 
     # what the FIX engine says when it refuses a Logon itself (fix/acceptor.py, fix/session.py) -> audit code
@@ -295,7 +306,8 @@ class Router(Application):
             decision = self.v.gate.refuse_unbound(begin, sender, target)
             details = {**decision.audit_details(), "engine": reason}
         details.update(begin_string=begin, target=target)
-        log.warning("logon of %s from %s refused: %s", sender or "?", ip, details["reason"])
+        log.warning("logon of %s from %s refused: %s", _loggable(sender or "?"), _loggable(ip),
+                    _loggable(details["reason"]))
         self.v.audit("logon.refused", actor=sender, subject=sender, source=ip, details=details)
 
     def on_logon(self, session: Session) -> None:
