@@ -90,6 +90,16 @@ class SessionConfig:
     persist_messages: bool = True
     """QuickFIX PersistMessages: False keeps outbound application messages out of the store (a
     ResendRequest is then answered with a gap fill), e.g. for market-data sessions."""
+    max_admin_per_second: int = 50
+    """Garbled frames and admin messages (Heartbeat, TestRequest, ResendRequest, Reject,
+    SequenceReset) a logged-on client may send per second; one more and the session logs out
+    naming this limit (they bypass the application's order throttle). 0: no limit."""
+    garbled_log_limit: int = 10
+    """Garbled frames logged per session per minute (each cut to 200 bytes); beyond it they
+    are only counted, and the count is logged when the minute is over."""
+    max_echo_length: int = 256
+    """Longest TestReqID (112) the session echoes in a Heartbeat; a longer one gets a Reject
+    (373=5): a free-text field is never echoed (nor logged twice) at any length."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for the application (account, permissions...)."""
 
@@ -197,6 +207,10 @@ class Session:
         self._after_resend: tuple[Message, int] | None = None
         self._frames: deque[bytes] = deque()
         self._reader = FrameReader()
+        self._junk_since = 0.0  # the budget of garbled frames and admin messages: this second's count
+        self._junk_count = 0
+        self._garbled_since = -60.0  # the garbled-frame log: this minute's count
+        self._garbled_count = 0
         # outputs
         self._out: list[bytes] = []
         self._to_store: list[tuple[int, bytes]] = []
@@ -262,6 +276,7 @@ class Session:
         self._queue.clear()
         self._frames.clear()
         self._reader = FrameReader()
+        self._junk_count = 0
         self._after_resend = None
         self._out = []  # anything still unsent belonged to the previous, dead connection
         self._close = None
@@ -278,13 +293,15 @@ class Session:
             garbled = self._reader.garbled
             self._reader.garbled = []
             for g in garbled:
-                self._event(f"Garbled message dropped ({g.reason}): {g.raw[:200]!r}")
+                self._garbled(g.reason, g.raw)
                 # QuickFIX drops the connection for a garbled Logon, or for any garbled message
                 # before the Logon (one that came after a Logon frame of this read is just ignored)
                 before_logon = not self.received_logon and not (frames and g.after > 0)
                 if before_logon or b"\x0135=A\x01" in g.raw:
                     self._logon_pending = not self.received_logon
                     self.disconnect("Logon message is not valid")
+                    return
+                if not self._within_budget():
                     return
         if frames:
             self._frames.extend(frames)
@@ -463,6 +480,44 @@ class Session:
     def _event(self, text: str) -> None:
         self.log.on_event(text, self.now)
 
+    def _garbled(self, reason: str, raw: bytes) -> None:
+        """Log a dropped garbled frame: the first ``garbled_log_limit`` of a minute (cut short),
+        then only a count, logged when the minute is over (a flood must not flood the log)."""
+        now = self.now
+        if now - self._garbled_since >= 60.0:
+            if self._garbled_count > self.config.garbled_log_limit:
+                self._event(f"{self._garbled_count - self.config.garbled_log_limit} more garbled messages "
+                            "dropped in the last minute (not logged one by one)")
+            self._garbled_since, self._garbled_count = now, 0
+        self._garbled_count += 1
+        if self._garbled_count <= self.config.garbled_log_limit:
+            self._event(f"Garbled message dropped ({reason}): {raw[:200]!r}"
+                        + (f" ({len(raw)} bytes)" if len(raw) > 200 else ""))
+
+    def _within_budget(self) -> bool:
+        """Count one garbled frame or admin message from a logged-on client; past
+        ``max_admin_per_second`` in one second: Logout naming the limit, disconnect, False."""
+        limit = self.config.max_admin_per_second
+        if not limit or not self.received_logon:
+            return True
+        if self.now - self._junk_since >= 1.0:
+            self._junk_since, self._junk_count = self.now, 0
+        self._junk_count += 1
+        if self._junk_count <= limit:
+            return True
+        text = f"Garbled or admin message rate limit exceeded ({limit} per second)"
+        self._generate_logout(text)
+        self.disconnect(text)
+        return False
+
+    def _seqnum_exhausted(self) -> None:
+        """The next MsgSeqNum expected from the client is past SEQNUM_MAX: nothing it sends can be
+        accepted any more, so log out now (naming the bound) instead of rejecting it forever."""
+        text = (f"MsgSeqNum reached its bound {SEQNUM_MAX}: log on again with ResetSeqNumFlag=Y "
+                "(141=Y) to continue")
+        self._generate_logout(text)
+        self.disconnect(text)
+
     def _process(self) -> None:
         frames = self._frames
         on_incoming = self.log.on_incoming
@@ -474,7 +529,9 @@ class Session:
             try:
                 msg = parse_frame(raw)
             except ValueError as exc:
-                self._event(f"Garbled message dropped ({exc})")
+                self._garbled(str(exc), raw)
+                if not self._within_budget():
+                    return
                 continue
             if not self.received_logon:
                 if msg._idx().get(35) != b"A":
@@ -507,6 +564,8 @@ class Session:
                     if self._verify(msg, refused=refusal):
                         self.next_target += 1
                     return
+            elif msg_type in ADMIN_TYPES and msg_type != b"5" and not self._within_budget():
+                return  # an admin-message flood (they bypass the application's throttle): logged out
             validate = self._validate
             if validate is not None:
                 rej = validate(msg)
@@ -519,17 +578,26 @@ class Session:
                 try:
                     if self._verify(msg):
                         self.next_target += 1
-                except UnsupportedMessageType:
-                    self._business_reject(msg, 3)
-                except BusinessReject as exc:
-                    self._business_reject(msg, exc.reason, exc.ref_tag, exc.text)
+                except (UnsupportedMessageType, BusinessReject) as exc:
+                    if msg_type == b"j":  # never answer a reject with a reject (a loop)
+                        self._event(f"BusinessMessageReject {msg.get_str(34)} received, not answered")
+                        self.next_target += 1
+                    elif isinstance(exc, BusinessReject):
+                        self._business_reject(msg, exc.reason, exc.ref_tag, exc.text)
+                    else:
+                        self._business_reject(msg, 3)
             elif msg_type == b"0":
                 if self._verify(msg):
                     self.next_target += 1
             elif msg_type == b"1":
                 if self._verify(msg):
-                    self._send(b"0", [(112, get(112) or b"")])
-                    self.next_target += 1
+                    test_req_id = get(112) or b""
+                    if len(test_req_id) > self.config.max_echo_length:
+                        self._reject(msg, 5, 112, f"TestReqID (112) longer than {self.config.max_echo_length}"
+                                                  f" characters ({len(test_req_id)})")
+                    else:
+                        self._send(b"0", [(112, test_req_id)])
+                        self.next_target += 1
             elif msg_type == b"A":
                 self._next_logon(msg)
             elif msg_type == b"4":
@@ -543,6 +611,8 @@ class Session:
         finally:
             if self._queue and not queued and self.connected:
                 self._next_queued()
+            if self.next_target > SEQNUM_MAX and self.connected:
+                self._seqnum_exhausted()
 
     def _next_logon(self, msg: Message) -> None:
         cfg = self.config
@@ -775,7 +845,7 @@ class Session:
         body.append((58, text.encode("latin-1", "replace")))
         if ref_tag is not None and (ref_tag != 0 or reason == 0):
             body.append((371, b"%d" % ref_tag))
-        if msg_type:
+        if msg_type and len(msg_type) <= 8:  # an invalid MsgType is not echoed at any length
             body.append((372, msg_type))
         body.append((373, b"%d" % reason))
         self._send(b"3", body, extra or None)

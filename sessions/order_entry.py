@@ -154,6 +154,9 @@ class OrderEntryApp(Application):
         sid = self.session_id(session)
         mt = msg.msg_type
         handler = self._handlers.get(mt)
+        if handler is None and mt == "j":  # a reject is never answered with a reject (a loop)
+            log.info("%s sent BusinessMessageReject %s: %s", sid, msg.get_str(34), msg.get_str(58))
+            return
         if handler is None:
             self._business_reject(session, msg, 3, f"Unsupported Message Type {mt}", EdgeError.UNSUPPORTED_MESSAGE)
             return
@@ -235,8 +238,8 @@ class OrderEntryApp(Application):
         except EdgeReject as rej:
             raise Refused(2 if rej.code == RejectCode.UNKNOWN_INSTRUMENT else 0, rej.text, rej.code) from None
         order = None
-        if (oid := codec.order_id(msg.get_str(37))) is not None:
-            order = self.core.order(oid)
+        if (order_id := msg.get_str(37)) is not None:  # 37 wins over 11: one that is no OrderID is unknown
+            order = self.core.order(oid) if (oid := codec.order_id(order_id)) is not None else None
         elif (cl := msg.get_str(11)) is not None:
             order = self.core.order_by_cl_ord_id(account, cl)
         extra = [(790, v)] if (v := msg.get_str(790)) else []
