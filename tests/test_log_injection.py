@@ -52,3 +52,18 @@ def test_a_logon_with_a_newline_in_a_comp_id_forges_no_log_line(venue, sender, t
     assert "EVIL" in log or "VENUE\\n" in log  # the refusal is logged ...
     assert not [line for line in log.splitlines() if line.startswith(FORGED)]  # ... on its own line
     assert "\r" not in log
+
+
+@pytest.mark.timeout(60)
+def test_a_logged_on_clients_logout_text_forges_no_log_line(venue):
+    """Past the logon path too: every venue.log record is one line, whatever a peer put in it."""
+    c = venue.client("DEMO1")
+    c.send("5", [(58, f"bye\n{FORGED}")])
+    c.expect("5")
+    c.close()
+    deadline = time.monotonic() + 5
+    while "bye\\x0a" not in (venue.data_dir / "venue.log").read_text("utf-8", "replace"):
+        assert time.monotonic() < deadline, "the Logout text was not logged"
+        time.sleep(0.05)
+    log = (venue.data_dir / "venue.log").read_text("utf-8", "replace")
+    assert not [line for line in log.splitlines() if line.startswith(FORGED)]

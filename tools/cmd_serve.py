@@ -22,11 +22,25 @@ def _load(config_file: str | None, **flags) -> dict:
         raise click.ClickException(str(exc)) from None
 
 
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_UNSAFE.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line: control characters and line separators in the message (a client's
+    Logout Text, a CompID, anything a peer chose) are escaped, so nobody can forge a line of the
+    venue's log. Tracebacks keep their own lines: they come from the venue, never from a peer."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = record.message.translate(_UNSAFE)
+        return super().formatMessage(record)
+
+
 def setup_logging(cfg: dict) -> None:
     data_dir = Path(cfg["venue"]["data_dir"])
     data_dir.mkdir(parents=True, exist_ok=True)
     level = getattr(logging, str(cfg["logging"]["level"]).upper(), logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(level)
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(data_dir / "venue.log")):
