@@ -46,6 +46,11 @@ async def _registry(url: str, tmp: Path) -> None:
         await engine.dispose()
 
 
+def submitted_by(operator: str, tmp: Path) -> tuple[str, ...]:
+    """The options that make ``operator`` (signing with their registered key) the submitter."""
+    return ("--operator", operator, "--operator-key", str(tmp / f"{operator}.pem"))
+
+
 class Cli:
     def __init__(self, url: str, tmp: Path) -> None:
         self.runner = CliRunner()
@@ -96,11 +101,12 @@ def test_cli_withdrawal_and_cold_to_hot_top_up_end_to_end(backend, tmp_path):
         req = tmp_path / "req.json"
         cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
             "--out", str(req))
-        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"))
+        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), *submitted_by("op1", tmp_path))
         wid = re.search(r"withdrawal (W\w+): pending_approval", out).group(1)
         # replaying the signed file is refused
-        assert "replayed request" in cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), ok=False)
-        # op1 submitted it (the inbox's actor): four eyes, op1 never approves it; op2 and op3 do
+        assert "replayed request" in cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"),
+                                         *submitted_by("op1", tmp_path), ok=False)
+        # op1 submitted it (signed with op1's key): four eyes, op1 never approves it; op2 and op3 do
         assert "op1 submitted this request and cannot approve it" in cli(
             "withdrawals", "approve", wid, "--operator", "op1", "--key", str(tmp_path / "op1.pem"), ok=False)
         for op in ("op2", "op3"):
@@ -150,7 +156,9 @@ def test_the_operator_who_submitted_a_withdrawal_never_approves_it(tmp_path):
         req = tmp_path / "req.json"
         cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
             "--out", str(req))
-        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), actor="op1")
+        # --actor is free text ("x" here): the submitter is the operator whose key signed the submission
+        out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), *submitted_by("op1", tmp_path),
+                  actor="x")
         wid = re.search(r"withdrawal (W\w+): pending_approval", out).group(1)
         refused = cli("withdrawals", "approve", wid, "--operator", "op1", "--key", str(tmp_path / "op1.pem"), ok=False)
         assert "op1 submitted this request and cannot approve it" in refused
@@ -171,6 +179,70 @@ def test_the_operator_who_submitted_a_withdrawal_never_approves_it(tmp_path):
         (entry,) = asyncio.run(refusals())
         assert (entry.actor, entry.subject) == ("op1", wid)
         assert "submitted this request" in entry.data["reason"]
+
+
+def test_a_submission_must_be_signed_by_a_registered_operator(tmp_path):
+    """Four eyes needs an authenticated submitter: the CLI refuses to submit without an operator and
+    their key; the venue refuses a forged or unknown operator's submission and a letter with none
+    (whatever its free-text actor says), all before the request exists (its nonce stays unused)."""
+    from venue.custody import inbox
+    from venue.custody.requests import SignedRequest
+
+    with database("sqlite", tmp_path) as url:
+        asyncio.run(_registry(url, tmp_path))
+        cli = Cli(url, tmp_path)
+        cli("custody", "init", "--assets", "BTC")
+        policy = json.loads(starter_policy({"BTC": 8}).to_json())
+        policy["whitelist_timelock_ns"] = 0
+        policy["assets"]["BTC"]["hot_tx_cap"] = 10 * 10**8
+        (tmp_path / "policy.json").write_text(json.dumps(policy))
+        cli("custody", "policy", "--set", str(tmp_path / "policy.json"))
+        cli("deposit", "--account", "A2", "--asset", "BTC", "--amount", "20")
+        a2 = str(tmp_path / "a2.key")
+        cli("withdraw", "keygen", "--account", "A2", "--out", a2)
+        cli("address", "add", "dest-1", "--account", "A2", "--asset", "BTC", "--key", a2)
+        req = tmp_path / "req.json"
+        cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "9", "--destination", "dest-1",
+            "--out", str(req))
+        assert "--operator NAME and --operator-key" in cli("withdraw", "sign", str(req), "--key", a2, ok=False)
+        cli("withdraw", "sign", str(req), "--key", a2, "--no-submit")
+        forged = cli("withdraw", "submit", str(req), "--operator", "op1", "--operator-key", str(tmp_path / "op2.pem"),
+                     ok=False)
+        assert "bad submission signature" in forged
+        assert "mallory is not a registered operator" in cli(
+            "withdraw", "submit", str(req), "--operator", "mallory", "--operator-key", str(tmp_path / "op1.pem"),
+            ok=False)
+
+        async def post_bare_letter() -> int:  # as a tool that only names an actor would post it
+            engine = _engine(url)
+            try:
+                signed = SignedRequest.from_json(req.read_text())
+                return await inbox.submit(engine, "request", inbox.encode_request(signed), "op1")
+            finally:
+                await engine.dispose()
+
+        async def answer(item: int) -> str:
+            engine = _engine(url)
+            try:
+                await inbox.wait(engine, item, timeout=5)
+                return "accepted"
+            except inbox.InboxError as exc:
+                return str(exc)
+            finally:
+                await engine.dispose()
+
+        item = asyncio.run(post_bare_letter())
+        cli("custody", "process")  # the venue is stopped: the pump carries the inbox out
+        assert "submitted by a registered operator" in asyncio.run(answer(item))
+        assert "unknown request" in cli("withdrawals", "show", SignedRequest.from_json(req.read_text())
+                                        .request.request_id, ok=False)
+
+        out = cli("withdraw", "submit", str(req), *submitted_by("op2", tmp_path), actor="op3")
+        assert "pending_approval" in out and "submitted by op2" in out
+        wid = re.search(r"withdrawal (W\w+)", out).group(1)
+        assert re.search(r"submitted by\s*│\s*op2", cli("withdrawals", "show", wid))
+        assert "op2 submitted this request and cannot approve it" in cli(
+            "withdrawals", "approve", wid, "--operator", "op2", "--key", str(tmp_path / "op2.pem"), ok=False)
 
 
 def test_cli_refuses_bad_input_with_clear_errors(tmp_path):
@@ -230,7 +302,8 @@ def test_cli_hands_instructions_to_a_running_venue_through_the_inbox(tmp_path):
             req = tmp_path / "req.json"
             cli("withdraw", "request", "--account", "A2", "--asset", "BTC", "--amount", "0.5",
                 "--destination", "dest-1", "--out", str(req))
-            out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), ok=False)
+            out = cli("withdraw", "sign", str(req), "--key", str(tmp_path / "a2.key"), *submitted_by("op1", tmp_path),
+                      ok=False)
             assert "whitelisted too recently" in out  # refused by the venue, reason carried back
             assert "the venue is running" in cli("custody", "process", ok=False)
         finally:

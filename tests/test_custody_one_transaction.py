@@ -219,6 +219,9 @@ def test_kill_9_under_withdrawals_through_the_cli_leaves_every_hold_with_its_req
     op_key = tmp_path / "op.pem"
     venue_cli("keygen", "--out", str(op_key))
     venue_cli("operator", "add", "checker", "--role", "operator", "--public-key", str(op_key), data_dir=data)
+    desk_key = tmp_path / "desk.pem"  # the submitting operator (four eyes: not the one who approves)
+    venue_cli("keygen", "--out", str(desk_key))
+    venue_cli("operator", "add", "desk", "--role", "operator", "--public-key", str(desk_key), data_dir=data)
 
     stop = threading.Event()
     done = [0]
@@ -233,7 +236,8 @@ def test_kill_9_under_withdrawals_through_the_cli_leaves_every_hold_with_its_req
             req = tmp_path / f"req-{i}.json"
             venue_cli("withdraw", "request", "--account", "DEMO1-ACC", "--asset", "BTC", "--amount", amount,
                       "--destination", "dest-1", "--out", str(req))
-            out = cli_may_fail("withdraw", "sign", str(req), "--key", str(key), data_dir=data)
+            out = cli_may_fail("withdraw", "sign", str(req), "--key", str(key), "--operator", "desk",
+                               "--operator-key", str(desk_key), data_dir=data)
             m = re.search(r"withdrawal (W\w+): pending_approval", out)
             if m:
                 decision = "approve" if i % 4 == 2 else "reject"

@@ -52,18 +52,22 @@ def test_deposit_and_withdrawal_move_the_trading_balance_of_a_running_venue(tmp_
         venue_cli("withdraw", "keygen", "--account", "DEMO1-ACC", "--out", str(key), data_dir=data)
         venue_cli("address", "add", "dest-1", "--account", "DEMO1-ACC", "--asset", "BTC", "--key", str(key),
                   data_dir=data)
+        op_key = tmp_path / "desk.pem"  # the operator who submits it (an authenticated submitter)
+        venue_cli("keygen", "--out", str(op_key))
+        venue_cli("operator", "add", "desk", "--role", "operator", "--public-key", str(op_key), data_dir=data)
+        submitter = ("--operator", "desk", "--operator-key", str(op_key))
         req = tmp_path / "req.json"
         venue_cli("withdraw", "request", "--account", "DEMO1-ACC", "--asset", "BTC", "--amount", "0.5",
                   "--destination", "dest-1", "--out", str(req))
-        out = venue_cli("withdraw", "sign", str(req), "--key", str(key), data_dir=data)
+        out = venue_cli("withdraw", "sign", str(req), "--key", str(key), *submitter, data_dir=data)
         wid = re.search(r"withdrawal (W\w+)", out).group(1)
         deadline = time.monotonic() + 30
         while "confirmed" not in (status := venue_cli("withdraw", "status", wid, data_dir=data)):
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
         assert btc_balance(data) == ("101.5", "0", "101.5"), "the hold was consumed exactly once"
-        assert "replayed request" in venue_cli("withdraw", "sign", str(req), "--key", str(key), data_dir=data,
-                                               ok=False)
+        assert "replayed request" in venue_cli("withdraw", "sign", str(req), "--key", str(key), *submitter,
+                                               data_dir=data, ok=False)
         assert btc_balance(data) == ("101.5", "0", "101.5")
     finally:
         v.stop()

@@ -214,7 +214,8 @@ def test_cli_writes_against_a_live_sqlite_venue_never_fail_its_writes(tmp_path):
                 if run("withdraw", "request", "--account", "DEMO2-ACC", "--asset", "USDT", "--amount", amount,
                        "--destination", "dest-1", "--out", str(req), data=False).returncode:
                     continue
-                r = run("withdraw", "sign", str(req), "--key", str(tmp_path / "w.key"))
+                r = run("withdraw", "sign", str(req), "--key", str(tmp_path / "w.key"),
+                        "--operator", "checker", "--operator-key", str(op_key))  # it only rejects: allowed
                 m = re.search(r"withdrawal (W\w+): pending_approval", r.stdout)
                 if m:
                     run("withdrawals", "reject", m.group(1), "--operator", "checker", "--key", str(op_key))

@@ -63,10 +63,14 @@ def test_operator_request_custody_hold_and_gtd_expiry_are_processed_with_no_fix_
         venue_cli("withdraw", "keygen", "--account", "DEMO1-ACC", "--out", str(key), data_dir=data)
         venue_cli("address", "add", "dest-1", "--account", "DEMO1-ACC", "--asset", "BTC", "--key", str(key),
                   data_dir=data)
+        op_key = tmp_path / "desk.pem"  # the operator who submits it (an authenticated submitter)
+        venue_cli("keygen", "--out", str(op_key))
+        venue_cli("operator", "add", "desk", "--role", "operator", "--public-key", str(op_key), data_dir=data)
         req = tmp_path / "req.json"
         venue_cli("withdraw", "request", "--account", "DEMO1-ACC", "--asset", "BTC", "--amount", "0.5",
                   "--destination", "dest-1", "--out", str(req))
         wid = re.search(r"withdrawal (W\w+)", venue_cli("withdraw", "sign", str(req), "--key", str(key),
+                                                         "--operator", "desk", "--operator-key", str(op_key),
                                                          data_dir=data)).group(1)
         assert re.search(r"funds\s+│ held", venue_cli("withdraw", "status", wid, data_dir=data))
         assert btc_balance(data) == ("102", "0.5", "101.5"), "the withdrawal's hold is in the core's ledger"

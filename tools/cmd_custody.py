@@ -52,6 +52,7 @@ from venue.custody.requests import (
     sign_approval,
     sign_request,
 )
+from venue.custody.submission import sign_submission
 from venue.custody.wallets import WalletError, WalletSigner, load_wallets, setup_wallets
 from venue.custody.workflow import Custody, Refused, RequestView
 
@@ -278,16 +279,47 @@ def withdraw_request(account: str, asset: str, amount: Decimal, destination: str
         raise click.BadParameter(str(exc)) from None
     Path(out).write_text(SignedRequest(req, "", "").to_json())
     click.echo(f"request written to {out}: {req.amount} {asset} to {destination}; sign it with "
-               f"`venue withdraw sign {out} --key KEYFILE`")
+               f"`venue withdraw sign {out} --key KEYFILE --no-submit`; an operator submits it with "
+               f"`venue withdraw submit {out} --operator NAME --operator-key KEY`")
+
+
+def _submitter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--operator-key", "operator_key", type=click.Path(exists=True, dir_okay=False),
+                     help="The submitting operator's key (their approval key: PEM or sealed key file).")(f)
+    return click.option("--operator", default=None,
+                        help="The registered operator submitting the request (four eyes: they never approve it).")(f)
+
+
+def _submit(ctx: Ctx, signed: SignedRequest, operator: str | None, operator_key: str | None) -> None:
+    """Hand a customer-signed request to the venue, the submission signed by a registered operator:
+    the venue stores that operator (verified against their registered key) as the submitter, never
+    the free-text ``--actor``."""
+    if not operator or not operator_key:
+        raise click.UsageError("submitting needs --operator NAME and --operator-key FILE: the submitter is an "
+                               "authenticated operator (four eyes: the submitter never approves the request)")
+    key = _load_signing_key(operator_key, keys.KeyPurpose.APPROVAL)
+    try:
+        sub = sign_submission(key, signed, operator, int(time.time()) + 300)
+    except RequestFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+    out = _instruct(ctx, "request", {**inbox.encode_request(signed), "submitter": sub.to_dict()})
+    click.echo(f"withdrawal {out['id']}: {out['state']}" + (f" ({out['reason']})" if out["reason"] else "")
+               + f"; submitted by {operator}")
 
 
 @withdraw.command("sign")
 @click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--submit/--no-submit", default=True, show_default=True, help="Submit to the venue once signed.")
+@click.option("--submit/--no-submit", default=True, show_default=True,
+              help="Submit to the venue once signed (needs --operator and --operator-key).")
+@_submitter_options
 @common
-def withdraw_sign(ctx: Ctx, request_file: str, key_file: str, submit: bool) -> None:
-    """Sign a request file with the withdrawal key, and submit it."""
+def withdraw_sign(ctx: Ctx, request_file: str, key_file: str, submit: bool, operator: str | None,
+                  operator_key: str | None) -> None:
+    """Sign a request file with the withdrawal key, and submit it (as a registered operator)."""
+    if submit and not (operator and operator_key):
+        raise click.UsageError("submitting needs --operator NAME and --operator-key FILE (or sign with "
+                               "--no-submit and hand the file to an operator: `venue withdraw submit`)")
     try:
         doc = SignedRequest.from_json(Path(request_file).read_text())
     except RequestFormatError as exc:
@@ -298,9 +330,20 @@ def withdraw_sign(ctx: Ctx, request_file: str, key_file: str, submit: bool) -> N
     if not submit:
         click.echo(f"signed {request_file} (key {signed.key_id}); not submitted")
         return
+    _submit(ctx, signed, operator, operator_key)
 
-    out = _instruct(ctx, "request", inbox.encode_request(signed))
-    click.echo(f"withdrawal {out['id']}: {out['state']}" + (f" ({out['reason']})" if out["reason"] else ""))
+
+@withdraw.command("submit")
+@click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
+@_submitter_options
+@common
+def withdraw_submit(ctx: Ctx, request_file: str, operator: str | None, operator_key: str | None) -> None:
+    """Submit a customer-signed request file, as the registered operator OPERATOR (signed with their key)."""
+    try:
+        signed = SignedRequest.from_json(Path(request_file).read_text())
+    except RequestFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+    _submit(ctx, signed, operator, operator_key)
 
 
 @withdraw.command("status")

@@ -560,7 +560,16 @@ class Custody:
         from venue.custody import inbox
 
         if kind == "request":
-            v = await self.request_withdrawal(inbox.decode_request(p), now, submitted_by=actor)
+            from venue.custody import submission
+
+            signed = inbox.decode_request(p)
+            try:  # the submitter is the operator whose key signed the submission, never the tool's actor
+                by = await submission.submitter(self.directory, p.get("submitter"), signed, now)
+            except submission.SubmissionError as exc:
+                await audit.append(self.engine, "custody.request_refused", actor=actor, subject=signed.request.account,
+                                   time_ns=now, details={"reason": str(exc), "nonce": signed.request.nonce})
+                raise Refused(str(exc)) from None
+            v = await self.request_withdrawal(signed, now, submitted_by=by)
         elif kind == "decision":
             v = await self.decide(inbox.decode_decision(p), now)
         elif kind == "address":
