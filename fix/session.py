@@ -98,8 +98,9 @@ class SessionConfig:
     """Garbled frames logged per session per minute (each cut to 200 bytes); beyond it they
     are only counted, and the count is logged when the minute is over."""
     max_echo_length: int = 256
-    """Longest TestReqID (112) the session echoes in a Heartbeat; a longer one gets a Reject
-    (373=5): a free-text field is never echoed (nor logged twice) at any length."""
+    """Longest TestReqID (112) the session echoes in a Heartbeat, and longest value an
+    application message may carry (IDs and text are echoed in replies and journalled); a longer
+    one gets a Reject (373=5) naming the tag: nothing is echoed (nor logged twice) at any length."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for the application (account, permissions...)."""
 
@@ -510,6 +511,18 @@ class Session:
         self.disconnect(text)
         return False
 
+    def _long_value(self, msg: Message) -> bool:
+        """Reject (373=5) an application message with a value longer than ``max_echo_length``:
+        IDs and text are echoed in replies and kept in the journal, so none is taken at any
+        length (only frames long enough to hold such a value are looked at)."""
+        limit = self.config.max_echo_length
+        for tag, value in msg.fields:
+            if len(value) > limit:
+                self._reject(msg, 5, tag, f"{REJECT_TEXT[5]}: tag {tag} has {len(value)} characters, "
+                                          f"at most {limit} are accepted")
+                return True
+        return False
+
     def _seqnum_exhausted(self) -> None:
         """The next MsgSeqNum expected from the client is past SEQNUM_MAX: nothing it sends can be
         accepted any more, so log out now (naming the bound) instead of rejecting it forever."""
@@ -575,6 +588,8 @@ class Session:
                         self.disconnect(f"Invalid logon: {rej.text}")
                     return
             if msg_type not in ADMIN_TYPES:
+                if len(msg.raw or b"") > self.config.max_echo_length + 50 and self._long_value(msg):
+                    return  # refused: no application value is taken (and echoed) at any length
                 try:
                     if self._verify(msg):
                         self.next_target += 1

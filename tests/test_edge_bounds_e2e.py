@@ -83,8 +83,12 @@ def test_oversized_numbers_are_refused_at_the_edge_and_the_venue_keeps_trading(v
     demo1.send("D", nos("BIG-PX", price="9" * 32))
     f = expect(demo1, "8", t150="8", t39="8", t11="BIG-PX", t7001="101")
     assert "Price (44)" in f[58] and "4611686018427387904 ticks" in f[58]
-    demo1.send("F", [(11, "BIG-ID"), (37, HUGE), (41, "BIG-QTY"), (55, "BTC-USDT"), (54, "1"), (60, now_fix())])
-    expect(demo1, "9", t11="BIG-ID", t7001="13")
+    demo1.send("F", [(11, "BIG-ID"), (37, "9" * 19), (41, "BIG-QTY"), (55, "BTC-USDT"), (54, "1"), (60, now_fix())])
+    expect(demo1, "9", t11="BIG-ID", t7001="13")  # an OrderID of more than 18 digits is an unknown order
+    # a value past 256 characters in any application message is refused, never echoed
+    demo1.send("F", [(11, "HUGE-ID"), (37, HUGE), (41, "BIG-QTY"), (55, "BTC-USDT"), (54, "1"), (60, now_fix())])
+    f = expect(demo1, "3", t373="5", t371="37", t372="F")
+    assert "5000 characters" in f[58] and "at most 256" in f[58]
 
     # session-level fields: a huge NewSeqNo and EndSeqNo are refused, a huge BeginSeqNo resends nothing
     demo1.send("4", [(123, "Y"), (36, "9" * 19)], seq=demo1.seq)  # a refused SequenceReset keeps its seqnum

@@ -4,7 +4,8 @@ venue without sending a single order.
 - Garbled frames and admin messages bypass the order throttle, so they have their own budget per
   session (50 a second): past it the session is logged out with a Text naming the limit, the
   garbled frames are logged a bounded number of times, and another session keeps trading.
-- A TestReqID (112) is echoed up to 256 characters; a longer one gets a Reject, not an echo.
+- A TestReqID (112) is echoed up to 256 characters; a longer one gets a Reject, not an echo, and
+  so does any longer value in an application message (ClOrdID, Account, OrdStatusReqID, MDReqID).
 - A SequenceReset to the largest MsgSeqNum does not leave the session stuck rejecting everything:
   once the next expected number would pass the bound, the venue logs it out naming the bound.
 - OrderStatusRequest: an OrderID (37) that is present but no OrderID is an unknown order (never a
@@ -142,6 +143,32 @@ def test_a_long_test_req_id_is_rejected_not_echoed(venue):
     c.send("1", [(112, "NEXT")])  # the session goes on, in sequence
     assert c.expect("0").get_str(112) == "NEXT"
     c.close()
+
+
+@pytest.mark.parametrize(("sender", "msg_type", "tag"), [
+    ("DEMO1", "D", 11), ("DEMO1", "D", 1), ("DEMO1", "H", 790), ("DEMOMD", "V", 262),
+])
+def test_a_long_value_in_an_application_message_is_rejected_not_echoed(venue, sender, msg_type, tag):
+    c = client(venue, sender)
+    body = {
+        "D": nos("LONG-OK"),
+        "H": [(11, "LONG-OK"), (55, "BTC-USDT"), (54, "1"), (790, "R1")],
+        "V": [(262, "M1"), (263, "0"), (264, "1"), (267, "1"), (269, "0"), (146, "1"), (55, "BTC-USDT")],
+    }[msg_type]
+    long = "L" * 20_000
+    fields = [(t, long if t == tag else v) for t, v in body]
+    if tag not in dict(body):
+        fields.append((tag, long))
+    c.send(msg_type, fields)
+    msg = c.recv(5.0)
+    while msg is not None and msg.msg_type in ("0", "W", "X"):  # market data may already flow
+        msg = c.recv(5.0)
+    assert msg is not None and msg.msg_type == "3", f"expected a Reject, got {msg and msg.msg_type}"
+    assert (msg.get_str(373), msg.get_str(371), msg.get_str(372)) == ("5", str(tag), msg_type)
+    assert "20000 characters" in (msg.get_str(58) or "") and "at most 256" in (msg.get_str(58) or "")
+    assert all(len(v) < 300 for _, v in msg.fields)  # nothing echoed at length
+    c.send("1", [(112, "NEXT")])  # the session goes on, in sequence
+    assert c.expect("0").get_str(112) == "NEXT"
 
 
 def test_a_session_at_the_seqnum_bound_is_logged_out_naming_it(venue):
