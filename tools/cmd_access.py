@@ -360,10 +360,12 @@ def account() -> None:
 @click.argument("account_id")
 @click.option("--firm", "firm_id", required=True)
 @click.option("--status", type=click.Choice(registry.KYC_STATUSES), default="pending", show_default=True)
-@click.option("--tier", type=int, default=1, show_default=True)
+@click.option("--tier", type=int, default=1, show_default=True, help=f"0 to {registry.MAX_TIER}.")
 @click.option("--expires", default=None, help="KYC expiry date, YYYY-MM-DD.")
-@click.option("--max-order-qty", default=None)
-@click.option("--max-order-notional", default=None)
+@click.option("--max-order-qty", default=None,
+              help=f"A plain positive decimal (ASCII digits, at most {registry.MAX_LIMIT_DECIMALS} decimals), "
+                   f"at most {registry.MAX_LIMIT}.")
+@click.option("--max-order-notional", default=None, help="As --max-order-qty.")
 @common
 def account_create(
     ctx: Ctx,
@@ -408,7 +410,7 @@ def account_create(
 @account.command("kyc")
 @click.argument("account_id")
 @click.option("--status", type=click.Choice(registry.KYC_STATUSES), required=True)
-@click.option("--tier", type=int, default=None)
+@click.option("--tier", type=int, default=None, help=f"0 to {registry.MAX_TIER}.")
 @click.option("--expires", default=None, help="KYC expiry date, YYYY-MM-DD (not in the past, unless --force).")
 @click.option("--force", is_flag=True, help="Accept an expiry date in the past.")
 @common
@@ -465,10 +467,14 @@ def session() -> None:
 @click.option("--target", "target_comp_id", default="VENUE", show_default=True, help="The venue's CompID.")
 @click.option("--account", "accounts", multiple=True, help="Entitled account (repeatable).")
 @click.option("--allow", "networks", multiple=True, help="Allowed network, CIDR (repeatable).")
-@click.option("--heartbeat-min", type=int, default=5, show_default=True)
-@click.option("--heartbeat-max", type=int, default=120, show_default=True)
-@click.option("--throttle-rate", type=float, default=50.0, show_default=True, help="Messages per second.")
-@click.option("--throttle-burst", type=int, default=100, show_default=True)
+@click.option("--heartbeat-min", type=int, default=5, show_default=True,
+              help=f"Seconds, 1 to {registry.MAX_HEARTBEAT}.")
+@click.option("--heartbeat-max", type=int, default=120, show_default=True,
+              help=f"Seconds, 1 to {registry.MAX_HEARTBEAT}.")
+@click.option("--throttle-rate", type=float, default=50.0, show_default=True,
+              help=f"Messages per second, finite, {registry.MIN_THROTTLE_RATE:g} to {registry.MAX_THROTTLE_RATE:g}.")
+@click.option("--throttle-burst", type=int, default=100, show_default=True,
+              help=f"Messages, 1 to {registry.MAX_THROTTLE_BURST}.")
 @click.option("--cancel-on-disconnect/--no-cancel-on-disconnect", default=True, show_default=True)
 @click.option("--spare-gtc", is_flag=True, help="Cancel-on-disconnect spares GTC orders.")
 @click.option("--unsigned", is_flag=True, help="Logons need no signature (certification sessions only).")
