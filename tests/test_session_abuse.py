@@ -214,3 +214,14 @@ def test_a_business_message_reject_is_never_answered_with_one(venue, sender):
     assert first is not None and first.msg_type == "0", f"{sender}: the j was answered: {first!r}"
     assert first.get_str(112) == "AFTER-J"  # answered in sequence: the j's MsgSeqNum counted
     c.close()
+
+
+def test_the_admin_budget_is_a_venue_setting(tmp_path):
+    """`fix.max_admin_per_second` (here through its VENUE_FIX_ variable) sets the budget."""
+    v = VenueProcess(tmp_path / "data", env={"VENUE_FIX_MAX_ADMIN_PER_SECOND": "5"}).start()
+    try:
+        flooder = client(v, "DEMO1")
+        flooder.send_raw(b"".join(flooder.frame("0") for _ in range(10)))  # well within the default 50
+        assert "(5 per second)" in logged_out(flooder, "Garbled or admin message rate limit exceeded")
+    finally:
+        v.stop()

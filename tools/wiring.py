@@ -133,6 +133,8 @@ class Server:
             max_heart_bt_int=min(int(f["heartbeat_max"]), rec.heartbeat_max),
             timestamp_precision=self.precision, max_latency=float(f["max_latency"]),
             logout_timeout=float(f["logout_timeout"]), extra={"kind": rec.kind},
+            max_admin_per_second=int(f["max_admin_per_second"]), garbled_log_limit=int(f["garbled_log_limit"]),
+            max_echo_length=int(f["max_echo_length"]),
             persist_messages=rec.kind != "market_data",  # market data is never resent: gap fill
         )
 
