@@ -317,7 +317,7 @@ def test_kyc_expiring_while_logged_on_logs_out(venue):
     key, kid = key_of(venue, "EKYCX")
     c.signed_logon(key, kid)
     c.expect("A")
-    cli(venue.data_dir, "account", "kyc", "KYCX-ACC", "--status", "verified", "--expires", "2020-01-01")
+    cli(venue.data_dir, "account", "kyc", "KYCX-ACC", "--status", "verified", "--expires", "2020-01-01", "--force")
     c.expect("5", timeout=5)
     c.send("5")  # answer the venue's Logout, as a client does
     assert c.closed()
