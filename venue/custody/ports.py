@@ -3,7 +3,9 @@
 * ``CustomerLedger``: the customer ledger (what the venue owes): hold / release / consume funds of a
   withdrawal, credit a deposit, read balances. ``CoreLedger`` implements it through the matching
   core's command path (HoldFunds, ReleaseHold, ConsumeHold, Deposit -> RiskLedgerStage.apply ->
-  journaled LedgerEntry events) and reads the core's ``Ledger``.
+  journaled LedgerEntry events) and reads the core's ``Ledger``; ``JournalLedger`` journals in the
+  caller's transaction with the venue stopped, ``venue.custody.turns.TurnLedger`` in the running
+  venue's turn.
 * ``Directory``: KYC of accounts and operators' approval keys; ``RegistryDirectory`` reads
   venue.registry.
 """
@@ -169,19 +171,6 @@ async def venue_running(engine: AsyncEngine) -> bool:
     from venue import lock
 
     return await lock.holder(engine) is not None
-
-
-def venue_submit(submit: Callable[[Any, Callable[[list[Any]], None]], None]) -> Submit:
-    """Adapt a running venue's ``submit(command, done)`` (venue.pipeline.Pipeline.submit) to the
-    ``CoreLedger`` submit: an awaitable of the command's events."""
-    import asyncio
-
-    def run(cmd: Any) -> Awaitable[Sequence[Any]]:
-        fut: asyncio.Future[Sequence[Any]] = asyncio.get_running_loop().create_future()
-        submit(cmd, lambda events: fut.done() or fut.set_result(events))
-        return fut
-
-    return run
 
 
 @dataclass(slots=True, frozen=True)

@@ -20,7 +20,7 @@ from venue import audit
 from venue.custody import store as custody_store
 from venue.custody.chain import SimulatedChain
 from venue.custody.policy import PolicyError
-from venue.custody.ports import RegistryDirectory, venue_submit
+from venue.custody.ports import RegistryDirectory
 from venue.custody.turns import TurnLedger, TurnTransactions
 from venue.custody.wallets import WalletSigner
 from venue.custody.workflow import SETTLING, Custody
@@ -46,7 +46,7 @@ class CustodyScheduler:
         self.block_seconds = block_seconds
         self.chain = SimulatedChain(engine)
         self.turns = TurnTransactions(pipeline)  # the pipeline's first writer (venue.venue.Venue.attach)
-        self.custody = Custody(engine, self.chain, TurnLedger(pipeline, venue_submit(pipeline.submit)),
+        self.custody = Custody(engine, self.chain, TurnLedger(pipeline),
                                RegistryDirectory(engine), WalletSigner(engine, wallet_passphrase),
                                transaction=self.turns.transaction)
         self.mismatches: list[str] = []  # what the start-up check found (nothing, in normal operation)

@@ -157,21 +157,26 @@ class TurnTransactions:
 
 
 class TurnLedger(CoreLedger):
-    """``CustomerLedger`` of the running venue: inside a custody transaction (``conn`` given), the
-    command runs through the core at once and is journaled in the turn's transaction, with custody's
-    rows. Without ``conn`` it is submitted to the pipeline and awaited like any producer's."""
+    """``CustomerLedger`` of the running venue: only inside a custody transaction (``conn`` given),
+    where the command runs through the core at once and is journaled in the turn's transaction, with
+    custody's rows. Outside one it refuses: waiting for the pipeline from custody's code is what
+    deadlocked (and inside a turn it would wait for itself)."""
 
     journals_in_caller_transaction = True
 
-    def __init__(self, pipeline: Any, submit: Any) -> None:
-        super().__init__(submit, pipeline.stage.ledger)
+    def __init__(self, pipeline: Any) -> None:
+        super().__init__(self._outside, pipeline.stage.ledger)
         self.pipeline = pipeline
+
+    @staticmethod
+    def _outside(cmd: Any) -> list[Any]:
+        raise RuntimeError(f"{type(cmd).__name__} outside a custody transaction: custody's ledger commands "
+                           "run inside the venue's turn (Custody._txn)")
 
     async def _run(self, cmd: Any, conn: AsyncConnection | None = None) -> LedgerEntry:
         if conn is None:
-            return await super()._run(cmd)
+            self._outside(cmd)
         events = self.pipeline.process_now(cmd)
-        changed = any(isinstance(e, LedgerEntry) for e in events)
         if isinstance(conn, Recorder):
-            conn.ledger.append((cmd, changed))
+            conn.ledger.append((cmd, any(isinstance(e, LedgerEntry) for e in events)))
         return self._entry(events, cmd)
