@@ -1,4 +1,4 @@
-"""The echo application the certification suite expects (see shared/certification/README.md).
+"""The echo application the certification suite expects (see certification/README.md).
 
 NewOrderSingle (D) and SecurityDefinition (d) come straight back as new messages of ours (new
 header, body fields in ascending tag order, repeating groups kept whole after their NumInGroup
