@@ -517,7 +517,7 @@ class Session:
         length (only frames long enough to hold such a value are looked at)."""
         limit = self.config.max_echo_length
         for tag, value in msg.fields:
-            if len(value) > limit:
+            if len(value) > limit and tag != 34:  # MsgSeqNum: the sequence check's (bounded) business
                 self._reject(msg, 5, tag, f"{REJECT_TEXT[5]}: tag {tag} has {len(value)} characters, "
                                           f"at most {limit} are accepted")
                 return True
