@@ -327,7 +327,7 @@ async def checkpoint(
     db: AsyncEngine | AsyncConnection, key: Ed25519PrivateKey, time_ns: int | None = None
 ) -> Checkpoint | None:
     """Sign the latest entry; None when the log is empty or already checkpointed at its head."""
-    from venue.registry import connect
+    from venue.db import connect
 
     async with connect(db) as conn:
         last = (await conn.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(1))).first()
@@ -397,7 +397,7 @@ async def entries(
     subject: str | None = None,
     since_seq: int = 0,
 ) -> list[AuditEntry]:
-    from venue.registry import connect
+    from venue.db import connect
 
     q = select(audit_log).where(audit_log.c.seq > since_seq)
     if kind is not None:
@@ -410,7 +410,7 @@ async def entries(
 
 
 async def tail(db: AsyncEngine | AsyncConnection, n: int = 20) -> list[AuditEntry]:
-    from venue.registry import connect
+    from venue.db import connect
 
     async with connect(db) as conn:
         rows = (await conn.execute(select(audit_log).order_by(audit_log.c.seq.desc()).limit(n))).all()
@@ -418,7 +418,7 @@ async def tail(db: AsyncEngine | AsyncConnection, n: int = 20) -> list[AuditEntr
 
 
 async def checkpoints(db: AsyncEngine | AsyncConnection) -> list[Checkpoint]:
-    from venue.registry import connect
+    from venue.db import connect
 
     async with connect(db) as conn:
         rows = (await conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.id))).all()
@@ -587,7 +587,7 @@ async def verify(
     """Every problem found in the log and its checkpoints, in seq order; [] when intact.
 
     Without ``public_key`` checkpoint signatures are not checked (only their hashes)."""
-    from venue.registry import connect
+    from venue.db import connect
 
     async with connect(db) as conn:
         rows = [

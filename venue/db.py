@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def sqlite_url(data_dir: Path | str) -> str:
@@ -71,3 +73,13 @@ def write_and_commit(sqlconn, statements: list[tuple[str, Any]]) -> None:
     except BaseException:
         sqlconn.rollback()
         raise
+
+
+@asynccontextmanager
+async def connect(db: AsyncEngine | AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction: a new one for an engine, the caller's for a connection."""
+    if isinstance(db, AsyncEngine):
+        async with db.begin() as conn:
+            yield conn
+    else:
+        yield db

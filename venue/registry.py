@@ -12,8 +12,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -36,6 +35,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from venue.db import connect  # noqa: F401 - registry.connect is used by callers
 
 metadata = MetaData()
 
@@ -307,16 +308,6 @@ def _dec_or_none(text: str | None) -> Decimal | None:
 
 def _now_ns() -> int:
     return time.time_ns()
-
-
-@asynccontextmanager
-async def connect(db: AsyncEngine | AsyncConnection) -> AsyncIterator[AsyncConnection]:
-    """A connection in a transaction: a new one for an engine, the caller's for a connection."""
-    if isinstance(db, AsyncEngine):
-        async with db.begin() as conn:
-            yield conn
-    else:
-        yield db
 
 
 async def create_schema(engine: AsyncEngine) -> None:
