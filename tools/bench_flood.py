@@ -12,6 +12,7 @@ flood order beyond that baseline).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -100,10 +101,8 @@ class _Client:
             self.seq += 1
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def _quiet_orders(client: _Client, until, rate: float, tag: str, latencies: list[float]) -> None:

@@ -26,6 +26,7 @@ commits it again, first, with the next batch (see ``_WriteSet``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -226,10 +227,8 @@ class Pipeline:
         if task is not None:
             async with self._lock:
                 task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
